@@ -1,0 +1,149 @@
+// Package clinics onboards, lists and revokes clinics: the operator's side
+// of CLINICS, the agents' consumers and their credentials.
+package clinics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// claimsUpdate is the system subject that takes a new account JWT.
+const claimsUpdate = "$SYS.REQ.CLAIMS.UPDATE"
+
+// Admin performs operator actions over an APP connection (for streams and
+// buckets) and a SYS connection (for account updates).
+type Admin struct {
+	JS   jetstream.JetStream
+	Sys  *nats.Conn
+	Keys *auth.Keys
+}
+
+func (a *Admin) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := a.JS.KeyValue(ctx, subjects.BucketClinics)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", subjects.BucketClinics, err)
+	}
+	return kv, nil
+}
+
+// Add registers c, makes its agent's consumer and returns the agent's creds.
+// Adding a revoked clinic again re-activates it with new credentials.
+func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = time.Now().UTC()
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	kv, err := a.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(c)
+	if _, err := kv.Create(ctx, subjects.ClinicKey(c.ID), b); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("register %s: %w", c.ID, err)
+		}
+		var old services.Clinic
+		rev, gerr := cjs.GetJSON(ctx, kv, subjects.ClinicKey(c.ID), &old)
+		if gerr != nil || !old.Revoked {
+			return nil, services.Errorf(services.EConflict, "clinic %q already exists", c.ID)
+		}
+		if _, err := kv.Update(ctx, subjects.ClinicKey(c.ID), b, rev); err != nil {
+			return nil, fmt.Errorf("re-register %s: %w", c.ID, err)
+		}
+	}
+	if err := cjs.EnsureAgentConsumer(ctx, a.JS, c.ID); err != nil {
+		return nil, err
+	}
+	return a.Keys.AgentCreds(c.ID)
+}
+
+// List returns every clinic profile, sorted by ID.
+func (a *Admin) List(ctx context.Context) ([]services.Clinic, error) {
+	kv, err := a.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list clinics: %w", err)
+	}
+	var out []services.Clinic
+	for k := range lister.Keys() {
+		if strings.Contains(k, ".") {
+			continue // an agent's own key, not a profile
+		}
+		var c services.Clinic
+		if _, err := cjs.GetJSON(ctx, kv, k, &c); err == nil {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(x, y services.Clinic) int { return strings.Compare(x.ID, y.ID) })
+	return out, nil
+}
+
+// Revoke marks the clinic revoked and revokes every agent credential issued
+// for it; the server disconnects those agents at once and refuses them after.
+func (a *Admin) Revoke(ctx context.Context, id string) (int, error) {
+	if err := subjects.ValidClinicID(id); err != nil {
+		return 0, services.Errorf(services.EInvalid, "%s", err)
+	}
+	kv, err := a.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var c services.Clinic
+	if _, err := cjs.GetJSON(ctx, kv, subjects.ClinicKey(id), &c); errors.Is(err, cjs.ErrNotFound) {
+		return 0, services.Errorf(services.ENotFound, "no clinic %q", id)
+	} else if err != nil {
+		return 0, err
+	}
+	token, n, err := a.Keys.RevokeClinic(id)
+	if err != nil {
+		return 0, err
+	}
+	if err := PushAccount(ctx, a.Sys, token); err != nil {
+		return 0, err
+	}
+	c.Revoked = true
+	if err := cjs.PutJSON(ctx, kv, subjects.ClinicKey(id), c); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// PushAccount hands an account JWT to the server's full resolver, which
+// stores it and applies it (revocations disconnect users at once).
+func PushAccount(ctx context.Context, sys *nats.Conn, token string) error {
+	msg, err := sys.RequestWithContext(ctx, claimsUpdate, []byte(token))
+	if err != nil {
+		return fmt.Errorf("push account jwt: %w", err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("push account jwt: %w", err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("push account jwt: %s (%d)", resp.Error.Description, resp.Error.Code)
+	}
+	return nil
+}

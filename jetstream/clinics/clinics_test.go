@@ -1,0 +1,112 @@
+package clinics_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+func setup(t *testing.T) (*node.Node, *clinics.Admin) {
+	t.Helper()
+	n, err := node.Start(node.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Shutdown)
+	connect := func(name string, sys bool) *nats.Conn {
+		creds, err := n.Keys.UserCreds(name, nil, sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := n.Connect(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	js, _ := jetstream.New(connect("admin", false))
+	ctx := context.Background()
+	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return n, &clinics.Admin{JS: js, Sys: connect("sys", true), Keys: n.Keys}
+}
+
+func TestAdmin_AddAndRevoke(t *testing.T) {
+	n, admin := setup(t)
+	ctx := context.Background()
+	creds, err := admin.Add(ctx, services.Clinic{ID: "maple", Name: "Maple", TimeZone: "America/Toronto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Add(ctx, services.Clinic{ID: "maple", Name: "Maple", TimeZone: "America/Toronto"}); services.ErrorCode(err) != services.EConflict {
+		t.Fatalf("second add: got %v, want conflict", err)
+	}
+	if clinic, _ := auth.CredsClinic(creds); clinic != "maple" {
+		t.Fatalf("creds clinic = %q", clinic)
+	}
+	co, _ := auth.CredsOption(creds)
+	var mu sync.Mutex
+	var denied []string
+	disconnected := make(chan struct{}, 1)
+	nc, err := nats.Connect(n.ClientURL(), co, nats.CustomInboxPrefix(subjects.AgentInboxPrefix("maple")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			mu.Lock()
+			denied = append(denied, err.Error())
+			mu.Unlock()
+		}),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { disconnected <- struct{}{} }),
+		nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("maple")); err != nil {
+		t.Fatalf("agent binds own consumer: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, subjects.BucketAvailability)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "maple.2026-01-01", []byte("{}")); err != nil {
+		t.Fatalf("own availability: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := kv.Put(short, "birch.2026-01-01", []byte("{}")); err == nil {
+		t.Fatal("agent wrote another clinic's availability")
+	}
+	mu.Lock()
+	if len(denied) == 0 || !strings.Contains(strings.Join(denied, "\n"), "$KV.AVAILABILITY.birch.2026-01-01") {
+		t.Errorf("no permission violation naming the subject: %q", denied)
+	}
+	mu.Unlock()
+
+	if _, err := admin.Revoke(ctx, "maple"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-disconnected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("revoked agent still connected")
+	}
+	_, err = nats.Connect(n.ClientURL(), co)
+	if err == nil || !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("revoked agent reconnect: got %v, want authorization violation", err)
+	}
+}

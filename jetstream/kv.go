@@ -1,0 +1,123 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned by GetJSON for a missing or deleted key.
+var ErrNotFound = errors.New("key not found")
+
+// PutJSON stores v as JSON under key.
+func PutJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("put %s: %w", kv.Bucket(), err)
+	}
+	return nil
+}
+
+// GetJSON loads key into v, returning ErrNotFound when it is missing.
+func GetJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", kv.Bucket(), err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", kv.Bucket(), err)
+	}
+	return e.Revision(), nil
+}
+
+// Mirror keeps a bucket in memory, decoded: the web front reads from it
+// instead of asking NATS on every page. Values that fail to decode are skipped.
+type Mirror[T any] struct {
+	mu     sync.RWMutex
+	items  map[string]T
+	ready  chan struct{}
+	notify func(key string)
+}
+
+// NewMirror returns an empty mirror; onChange, if set, runs after each update.
+func NewMirror[T any](onChange func(key string)) *Mirror[T] {
+	return &Mirror[T]{items: map[string]T{}, ready: make(chan struct{}), notify: onChange}
+}
+
+// Run watches pattern in kv until ctx ends, updating the mirror.
+func (m *Mirror[T]) Run(ctx context.Context, kv jetstream.KeyValue, pattern string) error {
+	w, err := kv.Watch(ctx, pattern, jetstream.IncludeHistory())
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil {
+				select {
+				case <-m.ready:
+				default:
+					close(m.ready)
+				}
+				continue
+			}
+			m.apply(e)
+		}
+	}
+}
+
+func (m *Mirror[T]) apply(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(m.items, e.Key())
+	} else {
+		var v T
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			m.mu.Unlock()
+			return
+		}
+		m.items[e.Key()] = v
+	}
+	m.mu.Unlock()
+	if m.notify != nil {
+		m.notify(e.Key())
+	}
+}
+
+// Ready is closed once the mirror has caught up with the bucket.
+func (m *Mirror[T]) Ready() <-chan struct{} { return m.ready }
+
+// Get returns the value under key.
+func (m *Mirror[T]) Get(key string) (T, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.items[key]
+	return v, ok
+}
+
+// Range calls fn for every entry until fn returns false; fn must not call the mirror.
+func (m *Mirror[T]) Range(fn func(key string, v T) bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for k, v := range m.items {
+		if !fn(k, v) {
+			return
+		}
+	}
+}

@@ -1,0 +1,194 @@
+// Package node runs the embedded nats-server: JetStream stored in the data
+// dir, JWT operator mode with a full account resolver, and a lock so that one
+// process at a time owns the data dir.
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+)
+
+// ErrRunning means another process owns the data dir (a relay is serving it).
+var ErrRunning = errors.New("data dir is in use by a running relay")
+
+// Config says where the node keeps its data and where it listens.
+type Config struct {
+	DataDir string
+	// Listen is host:port for NATS clients (agents, the nats CLI); "" listens
+	// nowhere and serves in-process connections only. Port 0 picks a free port.
+	Listen string
+	Logger *slog.Logger
+}
+
+// Node is a running embedded server.
+type Node struct {
+	Keys *auth.Keys
+	ns   *server.Server
+	lock *os.File
+	dir  string
+}
+
+// RunInfo is what a running relay leaves in the data dir for the relay command.
+type RunInfo struct {
+	NATSURL string `json:"nats_url"`
+	HTTPURL string `json:"http_url,omitempty"`
+	PID     int    `json:"pid"`
+}
+
+// Lock takes the data dir's lock; ErrRunning when a live relay holds it.
+func Lock(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "relay.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, ErrRunning
+	}
+	return f, nil
+}
+
+// ReadRunInfo reads what the running relay wrote.
+func ReadRunInfo(dir string) (RunInfo, error) {
+	var ri RunInfo
+	b, err := os.ReadFile(filepath.Join(dir, "relay.json"))
+	if err != nil {
+		return ri, fmt.Errorf("relay.json: %w", err)
+	}
+	return ri, json.Unmarshal(b, &ri)
+}
+
+// WriteRunInfo records the running relay's URLs.
+func (n *Node) WriteRunInfo(ri RunInfo) error {
+	b, _ := json.Marshal(ri)
+	return os.WriteFile(filepath.Join(n.dir, "relay.json"), b, 0o600)
+}
+
+// Start locks the data dir, loads or creates the keys, and starts the server.
+func Start(cfg Config) (*Node, error) {
+	lock, err := Lock(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := start(cfg, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func start(cfg Config, lock *os.File) (*Node, error) {
+	keys, err := auth.Open(filepath.Join(cfg.DataDir, "auth"))
+	if err != nil {
+		return nil, err
+	}
+	opts, err := options(cfg, keys)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("nats server not ready in 30s")
+	}
+	return &Node{Keys: keys, ns: ns, lock: lock, dir: cfg.DataDir}, nil
+}
+
+func options(cfg Config, keys *auth.Keys) (*server.Options, error) {
+	oc, err := keys.OperatorClaims()
+	if err != nil {
+		return nil, err
+	}
+	res, err := server.NewDirAccResolver(filepath.Join(cfg.DataDir, "resolver"), 0, time.Minute, server.NoDelete)
+	if err != nil {
+		return nil, fmt.Errorf("account resolver: %w", err)
+	}
+	for pub, token := range map[string]string{keys.SysPublicKey(): keys.SysJWT, keys.AppPublicKey(): keys.AppJWT()} {
+		if err := res.Store(pub, token); err != nil {
+			return nil, fmt.Errorf("account resolver: %w", err)
+		}
+	}
+	opts := &server.Options{
+		ServerName:       "relay",
+		JetStream:        true,
+		StoreDir:         filepath.Join(cfg.DataDir, "jetstream"),
+		TrustedOperators: []*jwt.OperatorClaims{oc},
+		SystemAccount:    keys.SysPublicKey(),
+		AccountResolver:  res,
+		NoSigs:           true,
+		MaxPayload:       1 << 20,
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+		return opts, nil
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen %q: want host:port", cfg.Listen)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return nil, fmt.Errorf("nats listen %q: bad port", cfg.Listen)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	opts.Host, opts.Port = host, p
+	return opts, nil
+}
+
+// ClientURL is the URL agents dial, or "" when the node does not listen.
+func (n *Node) ClientURL() string {
+	if n.ns.Addr() == nil {
+		return ""
+	}
+	return n.ns.ClientURL()
+}
+
+// Connect opens a connection with creds, in-process when the node does not listen.
+func (n *Node) Connect(creds []byte, opts ...nats.Option) (*nats.Conn, error) {
+	co, err := auth.CredsOption(creds)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]nats.Option{co, nats.InProcessServer(n.ns)}, opts...)
+	return nats.Connect("", opts...)
+}
+
+// Server exposes the embedded server for tests and metrics.
+func (n *Node) Server() *server.Server { return n.ns }
+
+// Shutdown stops the server and releases the data dir; safe to call twice.
+func (n *Node) Shutdown() {
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+	if n.lock != nil {
+		os.Remove(filepath.Join(n.dir, "relay.json"))
+		n.lock.Close()
+		n.lock = nil
+	}
+}

@@ -1,0 +1,58 @@
+package services
+
+import (
+	"strings"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Clinic is the public profile the relay keeps in CLINICS under the clinic's ID.
+type Clinic struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	TimeZone  string    `json:"timezone"`
+	CreatedAt time.Time `json:"created_at"`
+	Revoked   bool      `json:"revoked,omitempty"`
+}
+
+// Validate checks the clinic's ID, name and time zone.
+func (c Clinic) Validate() error {
+	f := FieldErrors{}
+	if err := subjects.ValidClinicID(c.ID); err != nil {
+		f.Add("slug", err.Error())
+	}
+	if n := strings.TrimSpace(c.Name); n == "" || len(n) > 120 {
+		f.Add("name", "name must be 1-120 characters")
+	}
+	if _, err := LoadZone(c.TimeZone); err != nil {
+		f.Add("timezone", err.Error())
+	}
+	return f.Err()
+}
+
+// LoadZone loads an IANA time zone; "" and "Local" are refused so that a clinic
+// never silently follows the server's zone.
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return nil, Errorf(EInvalid, "timezone must be an IANA zone such as America/Toronto")
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, Errorf(EInvalid, "unknown timezone %q", name)
+	}
+	return loc, nil
+}
+
+// Provider is a practitioner whose time patients can request.
+type Provider struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Heartbeat is what the agent writes to <clinic>.seen.
+type Heartbeat struct {
+	At        time.Time `json:"at"`
+	Connector string    `json:"connector"`
+	Healthy   bool      `json:"healthy"`
+}

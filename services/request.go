@@ -1,0 +1,97 @@
+package services
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Request is a patient's appointment request. Everything but the IDs is PHI:
+// it travels only in the message body, never in a subject, key, header or log.
+type Request struct {
+	ID        string    `json:"id"`
+	ClinicID  string    `json:"clinic_id"`
+	SlotID    string    `json:"slot_id"`
+	Name      string    `json:"name"`
+	BirthDate string    `json:"birth_date"`
+	Phone     string    `json:"phone"`
+	Email     string    `json:"email"`
+	Reason    string    `json:"reason"`
+	Consent   bool      `json:"consent"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks every patient field and names each one at fault.
+func (r Request) Validate(now time.Time) error {
+	f := FieldErrors{}
+	if err := subjects.ValidSlotID(r.SlotID); err != nil {
+		f.Add("slot_id", "slot_id is not a slot")
+	}
+	if n := strings.TrimSpace(r.Name); n == "" {
+		f.Add("name", "name is required")
+	} else if len(n) > 120 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+		f.Add("name", "name must be at most 120 printable characters")
+	}
+	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
+		f.Add("birth_date", "birth_date must be a date YYYY-MM-DD")
+	} else if b.After(now) || b.Before(now.AddDate(-130, 0, 0)) {
+		f.Add("birth_date", "birth_date must be in the past 130 years")
+	}
+	digits := 0
+	for _, c := range r.Phone {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case strings.ContainsRune("+-() .", c):
+		default:
+			digits = -100
+		}
+	}
+	if digits < 7 || digits > 15 {
+		f.Add("phone", "phone must have 7 to 15 digits")
+	}
+	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
+		f.Add("email", "email must be an address like name@example.org")
+	}
+	if len(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
+		f.Add("reason", "reason must be at most 1000 characters")
+	}
+	if !r.Consent {
+		f.Add("consent", "consent is required to send your details to the clinic")
+	}
+	return f.Err()
+}
+
+// NewToken returns a status token: 128 random bits as 32 hex digits.
+func NewToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b[:])
+}
+
+// RequestIDFor derives the request ID from the patient's status token. The ID
+// travels to the clinic and into keys; the token stays with the patient and
+// cannot be recovered from the ID, so knowing an ID opens no status page.
+func RequestIDFor(token string) string {
+	sum := sha256.Sum256([]byte("clinicrelay/request-id/" + token))
+	return hex.EncodeToString(sum[:16])
+}
+
+// StatusToken is what the patient's status URL carries: "<clinic>_<token>".
+// The clinic part routes the lookup; the token part is the secret.
+func StatusToken(clinic, token string) string { return clinic + "_" + token }
+
+// ParseStatusToken splits a status URL token into clinic and request ID.
+func ParseStatusToken(s string) (clinic, requestID string, err error) {
+	clinic, token, ok := strings.Cut(s, "_")
+	if !ok || subjects.ValidClinicID(clinic) != nil || subjects.ValidRequestID(token) != nil {
+		return "", "", Errorf(ENotFound, "no such request")
+	}
+	return clinic, RequestIDFor(token), nil
+}

@@ -1,0 +1,69 @@
+package subjects
+
+import "strings"
+
+// TagClinic is the user-JWT tag key that names an agent's clinic: "clinic:<id>".
+// The agent signing key's template expands {{tag(clinic)}} from it.
+const TagClinic = "clinic"
+
+// AgentTemplate is the placeholder the agent permission template uses for the clinic ID.
+const AgentTemplate = "{{tag(" + TagClinic + ")}}"
+
+// WebInboxPrefix is the inbox prefix the web front connects with.
+const WebInboxPrefix = "_INBOX_web"
+
+// Permissions is a publish/subscribe allow list, the shape shared by the auth
+// code that signs it and the tests that check it.
+type Permissions struct {
+	PubAllow []string
+	SubAllow []string
+}
+
+// AgentPermissions is the least-privilege list of the agent of clinic. With
+// AgentTemplate as clinic it is the template the agent signing key carries;
+// nats-server expands it per user from the user's clinic tag.
+//
+// Never listed, on purpose: "$JS.>", the bare "$JS.API.DIRECT.GET.<stream>"
+// (its JSON body reads any key, nats-server#5203), "$JS.API.STREAM.MSG.GET.*",
+// an unfiltered CONSUMER.CREATE (filter_subjects cannot be restricted, #6180),
+// and "_INBOX.>".
+func AgentPermissions(clinic string) Permissions {
+	c := AgentConsumer(clinic)
+	pub := []string{
+		"$JS.API.CONSUMER.INFO." + StreamRequests + "." + c,
+		"$JS.API.CONSUMER.MSG.NEXT." + StreamRequests + "." + c,
+		"$JS.ACK." + StreamRequests + "." + c + ".>",
+		"$JS.ACK.*.*." + StreamRequests + "." + c + ".>",
+	}
+	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics} {
+		own := KVSubject(b, clinic) + ".>"
+		pub = append(pub,
+			"$JS.API.STREAM.INFO."+KVStream(b),
+			own,
+			"$JS.API.DIRECT.GET."+KVStream(b)+"."+own,
+		)
+	}
+	// The agent reads, but never writes, its own public profile.
+	pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(BucketClinics)+"."+KVSubject(BucketClinics, ClinicKey(clinic)))
+	return Permissions{PubAllow: pub, SubAllow: []string{AgentInboxPrefix(clinic) + ".>"}}
+}
+
+// WebPermissions is the web front's list: publish requests, hold slots, read
+// and write statuses, and watch the buckets it serves from memory.
+func WebPermissions() Permissions {
+	pub := []string{Requests("*"), "$JS.FC.>"}
+	for _, b := range []string{BucketAvailability, BucketHolds, BucketStatus, BucketClinics} {
+		s := KVStream(b)
+		pub = append(pub,
+			"$JS.API.STREAM.INFO."+s,
+			"$JS.API.CONSUMER.CREATE."+s+".>",
+			"$JS.API.CONSUMER.DELETE."+s+".>",
+			"$JS.API.DIRECT.GET."+s+"."+KVSubject(b, ">"),
+		)
+	}
+	pub = append(pub, KVSubject(BucketHolds, ">"), KVSubject(BucketStatus, ">"))
+	return Permissions{PubAllow: pub, SubAllow: []string{WebInboxPrefix + ".>"}}
+}
+
+// IsAgentInbox reports whether subject lies in some agent's private inbox space.
+func IsAgentInbox(subject string) bool { return strings.HasPrefix(subject, "_INBOX_") }

@@ -1,0 +1,121 @@
+// Package subjects names every subject, stream, consumer, bucket and key that
+// clinicrelay uses, and validates the IDs that go into them. Nothing else
+// formats a subject: a clinic ID reaches a subject only after ValidClinicID.
+package subjects
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Streams and buckets.
+const (
+	// StreamRequests is the work queue of patient requests, one subject per clinic and kind.
+	StreamRequests = "REQUESTS"
+	// BucketAvailability maps <clinic>.<YYYY-MM-DD> to that day's free slots.
+	BucketAvailability = "AVAILABILITY"
+	// BucketHolds maps <clinic>.<slot> to a short-lived exclusive hold.
+	BucketHolds = "HOLDS"
+	// BucketStatus maps <clinic>.<request> to the request's outcome, without PHI.
+	BucketStatus = "STATUS"
+	// BucketClinics maps <clinic> to its public profile and <clinic>.<suffix> to keys the agent owns.
+	BucketClinics = "CLINICS"
+)
+
+// Filters: the wildcard half of each subject pair.
+const (
+	// AllRequests is "clinic.*.>": every clinic's requests, the REQUESTS stream's subjects.
+	AllRequests = "clinic.*.>"
+)
+
+// Keys the agent writes under its clinic in CLINICS.
+const (
+	// KeySeen is the agent's heartbeat: <clinic>.seen.
+	KeySeen = "seen"
+	// KeyProviders is the agent's published provider list: <clinic>.providers.
+	KeyProviders = "providers"
+)
+
+var (
+	clinicIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,39}$`)
+	providerIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+	tokenIDRE    = regexp.MustCompile(`^[a-f0-9]{32}$`)
+	dateRE       = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+	slotIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}_\d{8}T\d{4}Z$`)
+)
+
+// ValidClinicID reports an error unless id is a clinic ID: ^[a-z0-9][a-z0-9-]{1,39}$.
+// No dot, wildcard or space can pass, so a valid ID is always one subject token.
+func ValidClinicID(id string) error {
+	if !clinicIDRE.MatchString(id) {
+		return fmt.Errorf("clinic id %q must be 2-40 lower-case letters, digits or dashes, starting with a letter or digit", id)
+	}
+	return nil
+}
+
+// ValidProviderID reports an error unless id is a provider ID: ^[a-z0-9][a-z0-9-]{0,39}$.
+func ValidProviderID(id string) error {
+	if !providerIDRE.MatchString(id) {
+		return fmt.Errorf("provider id %q must be 1-40 lower-case letters, digits or dashes", id)
+	}
+	return nil
+}
+
+// ValidRequestID reports an error unless id is 32 lower-case hex digits (128 bits).
+func ValidRequestID(id string) error {
+	if !tokenIDRE.MatchString(id) {
+		return fmt.Errorf("request id must be 32 hex digits")
+	}
+	return nil
+}
+
+// ValidSlotID reports an error unless id has the form <provider>_<YYYYMMDD>T<HHMM>Z.
+func ValidSlotID(id string) error {
+	if !slotIDRE.MatchString(id) {
+		return fmt.Errorf("slot id %q must look like dr-lee_20260102T0930Z", id)
+	}
+	return nil
+}
+
+// ValidDate reports an error unless d looks like YYYY-MM-DD.
+func ValidDate(d string) error {
+	if !dateRE.MatchString(d) {
+		return fmt.Errorf("date %q must be YYYY-MM-DD", d)
+	}
+	return nil
+}
+
+// Requests is "clinic.<clinic>.requests": where the web front publishes a clinic's new requests.
+func Requests(clinic string) string { return "clinic." + clinic + ".requests" }
+
+// ClinicFilter is "clinic.<clinic>.>": everything REQUESTS holds for one clinic
+// (requests now; cancellations and intake later), the filter of its consumer.
+func ClinicFilter(clinic string) string { return "clinic." + clinic + ".>" }
+
+// AgentConsumer is "agent_<clinic>": the durable pull consumer the relay makes at onboarding.
+func AgentConsumer(clinic string) string { return "agent_" + clinic }
+
+// AgentInboxPrefix is "_INBOX_<clinic>": the inbox prefix an agent must use, so
+// that its replies cannot be read by any other clinic.
+func AgentInboxPrefix(clinic string) string { return "_INBOX_" + clinic }
+
+// AvailabilityKey is "<clinic>.<YYYY-MM-DD>" in AVAILABILITY.
+func AvailabilityKey(clinic, date string) string { return clinic + "." + date }
+
+// HoldKey is "<clinic>.<slot>" in HOLDS.
+func HoldKey(clinic, slot string) string { return clinic + "." + slot }
+
+// StatusKey is "<clinic>.<request>" in STATUS.
+func StatusKey(clinic, request string) string { return clinic + "." + request }
+
+// ClinicKey is "<clinic>" in CLINICS: the public profile the relay writes.
+func ClinicKey(clinic string) string { return clinic }
+
+// ClinicSubKey is "<clinic>.<suffix>" in CLINICS: a key the agent writes (KeySeen, KeyProviders).
+func ClinicSubKey(clinic, suffix string) string { return clinic + "." + suffix }
+
+// KVSubject is "$KV.<bucket>.<key>": the subject a KV key is stored under.
+func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// KVStream is "KV_<bucket>": the stream behind a KV bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
