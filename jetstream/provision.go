@@ -27,6 +27,9 @@ const (
 // Options tune provisioning for the deployment.
 type Options struct {
 	Replicas int // 1 on one node, 3 on a cluster
+	// AckWait is how long an agent has to ack a request before it is
+	// redelivered (default AgentAckWait); tests shorten it.
+	AckWait time.Duration
 }
 
 func (o Options) replicas() int {
@@ -82,13 +85,17 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 }
 
 // AgentConsumer is the durable pull consumer of one clinic's agent.
-func AgentConsumer(clinic string) jetstream.ConsumerConfig {
+func AgentConsumer(clinic string, o Options) jetstream.ConsumerConfig {
+	ackWait := AgentAckWait
+	if o.AckWait > 0 {
+		ackWait = o.AckWait
+	}
 	return jetstream.ConsumerConfig{
 		Durable:       subjects.AgentConsumer(clinic),
 		Description:   "requests for the agent of clinic " + clinic,
 		FilterSubject: subjects.ClinicFilter(clinic),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       AgentAckWait,
+		AckWait:       ackWait,
 		MaxDeliver:    -1, // a request is never dropped for being redelivered
 		MaxAckPending: 1000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -96,8 +103,8 @@ func AgentConsumer(clinic string) jetstream.ConsumerConfig {
 }
 
 // EnsureAgentConsumer creates or updates the clinic's durable consumer.
-func EnsureAgentConsumer(ctx context.Context, js jetstream.JetStream, clinic string) error {
-	if _, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, AgentConsumer(clinic)); err != nil {
+func EnsureAgentConsumer(ctx context.Context, js jetstream.JetStream, clinic string, o Options) error {
+	if _, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, AgentConsumer(clinic, o)); err != nil {
 		return fmt.Errorf("consumer %s: %w", subjects.AgentConsumer(clinic), err)
 	}
 	return nil

@@ -24,7 +24,11 @@ type Error struct {
 	Code    string
 	Message string
 	Fields  map[string]string
+	Err     error // the cause, for logs; never shown to users
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	if len(e.Fields) > 0 {

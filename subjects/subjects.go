@@ -119,3 +119,10 @@ func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
 // KVStream is "KV_<bucket>": the stream behind a KV bucket.
 func KVStream(bucket string) string { return "KV_" + bucket }
+
+// Headers of a REQUESTS message: routing IDs only, never PHI.
+const (
+	HeaderRequestID = "Clinicrelay-Request"
+	HeaderClinicID  = "Clinicrelay-Clinic"
+	HeaderSlotID    = "Clinicrelay-Slot"
+)

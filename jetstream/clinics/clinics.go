@@ -29,6 +29,8 @@ type Admin struct {
 	JS   jetstream.JetStream
 	Sys  *nats.Conn
 	Keys *auth.Keys
+	// Options shape the consumers Add makes.
+	Options cjs.Options
 }
 
 func (a *Admin) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -66,7 +68,7 @@ func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
 			return nil, fmt.Errorf("re-register %s: %w", c.ID, err)
 		}
 	}
-	if err := cjs.EnsureAgentConsumer(ctx, a.JS, c.ID); err != nil {
+	if err := cjs.EnsureAgentConsumer(ctx, a.JS, c.ID, a.Options); err != nil {
 		return nil, err
 	}
 	return a.Keys.AgentCreds(c.ID)

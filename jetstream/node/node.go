@@ -75,7 +75,9 @@ func ReadRunInfo(dir string) (RunInfo, error) {
 	return ri, json.Unmarshal(b, &ri)
 }
 
-// WriteRunInfo records the running relay's URLs.
+// WriteRunInfo records the running relay's URLs. The file outlives the
+// relay (the lock says whether it runs), so commands run while it is down
+// still print the address agents dial.
 func (n *Node) WriteRunInfo(ri RunInfo) error {
 	b, _ := json.Marshal(ri)
 	return os.WriteFile(filepath.Join(n.dir, "relay.json"), b, 0o600)
@@ -187,7 +189,6 @@ func (n *Node) Shutdown() {
 		n.ns.WaitForShutdown()
 	}
 	if n.lock != nil {
-		os.Remove(filepath.Join(n.dir, "relay.json"))
 		n.lock.Close()
 		n.lock = nil
 	}

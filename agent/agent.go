@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Config is everything the agent needs; it dials out and never listens.
+type Config struct {
+	NATSURL string
+	Creds   []byte // the clinic's creds file, from `relay clinic add`
+	Logger  *slog.Logger
+	// Days of availability published ahead (default 60).
+	Days int
+	// HeartbeatEvery is how often <clinic>.seen is written (default 15s).
+	HeartbeatEvery time.Duration
+	// SyncEvery bounds how long a missed change waits to be published (default 5s).
+	SyncEvery time.Duration
+	// Dialer options added last, for tests (e.g. nats.InProcessServer).
+	NATSOptions []nats.Option
+	Now         func() time.Time
+}
+
+// Agent drains one clinic's requests into its connector.
+type Agent struct {
+	cfg    Config
+	clinic string
+	conn   Connector
+	log    *slog.Logger
+
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	avail  jetstream.KeyValue
+	status jetstream.KeyValue
+	meta   jetstream.KeyValue
+	loc    *time.Location
+
+	published map[string]string // AVAILABILITY key -> last value written
+	kick      chan struct{}
+}
+
+// New checks the config; the clinic comes from the creds' clinic tag.
+func New(cfg Config, conn Connector) (*Agent, error) {
+	clinic, err := auth.CredsClinic(cfg.Creds)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Days <= 0 {
+		cfg.Days = 60
+	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = 15 * time.Second
+	}
+	if cfg.SyncEvery <= 0 {
+		cfg.SyncEvery = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Agent{cfg: cfg, clinic: clinic, conn: conn, published: map[string]string{},
+		kick: make(chan struct{}, 1),
+		log:  cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
+}
+
+// Clinic is the clinic this agent serves.
+func (a *Agent) Clinic() string { return a.clinic }
+
+func (a *Agent) signal() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// connect dials out; it retries forever with jittered backoff and logs every
+// permission violation with its subject (nats.go reports them only async).
+func (a *Agent) connect() error {
+	co, err := auth.CredsOption(a.cfg.Creds)
+	if err != nil {
+		return err
+	}
+	opts := []nats.Option{
+		co,
+		nats.Name("clinic-agent " + a.clinic),
+		nats.CustomInboxPrefix(subjects.AgentInboxPrefix(a.clinic)),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := min(time.Duration(attempts)*250*time.Millisecond, 10*time.Second)
+			return d/2 + rand.N(d/2+1)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				a.log.Error("permission violation", "err", err.Error())
+				return
+			}
+			a.log.Warn("nats async error", "err", err.Error())
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.log.Warn("disconnected from relay", "err", fmt.Sprint(err))
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			a.log.Info("reconnected to relay")
+			a.signal()
+		}),
+	}
+	nc, err := nats.Connect(a.cfg.NATSURL, append(opts, a.cfg.NATSOptions...)...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", a.cfg.NATSURL, err)
+	}
+	a.nc = nc
+	a.js, err = jetstream.New(nc)
+	return err
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off up to 10s.
+func retry(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	for wait := 200 * time.Millisecond; ; wait = min(wait*2, 10*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("retrying", "op", what, "err", err.Error(), "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Run connects, then drains requests and publishes until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.connect(); err != nil {
+		return err
+	}
+	defer a.nc.Drain()
+	if err := retry(ctx, a.log, "open buckets", a.open); err != nil {
+		return nil // ctx ended before the relay answered
+	}
+	var cons jetstream.Consumer
+	if err := retry(ctx, a.log, "bind consumer", func(ctx context.Context) (err error) {
+		cons, err = a.js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer(a.clinic))
+		return err
+	}); err != nil {
+		return nil
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { a.handle(ctx, m) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			a.log.Warn("consume", "err", err.Error())
+		}))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	defer cc.Stop()
+	a.log.Info("agent running")
+	a.loop(ctx)
+	return nil
+}
+
+// open loads the clinic profile and the buckets the agent writes.
+func (a *Agent) open(ctx context.Context) error {
+	var err error
+	if a.meta, err = a.js.KeyValue(ctx, subjects.BucketClinics); err != nil {
+		return err
+	}
+	var c services.Clinic
+	if _, err := cjs.GetJSON(ctx, a.meta, subjects.ClinicKey(a.clinic), &c); err != nil {
+		return fmt.Errorf("clinic profile: %w", err)
+	}
+	if a.loc, err = services.LoadZone(c.TimeZone); err != nil {
+		return err
+	}
+	a.conn.SetClinic(c)
+	if a.avail, err = a.js.KeyValue(ctx, subjects.BucketAvailability); err != nil {
+		return err
+	}
+	a.status, err = a.js.KeyValue(ctx, subjects.BucketStatus)
+	return err
+}
+
+// loop publishes availability, outcomes and the heartbeat on every change,
+// reconnect and tick, so nothing decided while offline is lost.
+func (a *Agent) loop(ctx context.Context) {
+	hb := time.NewTicker(a.cfg.HeartbeatEvery)
+	defer hb.Stop()
+	sync := time.NewTicker(a.cfg.SyncEvery)
+	defer sync.Stop()
+	a.sync(ctx)
+	a.heartbeat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.conn.Changed():
+			a.sync(ctx)
+		case <-a.kick:
+			a.sync(ctx)
+		case <-sync.C:
+			a.sync(ctx)
+		case <-hb.C:
+			a.heartbeat(ctx)
+		}
+	}
+}
+
+func (a *Agent) sync(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.publishOutcomes(cctx); err != nil {
+		a.log.Warn("publish outcomes", "err", err.Error())
+	}
+	if err := a.publishAvailability(cctx); err != nil {
+		a.log.Warn("publish availability", "err", err.Error())
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true}
+	if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySeen), hb); err != nil {
+		a.log.Warn("heartbeat", "err", err.Error())
+	}
+}

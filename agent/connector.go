@@ -1,0 +1,35 @@
+// Package agent is the clinic agent: it dials out to NATS with its clinic's
+// credentials, drains the clinic's requests into a Connector, publishes the
+// outcomes to STATUS, free slots to AVAILABILITY, and a heartbeat to CLINICS.
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// Connector is the clinic's system as the agent sees it: the front-desk
+// console (default), a FHIR PMS, or an in-memory one in tests.
+type Connector interface {
+	// Name is the connector's kind, shown in the heartbeat ("console", "fhir").
+	Name() string
+	// SetClinic tells the connector its clinic's public profile (name, zone)
+	// once the agent has read it; it may be called again when it changes.
+	SetClinic(c services.Clinic)
+	// Store keeps req durably. Storing an ID already stored is a no-op that
+	// returns nil, so a redelivered request is stored once.
+	Store(ctx context.Context, req services.Request) error
+	// FreeSlots lists the providers and the free slots that start on the local
+	// dates [from, to) in loc.
+	FreeSlots(ctx context.Context, from, to time.Time, loc *time.Location) ([]services.Provider, []services.Slot, error)
+	// PendingOutcomes lists statuses decided in the clinic (booked, declined,
+	// proposed) that have not yet been marked published.
+	PendingOutcomes(ctx context.Context) ([]services.Status, error)
+	// MarkPublished records that st reached STATUS; a later decision on the
+	// same request makes it pending again.
+	MarkPublished(ctx context.Context, st services.Status) error
+	// Changed receives a value whenever free slots or outcomes may have changed.
+	Changed() <-chan struct{}
+}

@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// publishOutcomes writes every decided, unpublished outcome to STATUS.
+func (a *Agent) publishOutcomes(ctx context.Context) error {
+	outs, err := a.conn.PendingOutcomes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range outs {
+		if st.ClinicID != a.clinic || subjects.ValidRequestID(st.RequestID) != nil {
+			continue
+		}
+		if err := cjs.PutJSON(ctx, a.status, subjects.StatusKey(a.clinic, st.RequestID), st); err != nil {
+			return err
+		}
+		if err := a.conn.MarkPublished(ctx, st); err != nil {
+			return err
+		}
+		a.log.Info("outcome published", "request_id", st.RequestID, "state", st.State)
+	}
+	return nil
+}
+
+// publishAvailability puts the days whose free slots changed since the last
+// put; on the first run it compares with what the bucket already holds.
+func (a *Agent) publishAvailability(ctx context.Context) error {
+	now := a.cfg.Now().In(a.loc)
+	from := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	to := from.AddDate(0, 0, a.cfg.Days)
+	providers, slots, err := a.conn.FreeSlots(ctx, from, to, a.loc)
+	if err != nil {
+		return fmt.Errorf("free slots: %w", err)
+	}
+	days := map[string]*services.Day{}
+	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+		date := d.Format(time.DateOnly)
+		days[date] = &services.Day{Clinic: a.clinic, Date: date, Slots: []services.Slot{}}
+	}
+	for _, s := range slots {
+		if d, ok := days[services.Date(s.Start, a.loc)]; ok {
+			d.Slots = append(d.Slots, s)
+		}
+	}
+	if providers == nil {
+		providers = []services.Provider{}
+	}
+	if err := a.putIfChanged(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeyProviders), providers); err != nil {
+		return err
+	}
+	for date, d := range days {
+		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) putIfChanged(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	last, seen := a.published[kv.Bucket()+"/"+key]
+	if !seen {
+		if e, err := kv.Get(ctx, key); err == nil {
+			last, seen = string(e.Value()), true
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+	}
+	if seen && last == string(b) {
+		a.published[kv.Bucket()+"/"+key] = last
+		return nil
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	a.published[kv.Bucket()+"/"+key] = string(b)
+	return nil
+}

@@ -1,0 +1,101 @@
+// Package app is the clinic-agent program behind cmd/clinic-agent: it dials
+// out to the relay and runs the clinic's connector (the front-desk console).
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/console"
+)
+
+const usage = `usage:
+  clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR]
+`
+
+var errUsage = errors.New("usage")
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprint(stderr, usage)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "clinic-agent:", err)
+		return 1
+	}
+}
+
+// Config is `clinic-agent run`'s flags.
+type Config struct {
+	NATSURL     string
+	CredsFile   string
+	DataDir     string
+	ConsoleAddr string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "run" {
+		return errUsage
+	}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "the relay's NATS URL (outbound only)")
+	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file from `relay clinic add`")
+	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "local store of the console connector")
+	fs.StringVar(&cfg.ConsoleAddr, "console", "127.0.0.1:8081", "front-desk console listen address (clinic LAN)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if cfg.NATSURL == "" || cfg.CredsFile == "" {
+		return fmt.Errorf("--nats-url and --creds are required: %w", errUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return Run(ctx, cfg, log, stdout)
+}
+
+// Run runs the agent with the console connector until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	creds, err := os.ReadFile(cfg.CredsFile)
+	if err != nil {
+		return fmt.Errorf("creds: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	con, err := console.Open(console.Config{Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
+		Logger: log.With("component", "console")})
+	if err != nil {
+		return err
+	}
+	defer con.Close()
+	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log}, con)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "clinic-agent for %s: front desk at http://%s/, relay %s\n", ag.Clinic(), cfg.ConsoleAddr, cfg.NATSURL)
+	errc := make(chan error, 1)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- con.Run(cctx) }()
+	if err := ag.Run(cctx); err != nil {
+		return err
+	}
+	cancel()
+	return <-errc
+}

@@ -1,0 +1,226 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+const usage = `usage:
+  relay serve [--data DIR] [--http ADDR] [--nats-listen ADDR]
+  relay serve --nats-url URL --creds FILE [--http ADDR]
+  relay demo [serve flags] [--console ADDR]
+  relay clinic add --slug SLUG --name NAME --timezone ZONE [--out DIR] [--data DIR]
+  relay clinic list [--data DIR]
+  relay clinic revoke SLUG [--data DIR]
+  relay creds operator [--out FILE] [--data DIR]
+`
+
+// errUsage makes Main exit 2.
+var errUsage = errors.New("usage")
+
+// Main runs the relay command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprint(stderr, usage)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr, false)
+	case "demo":
+		return cmdServe(ctx, rest, stdout, stderr, true)
+	case "clinic":
+		if len(rest) == 0 {
+			return errUsage
+		}
+		switch rest[0] {
+		case "add":
+			return cmdClinicAdd(ctx, rest[1:], stdout, stderr)
+		case "list":
+			return cmdClinicList(ctx, rest[1:], stdout, stderr)
+		case "revoke":
+			return cmdClinicRevoke(ctx, rest[1:], stdout, stderr)
+		}
+	case "creds":
+		if len(rest) > 0 && rest[0] == "operator" {
+			return cmdCredsOperator(ctx, rest[1:], stdout, stderr)
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return errUsage
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags and allows at most maxArgs positional arguments.
+func parse(fs *flag.FlagSet, args []string, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > maxArgs {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(maxArgs), errUsage)
+	}
+	return nil
+}
+
+func cmdClinicAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("clinic add", stderr)
+	slug := fs.String("slug", "", "clinic ID: 2-40 of a-z, 0-9, -")
+	name := fs.String("name", "", "clinic name shown to patients")
+	zone := fs.String("timezone", "", "IANA time zone, e.g. America/Toronto")
+	out := fs.String("out", ".", "directory for SLUG.creds")
+	data := fs.String("data", "./data", "relay data dir")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c := services.Clinic{ID: *slug, Name: *name, TimeZone: *zone, CreatedAt: time.Now().UTC()}
+	if err := c.Validate(); err != nil {
+		return fieldError(err)
+	}
+	if st, err := os.Stat(*out); err != nil || !st.IsDir() {
+		return fmt.Errorf("--out %s is not a directory", *out)
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		creds, err := a.Add(ctx, c)
+		if err != nil {
+			return fieldError(err)
+		}
+		path := filepath.Join(*out, c.ID+".creds")
+		if err := os.WriteFile(path, creds, 0o600); err != nil {
+			return fmt.Errorf("write creds: %w", err)
+		}
+		fmt.Fprintf(stdout, "clinic %s added; its agent's credentials are in %s (keep them secret).\n", c.ID, path)
+		fmt.Fprintf(stdout, "Run this inside the clinic:\n  clinic-agent run --nats-url %s --creds %s\n", a.NATSURL, path)
+		return nil
+	})
+}
+
+// fieldError turns a validation error into one line per field.
+func fieldError(err error) error {
+	var de *services.Error
+	if errors.As(err, &de) && len(de.Fields) > 0 {
+		msg := ""
+		for f, m := range de.Fields {
+			msg += fmt.Sprintf("\n  --%s: %s", f, m)
+		}
+		return fmt.Errorf("invalid clinic:%s", msg)
+	}
+	if errors.As(err, &de) {
+		return errors.New(de.Message)
+	}
+	return err
+}
+
+func cmdClinicList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("clinic list", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		cs, err := a.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SLUG\tNAME\tTIMEZONE\tSTATE")
+		for _, c := range cs {
+			state := "active"
+			if c.Revoked {
+				state = "revoked"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Name, c.TimeZone, state)
+		}
+		return tw.Flush()
+	})
+}
+
+func cmdClinicRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("clinic revoke", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	// Accept the slug before or after the flags.
+	var slug string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		slug, args = args[0], args[1:]
+	}
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if slug == "" {
+		slug = fs.Arg(0)
+	}
+	if slug == "" {
+		return fmt.Errorf("clinic revoke needs a SLUG: %w", errUsage)
+	}
+	if err := subjects.ValidClinicID(slug); err != nil {
+		return err
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		n, err := a.Revoke(ctx, slug)
+		if err != nil {
+			return fieldError(err)
+		}
+		fmt.Fprintf(stdout, "clinic %s revoked: %d agent credential(s) cut off; requests already queued stay in REQUESTS.\n", slug, n)
+		return nil
+	})
+}
+
+func cmdCredsOperator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("creds operator", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	out := fs.String("out", "", "creds file to write (default DATA/operator.creds)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = filepath.Join(*data, "operator.creds")
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		creds, err := a.Keys.UserCreds("operator", nil, false)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, creds, 0o600); err != nil {
+			return fmt.Errorf("write creds: %w", err)
+		}
+		abs, _ := filepath.Abs(*out)
+		fmt.Fprintf(stdout, "operator credentials written to %s (keep them secret). Use them with the nats CLI:\n", abs)
+		fmt.Fprintf(stdout, "  nats context save relay --server %s --creds %s --select\n  nats stream ls\n", a.NATSURL, abs)
+		return nil
+	})
+}
+
+// logger is the relay's slog handler: text to stderr.
+func logger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

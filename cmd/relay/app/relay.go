@@ -1,0 +1,205 @@
+// Package app is the relay program behind cmd/relay: Serve runs the embedded
+// NATS node (or joins an existing one) with the web front; the clinic and
+// creds commands administer it, running or not.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+	"github.com/clinicrelay/clinicrelay/web"
+)
+
+// Config is `relay serve`'s flags.
+type Config struct {
+	DataDir    string // embedded mode: keys, JetStream store, resolver
+	HTTPAddr   string
+	NATSListen string // embedded mode: where agents dial in
+	NATSURL    string // external mode: an existing NATS server or cluster
+	CredsFile  string // external mode: the web front's creds
+	Replicas   int
+	AckWait    time.Duration // how long an agent has to ack (tests shorten it)
+	HoldTTL    time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Relay is a running relay.
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	Node    *node.Node // nil in external mode
+	web     *web.Server
+	ln      net.Listener
+	conns   []*nats.Conn
+	Catalog *cjs.Catalog
+	ready   chan struct{}
+}
+
+// Start brings up NATS (embedded or external), provisions, and binds HTTP.
+func Start(ctx context.Context, cfg Config) (*Relay, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HoldTTL <= 0 {
+		cfg.HoldTTL = 10 * time.Minute
+	}
+	r := &Relay{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	if err := r.start(ctx); err != nil {
+		r.Shutdown()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Relay) start(ctx context.Context) error {
+	webConn, adminJS, err := r.connect()
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cjs.Provision(pctx, adminJS, r.options()); err != nil {
+		return err
+	}
+	js, _ := jetstream.New(webConn)
+	reqs, err := cjs.OpenRequests(pctx, js)
+	if err != nil {
+		return err
+	}
+	r.Catalog = cjs.NewCatalog(r.cfg.Now)
+	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog,
+		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
+	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now})
+	if err != nil {
+		return err
+	}
+	r.ln, err = net.Listen("tcp", r.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", r.cfg.HTTPAddr, err)
+	}
+	go func() {
+		if err := r.Catalog.Run(ctx, js, r.ready); err != nil {
+			r.log.Error("catalog watch stopped", "err", err.Error())
+		}
+	}()
+	if r.Node != nil {
+		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL()})
+	}
+	return nil
+}
+
+// connect returns the web front's connection and a JetStream handle allowed
+// to provision: in embedded mode two users minted from the data dir's keys.
+func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name("relay web"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(subjects.WebInboxPrefix),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			r.log.Error("nats async error", "err", err.Error())
+		})}
+	if r.cfg.NATSURL != "" {
+		co := nats.UserCredentials(r.cfg.CredsFile)
+		nc, err := nats.Connect(r.cfg.NATSURL, append(opts, co)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect %s: %w", r.cfg.NATSURL, err)
+		}
+		r.conns = append(r.conns, nc)
+		js, _ := jetstream.New(nc)
+		return nc, js, nil
+	}
+	n, err := node.Start(node.Config{DataDir: r.cfg.DataDir, Listen: r.cfg.NATSListen, Logger: r.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Node = n
+	perms := subjects.WebPermissions()
+	webCreds, err := n.Keys.UserCreds("web", &perms, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	adminCreds, err := n.Keys.UserCreds("relay-admin", nil, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	webConn, err := n.Connect(webCreds, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("web user: %w", err)
+	}
+	r.conns = append(r.conns, webConn)
+	adminConn, err := n.Connect(adminCreds, nats.Name("relay admin"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin user: %w", err)
+	}
+	r.conns = append(r.conns, adminConn)
+	js, _ := jetstream.New(adminConn)
+	return webConn, js, nil
+}
+
+func (r *Relay) options() cjs.Options {
+	return cjs.Options{Replicas: r.cfg.Replicas, AckWait: r.cfg.AckWait}
+}
+
+// HTTPURL is the web front's base URL.
+func (r *Relay) HTTPURL() string { return "http://" + r.ln.Addr().String() }
+
+// NATSURL is where agents dial, or "" in external mode.
+func (r *Relay) NATSURL() string {
+	if r.Node == nil {
+		return r.cfg.NATSURL
+	}
+	return r.Node.ClientURL()
+}
+
+// Ready is closed once the catalog has caught up with NATS.
+func (r *Relay) Ready() <-chan struct{} { return r.ready }
+
+// Serve serves HTTP until ctx ends, then shuts everything down in order.
+func (r *Relay) Serve(ctx context.Context) error {
+	defer r.Shutdown()
+	err := r.web.Serve(ctx, r.ln)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops HTTP, drains NATS connections, then stops the embedded
+// server; safe to call more than once.
+func (r *Relay) Shutdown() {
+	if r.ln != nil {
+		r.ln.Close()
+	}
+	for _, nc := range r.conns {
+		nc.Drain()
+	}
+	for _, nc := range r.conns {
+		for nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	r.conns = nil
+	if r.Node != nil {
+		r.Node.Shutdown()
+	}
+}
+
+// AgentCreds mints creds for an in-process agent (the demo's and tests').
+func (r *Relay) AgentCreds(clinic string) ([]byte, error) {
+	if r.Node == nil {
+		return nil, errors.New("agent creds need the embedded node's keys")
+	}
+	return r.Node.Keys.AgentCreds(clinic)
+}

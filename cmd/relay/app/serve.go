@@ -1,0 +1,156 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// Demo clinic shown by `relay demo`.
+var demoClinic = services.Clinic{ID: "demo", Name: "Demo Family Clinic", TimeZone: "America/Toronto"}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo bool) error {
+	name := "serve"
+	if demo {
+		name = "demo"
+	}
+	fs := newFlags(name, stderr)
+	var cfg Config
+	fs.StringVar(&cfg.DataDir, "data", "./data", "data dir (keys, JetStream store)")
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "web front listen address")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "NATS listen address for agents and the nats CLI")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an existing NATS server or cluster instead of the embedded one")
+	fs.StringVar(&cfg.CredsFile, "creds", "", "creds file for --nats-url")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a cluster)")
+	consoleAddr := fs.String("console", "127.0.0.1:8081", "demo only: the demo clinic's front-desk console")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if (cfg.NATSURL == "") != (cfg.CredsFile == "") {
+		return fmt.Errorf("--nats-url and --creds go together: %w", errUsage)
+	}
+	if demo && cfg.NATSURL != "" {
+		return fmt.Errorf("demo runs on the embedded NATS; drop --nats-url")
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		return fmt.Errorf("--replicas must be 1 to 5")
+	}
+	if cfg.NATSURL == "" {
+		if st, err := os.Stat(cfg.DataDir); err == nil && !st.IsDir() {
+			return fmt.Errorf("data dir %s is not a directory", cfg.DataDir)
+		}
+	}
+	cfg.Logger = logger(stderr)
+	start := time.Now()
+	r, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if demo {
+		stop, err := r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr)
+		if err != nil {
+			r.Shutdown()
+			return err
+		}
+		defer stop()
+	}
+	select {
+	case <-r.Ready():
+	case <-ctx.Done():
+	}
+	printURLs(stdout, r, demo, *consoleAddr, time.Since(start))
+	return r.Serve(ctx)
+}
+
+func printURLs(w io.Writer, r *Relay, demo bool, consoleAddr string, took time.Duration) {
+	fmt.Fprintf(w, "relay ready in %s\n", took.Round(time.Millisecond))
+	fmt.Fprintf(w, "  patients' site:  %s/\n", r.HTTPURL())
+	fmt.Fprintf(w, "  JSON API:        %s/api/v1/clinics\n", r.HTTPURL())
+	if u := r.NATSURL(); u != "" {
+		fmt.Fprintf(w, "  NATS for agents: %s\n", u)
+	}
+	if demo {
+		fmt.Fprintf(w, "  demo clinic:     %s/c/%s\n", r.HTTPURL(), demoClinic.ID)
+		fmt.Fprintf(w, "  front desk:      http://%s/\n", consoleAddr)
+		fmt.Fprintf(w, "Request a time on the clinic page, confirm it at the front desk, watch the status page change.\n")
+	}
+	fmt.Fprintln(w, "Ctrl-C stops it.")
+}
+
+// Admin returns an operator handle on the embedded node.
+func (r *Relay) Admin(ctx context.Context) (*clinics.Admin, error) {
+	if r.Node == nil {
+		return nil, fmt.Errorf("admin needs the embedded node")
+	}
+	sysCreds, err := r.Node.Keys.UserCreds("relay-sys", nil, true)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := r.Node.Connect(sysCreds)
+	if err != nil {
+		return nil, err
+	}
+	r.conns = append(r.conns, sys)
+	adminCreds, err := r.Node.Keys.UserCreds("relay-admin", nil, false)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := r.Node.Connect(adminCreds)
+	if err != nil {
+		return nil, err
+	}
+	r.conns = append(r.conns, nc)
+	js, _ := jetstream.New(nc)
+	return &clinics.Admin{JS: js, Sys: sys, Keys: r.Node.Keys, Options: r.options()}, nil
+}
+
+// StartDemo onboards the demo clinic (once) and runs its agent on the
+// console connector in this process, dialling NATS like a real agent.
+func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop func(), err error) {
+	a, err := r.Admin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := demoClinic
+	c.CreatedAt = time.Now().UTC()
+	if _, err := a.Add(ctx, c); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return nil, err
+	}
+	creds, err := r.AgentCreds(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: consoleAddr,
+		Logger: r.log.With("component", "console")})
+	if err != nil {
+		return nil, err
+	}
+	if err := con.SeedDemo(ctx); err != nil {
+		con.Close()
+		return nil, err
+	}
+	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: r.log.With("component", "agent")}, con)
+	if err != nil {
+		con.Close()
+		return nil, err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { con.Run(actx); done <- struct{}{} }()
+	go func() { ag.Run(actx); done <- struct{}{} }()
+	return func() { cancel(); <-done; <-done; con.Close() }, nil
+}

@@ -1,0 +1,181 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Catalog is the web front's in-memory view of CLINICS, AVAILABILITY and
+// HOLDS, kept current by watches: pages and the slots API never wait on NATS.
+type Catalog struct {
+	clinics *Mirror[json.RawMessage]
+	days    *Mirror[services.Day]
+	holds   *Mirror[json.RawMessage]
+	now     func() time.Time
+}
+
+var _ services.Directory = (*Catalog)(nil)
+
+// NewCatalog returns an empty catalog; Run fills it.
+func NewCatalog(now func() time.Time) *Catalog {
+	if now == nil {
+		now = time.Now
+	}
+	return &Catalog{
+		clinics: NewMirror[json.RawMessage](nil),
+		days:    NewMirror[services.Day](nil),
+		holds:   NewMirror[json.RawMessage](nil),
+		now:     now,
+	}
+}
+
+// Run watches the three buckets until ctx ends; ready is closed once all
+// three have caught up.
+func (c *Catalog) Run(ctx context.Context, js jetstream.JetStream, ready chan<- struct{}) error {
+	type watch struct {
+		bucket string
+		run    func(context.Context, jetstream.KeyValue, string) error
+		ready  <-chan struct{}
+	}
+	ws := []watch{
+		{subjects.BucketClinics, c.clinics.Run, c.clinics.Ready()},
+		{subjects.BucketAvailability, c.days.Run, c.days.Ready()},
+		{subjects.BucketHolds, c.holds.Run, c.holds.Ready()},
+	}
+	errc := make(chan error, len(ws))
+	for _, w := range ws {
+		kv, err := js.KeyValue(ctx, w.bucket)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- w.run(ctx, kv, ">") }()
+	}
+	go func() {
+		for _, w := range ws {
+			select {
+			case <-w.ready:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(ready)
+	}()
+	for range ws {
+		if err := <-errc; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Clinics lists active clinics by name.
+func (c *Catalog) Clinics() []services.Clinic {
+	var out []services.Clinic
+	c.clinics.Range(func(k string, v json.RawMessage) bool {
+		if !strings.Contains(k, ".") {
+			var cl services.Clinic
+			if json.Unmarshal(v, &cl) == nil && !cl.Revoked {
+				out = append(out, cl)
+			}
+		}
+		return true
+	})
+	slices.SortFunc(out, func(a, b services.Clinic) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Clinic returns one clinic's profile.
+func (c *Catalog) Clinic(id string) (services.Clinic, bool) {
+	var cl services.Clinic
+	if subjects.ValidClinicID(id) != nil {
+		return cl, false
+	}
+	v, ok := c.clinics.Get(subjects.ClinicKey(id))
+	if !ok || json.Unmarshal(v, &cl) != nil {
+		return cl, false
+	}
+	return cl, true
+}
+
+// Providers returns what the clinic's agent published.
+func (c *Catalog) Providers(id string) []services.Provider {
+	var ps []services.Provider
+	if v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeyProviders)); ok {
+		json.Unmarshal(v, &ps)
+	}
+	return ps
+}
+
+// LastSeen is the agent's last heartbeat; zero if it never connected.
+func (c *Catalog) LastSeen(id string) services.Heartbeat {
+	var hb services.Heartbeat
+	if v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeySeen)); ok {
+		json.Unmarshal(v, &hb)
+	}
+	return hb
+}
+
+func (c *Catalog) held(clinic, slot string) bool {
+	_, ok := c.holds.Get(subjects.HoldKey(clinic, slot))
+	return ok
+}
+
+// Slots lists free, unheld, future slots on local dates [from, to].
+func (c *Catalog) Slots(clinic string, from, to time.Time) []services.Slot {
+	now := c.now()
+	var out []services.Slot
+	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+		day, ok := c.days.Get(subjects.AvailabilityKey(clinic, d.Format(time.DateOnly)))
+		if !ok {
+			continue
+		}
+		for _, s := range day.Slots {
+			if s.Start.After(now) && !c.held(clinic, s.ID) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// FreeSlot finds a free, unheld slot by ID.
+func (c *Catalog) FreeSlot(clinic, slotID string) (services.Slot, bool) {
+	cl, ok := c.Clinic(clinic)
+	if !ok {
+		return services.Slot{}, false
+	}
+	_, start, err := services.ParseSlotID(slotID)
+	if err != nil {
+		return services.Slot{}, false
+	}
+	loc, err := services.LoadZone(cl.TimeZone)
+	if err != nil {
+		return services.Slot{}, false
+	}
+	date, _ := time.Parse(time.DateOnly, services.Date(start, loc))
+	for _, s := range c.Slots(clinic, date, date) {
+		if s.ID == slotID {
+			return s, true
+		}
+	}
+	return services.Slot{}, false
+}
+
+// NextFree lists up to n free slots from today, looking 60 days ahead.
+func (c *Catalog) NextFree(clinic string, n int) []services.Slot {
+	today := time.Date(c.now().Year(), c.now().Month(), c.now().Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -1)
+	var out []services.Slot
+	for d := today; d.Before(today.AddDate(0, 0, 61)) && len(out) < n; d = d.AddDate(0, 0, 1) {
+		out = append(out, c.Slots(clinic, d, d)...)
+	}
+	slices.SortFunc(out, func(a, b services.Slot) int { return a.Start.Compare(b.Start) })
+	return out[:min(n, len(out))]
+}

@@ -1,0 +1,117 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// errCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which carries
+// "maximum messages per subject exceeded"; nats.go has no constant for it.
+const errCodeStreamStoreFailed jetstream.ErrorCode = 10077
+
+// Requests adapts REQUESTS, HOLDS and STATUS to the services ports.
+type Requests struct {
+	js     jetstream.JetStream
+	holds  jetstream.KeyValue
+	status jetstream.KeyValue
+}
+
+var (
+	_ services.Holds    = (*Requests)(nil)
+	_ services.Outbox   = (*Requests)(nil)
+	_ services.Statuses = (*Requests)(nil)
+)
+
+// OpenRequests opens the buckets the request path uses.
+func OpenRequests(ctx context.Context, js jetstream.JetStream) (*Requests, error) {
+	holds, err := js.KeyValue(ctx, subjects.BucketHolds)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", subjects.BucketHolds, err)
+	}
+	status, err := js.KeyValue(ctx, subjects.BucketStatus)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", subjects.BucketStatus, err)
+	}
+	return &Requests{js: js, holds: holds, status: status}, nil
+}
+
+func unavailable(op string, err error) error {
+	return &services.Error{Code: services.EUnavailable, Message: "the booking service is busy, please try again shortly",
+		Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// Hold creates the hold key exclusively, with a per-key TTL.
+func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
+	b, _ := json.Marshal(map[string]string{"request_id": requestID})
+	_, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, jetstream.KeyTTL(ttl))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return services.Errorf(services.EConflict, "that time is no longer free")
+	}
+	if err != nil {
+		return unavailable("hold", err)
+	}
+	return nil
+}
+
+// Release drops a hold.
+func (r *Requests) Release(ctx context.Context, clinic, slot string) error {
+	return r.holds.Delete(ctx, subjects.HoldKey(clinic, slot))
+}
+
+// PublishRequest queues req with its ID as Nats-Msg-Id, so a retry within
+// the dedupe window is stored once.
+func (r *Requests) PublishRequest(ctx context.Context, req services.Request) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	m := nats.NewMsg(subjects.Requests(req.ClinicID))
+	m.Data = body
+	m.Header.Set(subjects.HeaderRequestID, req.ID)
+	m.Header.Set(subjects.HeaderClinicID, req.ClinicID)
+	m.Header.Set(subjects.HeaderSlotID, req.SlotID)
+	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithMsgID(req.ID)); err != nil {
+		// DiscardNewPerSubject refuses a clinic's request past its cap.
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {
+			return services.Errorf(services.EUnavailable, "the clinic has too many requests waiting; please try again later")
+		}
+		return unavailable("publish", err)
+	}
+	return nil
+}
+
+// PutStatus writes st.
+func (r *Requests) PutStatus(ctx context.Context, st services.Status) error {
+	if err := PutJSON(ctx, r.status, subjects.StatusKey(st.ClinicID, st.RequestID), st); err != nil {
+		return unavailable("status", err)
+	}
+	return nil
+}
+
+// GetStatus reads a status.
+func (r *Requests) GetStatus(ctx context.Context, clinic, requestID string) (services.Status, error) {
+	var st services.Status
+	_, err := GetJSON(ctx, r.status, subjects.StatusKey(clinic, requestID), &st)
+	if errors.Is(err, ErrNotFound) {
+		return st, services.Errorf(services.ENotFound, "no such request")
+	}
+	if err != nil {
+		return st, unavailable("status", err)
+	}
+	return st, nil
+}
+
+// DeleteStatus removes a status.
+func (r *Requests) DeleteStatus(ctx context.Context, clinic, requestID string) error {
+	return r.status.Delete(ctx, subjects.StatusKey(clinic, requestID))
+}

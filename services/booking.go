@@ -1,0 +1,94 @@
+package services
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Holds keeps exclusive, expiring holds on slots.
+type Holds interface {
+	// Hold takes the slot for requestID; EConflict when someone holds it.
+	Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error
+	Release(ctx context.Context, clinic, slot string) error
+}
+
+// Outbox carries a request to the clinic's queue, at most once per request ID.
+type Outbox interface {
+	PublishRequest(ctx context.Context, req Request) error
+}
+
+// Statuses keeps request outcomes.
+type Statuses interface {
+	PutStatus(ctx context.Context, st Status) error
+	// GetStatus returns ENotFound for an unknown request.
+	GetStatus(ctx context.Context, clinic, requestID string) (Status, error)
+	DeleteStatus(ctx context.Context, clinic, requestID string) error
+}
+
+// Directory answers from the relay's in-memory view of clinics and slots.
+type Directory interface {
+	Clinic(id string) (Clinic, bool)
+	// FreeSlot returns the slot if the clinic publishes it free and nobody holds it.
+	FreeSlot(clinic, slotID string) (Slot, bool)
+	// NextFree lists up to n free slots from now.
+	NextFree(clinic string, n int) []Slot
+}
+
+// Booker turns a patient's form into a held slot, a queued request and a status.
+type Booker struct {
+	Holds     Holds
+	Outbox    Outbox
+	Statuses  Statuses
+	Directory Directory
+	HoldTTL   time.Duration
+	Now       func() time.Time
+}
+
+// Booked is what a patient gets back: the secret status token and the status.
+type Booked struct {
+	Token  string
+	Status Status
+}
+
+// Request validates req, holds its slot and queues it for the clinic.
+func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Booked, error) {
+	c, ok := b.Directory.Clinic(clinicID)
+	if !ok || c.Revoked {
+		return Booked{}, Errorf(ENotFound, "no clinic %q", clinicID)
+	}
+	now := b.Now().UTC()
+	req.Name, req.Email, req.Phone = strings.TrimSpace(req.Name), strings.TrimSpace(req.Email), strings.TrimSpace(req.Phone)
+	if err := req.Validate(now); err != nil {
+		return Booked{}, err
+	}
+	slot, ok := b.Directory.FreeSlot(clinicID, req.SlotID)
+	if !ok || !slot.Start.After(now) {
+		return Booked{}, Errorf(EConflict, "that time is no longer free")
+	}
+	token := NewToken()
+	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now
+	if err := b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, b.HoldTTL); err != nil {
+		return Booked{}, err
+	}
+	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
+	if err := b.Statuses.PutStatus(ctx, st); err != nil {
+		b.Holds.Release(ctx, clinicID, req.SlotID)
+		return Booked{}, err
+	}
+	if err := b.Outbox.PublishRequest(ctx, req); err != nil {
+		b.Statuses.DeleteStatus(ctx, clinicID, req.ID)
+		b.Holds.Release(ctx, clinicID, req.SlotID)
+		return Booked{}, err
+	}
+	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil
+}
+
+// Status looks a request up by the patient's status token.
+func (b *Booker) Status(ctx context.Context, token string) (Status, error) {
+	clinic, id, err := ParseStatusToken(token)
+	if err != nil {
+		return Status{}, err
+	}
+	return b.Statuses.GetStatus(ctx, clinic, id)
+}

@@ -1,0 +1,215 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// maxSlotRange is the widest from..to the slots API answers.
+const maxSlotRange = 60
+
+type apiClinic struct {
+	ID         string              `json:"id"`
+	Name       string              `json:"name"`
+	TimeZone   string              `json:"timezone"`
+	Providers  []services.Provider `json:"providers"`
+	LastSynced *time.Time          `json:"last_synced,omitempty"`
+	URL        string              `json:"url"`
+}
+
+type apiSlot struct {
+	ID           string    `json:"id"`
+	ProviderID   string    `json:"provider_id"`
+	ProviderName string    `json:"provider_name"`
+	Start        time.Time `json:"start"`
+	End          time.Time `json:"end"`
+	Local        string    `json:"local"`
+}
+
+type apiRequest struct {
+	SlotID    string `json:"slot_id"`
+	Name      string `json:"name"`
+	BirthDate string `json:"birth_date"`
+	Phone     string `json:"phone"`
+	Email     string `json:"email"`
+	Reason    string `json:"reason"`
+	// Consent defaults to true for API clients, which confirm by calling that
+	// the patient agreed; an explicit false is refused.
+	Consent *bool `json:"consent"`
+}
+
+type apiStatus struct {
+	ID           string    `json:"id"`
+	Clinic       string    `json:"clinic"`
+	ClinicName   string    `json:"clinic_name"`
+	State        string    `json:"state"`
+	Slot         apiSlot   `json:"slot"`
+	Reason       string    `json:"reason,omitempty"`
+	ProposedSlot *apiSlot  `json:"proposed_slot,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+func (s *Server) clinicView(c services.Clinic) apiClinic {
+	v := apiClinic{ID: c.ID, Name: c.Name, TimeZone: c.TimeZone, Providers: s.cfg.Catalog.Providers(c.ID), URL: "/c/" + c.ID}
+	if v.Providers == nil {
+		v.Providers = []services.Provider{}
+	}
+	if hb := s.cfg.Catalog.LastSeen(c.ID); !hb.At.IsZero() {
+		v.LastSynced = &hb.At
+	}
+	return v
+}
+
+func (s *Server) slotView(c services.Clinic, sl services.Slot) apiSlot {
+	loc, _ := services.LoadZone(c.TimeZone)
+	if loc == nil {
+		loc = time.UTC
+	}
+	name := sl.ProviderID
+	for _, p := range s.cfg.Catalog.Providers(c.ID) {
+		if p.ID == sl.ProviderID {
+			name = p.Name
+		}
+	}
+	return apiSlot{ID: sl.ID, ProviderID: sl.ProviderID, ProviderName: name, Start: sl.Start, End: sl.End,
+		Local: sl.Start.In(loc).Format("Mon 2 Jan 2006 15:04 MST")}
+}
+
+func (s *Server) nextFree(slug string) []apiSlot {
+	c, ok := s.cfg.Catalog.Clinic(slug)
+	if !ok {
+		return nil
+	}
+	var out []apiSlot
+	for _, sl := range s.cfg.Catalog.NextFree(slug, 5) {
+		out = append(out, s.slotView(c, sl))
+	}
+	return out
+}
+
+// clinic finds an active clinic by the :slug parameter.
+func (s *Server) clinic(c echo.Context) (services.Clinic, error) {
+	cl, ok := s.cfg.Catalog.Clinic(c.Param("slug"))
+	if !ok || cl.Revoked {
+		return cl, services.Errorf(services.ENotFound, "no such clinic")
+	}
+	return cl, nil
+}
+
+func (s *Server) handleAPIClinicList(c echo.Context) error {
+	out := []apiClinic{}
+	for _, cl := range s.cfg.Catalog.Clinics() {
+		out = append(out, s.clinicView(cl))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// slotRange parses from/to (clinic-local dates); from defaults to today, to to from+6.
+func (s *Server) slotRange(c echo.Context, cl services.Clinic) (time.Time, time.Time, error) {
+	loc, _ := services.LoadZone(cl.TimeZone)
+	if loc == nil {
+		loc = time.UTC
+	}
+	today, _ := time.Parse(time.DateOnly, services.Date(s.cfg.Now(), loc))
+	from, to := today, today.AddDate(0, 0, 6)
+	var err error
+	if v := c.QueryParam("from"); v != "" {
+		if from, err = services.ParseDate("from", v); err != nil {
+			return from, to, err
+		}
+		to = from.AddDate(0, 0, 6)
+	}
+	if v := c.QueryParam("to"); v != "" {
+		if to, err = services.ParseDate("to", v); err != nil {
+			return from, to, err
+		}
+	}
+	if to.Before(from) {
+		return from, to, &services.Error{Code: services.EInvalid, Message: "to must not be before from",
+			Fields: map[string]string{"to": "must not be before from"}}
+	}
+	if to.Sub(from) > maxSlotRange*24*time.Hour {
+		return from, to, &services.Error{Code: services.EInvalid, Message: "at most 60 days at a time",
+			Fields: map[string]string{"to": "must be at most 60 days after from"}}
+	}
+	return from, to, nil
+}
+
+func (s *Server) handleAPISlotList(c echo.Context) error {
+	cl, err := s.clinic(c)
+	if err != nil {
+		return err
+	}
+	from, to, err := s.slotRange(c, cl)
+	if err != nil {
+		return err
+	}
+	out := []apiSlot{}
+	for _, sl := range s.cfg.Catalog.Slots(cl.ID, from, to) {
+		out = append(out, s.slotView(cl, sl))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"clinic": cl.ID, "timezone": cl.TimeZone,
+		"from": from.Format(time.DateOnly), "to": to.Format(time.DateOnly), "slots": out})
+}
+
+func (s *Server) handleAPIRequestCreate(c echo.Context) error {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	var in apiRequest
+	dec := json.NewDecoder(c.Request().Body)
+	if err := dec.Decode(&in); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			return echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, "request body is not valid JSON")
+	}
+	req := services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
+		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}
+	booked, err := s.cfg.Booker.Request(c.Request().Context(), c.Param("slug"), req)
+	if err != nil {
+		return err
+	}
+	s.log.Info("request accepted", "clinic_id", booked.Status.ClinicID, "request_id", booked.Status.RequestID)
+	return c.JSON(http.StatusCreated, map[string]string{
+		"id":         booked.Status.RequestID,
+		"token":      booked.Token,
+		"status":     booked.Status.State,
+		"status_url": "/r/" + booked.Token,
+		"api_url":    "/api/v1/requests/" + booked.Token,
+	})
+}
+
+func (s *Server) statusView(st services.Status) apiStatus {
+	cl, _ := s.cfg.Catalog.Clinic(st.ClinicID)
+	v := apiStatus{ID: st.RequestID, Clinic: st.ClinicID, ClinicName: cl.Name, State: st.State, Reason: st.Reason,
+		UpdatedAt: st.UpdatedAt}
+	if p, start, err := services.ParseSlotID(st.SlotID); err == nil {
+		v.Slot = s.slotView(cl, services.Slot{ID: st.SlotID, ProviderID: p, Start: start})
+	}
+	if p, start, err := services.ParseSlotID(st.ProposedSlot); err == nil {
+		ps := s.slotView(cl, services.Slot{ID: st.ProposedSlot, ProviderID: p, Start: start})
+		v.ProposedSlot = &ps
+	}
+	return v
+}
+
+func (s *Server) handleAPIRequestGet(c echo.Context) error {
+	st, err := s.cfg.Booker.Status(c.Request().Context(), c.Param("token"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.statusView(st))
+}

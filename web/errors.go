@@ -1,0 +1,73 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// statusOf is the one table from domain error codes to HTTP statuses.
+var statusOf = map[string]int{
+	services.EInvalid:     http.StatusUnprocessableEntity,
+	services.ENotFound:    http.StatusNotFound,
+	services.EConflict:    http.StatusConflict,
+	services.EUnavailable: http.StatusServiceUnavailable,
+	services.ETooLarge:    http.StatusRequestEntityTooLarge,
+	services.EForbidden:   http.StatusForbidden,
+	services.EInternal:    http.StatusInternalServerError,
+}
+
+// apiError is the JSON body of every API error.
+type apiError struct {
+	Error    string            `json:"error"`
+	Fields   map[string]string `json:"fields,omitempty"`
+	NextFree []apiSlot         `json:"next_free,omitempty"`
+}
+
+// classify turns any error into a status, a message safe to show, and fields.
+func classify(err error) (int, string, map[string]string) {
+	var de *services.Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &de):
+		code, ok := statusOf[de.Code]
+		if !ok || code >= 500 && de.Code == services.EInternal {
+			return http.StatusInternalServerError, "something went wrong on our side", nil
+		}
+		return code, de.Message, de.Fields
+	case errors.As(err, &he):
+		msg := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok && he.Code < 500 {
+			msg = m
+		}
+		return he.Code, msg, nil
+	default:
+		return http.StatusInternalServerError, "something went wrong on our side", nil
+	}
+}
+
+// handleError is Echo's HTTPErrorHandler: JSON under /api, a page elsewhere.
+// Server-side failures are logged with the path only, never the body.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg, fields := classify(err)
+	if code >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", code, "err", err.Error())
+	}
+	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+		body := apiError{Error: msg, Fields: fields}
+		var de *services.Error
+		if errors.As(err, &de) && de.Code == services.EConflict {
+			body.NextFree = s.nextFree(c.Param("slug"))
+		}
+		c.JSON(code, body)
+		return
+	}
+	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code, "Message": msg}))
+}

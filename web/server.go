@@ -1,0 +1,145 @@
+// Package web is the patients' front: Echo v4 pages and the JSON API under
+// /api/v1, served from the relay's in-memory catalog.
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+// Catalog is the read side the web front needs.
+type Catalog interface {
+	services.Directory
+	Clinics() []services.Clinic
+	Providers(clinic string) []services.Provider
+	LastSeen(clinic string) services.Heartbeat
+	Slots(clinic string, from, to time.Time) []services.Slot
+}
+
+// Config wires the web front.
+type Config struct {
+	Addr    string // listen address, e.g. 127.0.0.1:8080
+	Booker  *services.Booker
+	Catalog Catalog
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// SecureCookies marks cookies Secure (set behind HTTPS).
+	SecureCookies bool
+	// BodyLimit caps request bodies (default 64K).
+	BodyLimit string
+}
+
+// Server is the Echo web front.
+type Server struct {
+	cfg   Config
+	e     *echo.Echo
+	log   *slog.Logger
+	pages *pages
+}
+
+// New builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BodyLimit == "" {
+		cfg.BodyLimit = "64K"
+	}
+	p, err := loadPages()
+	if err != nil {
+		return nil, err
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{cfg: cfg, e: e, log: cfg.Logger.With("component", "web"), pages: p}
+	e.Renderer = p
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
+		LogErrorFunc: func(c echo.Context, err error, _ []byte) error {
+			s.log.Error("panic", "path", c.Path(), "err", err.Error())
+			return err
+		}}))
+	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		HSTSMaxAge:            31536000,
+		ContentSecurityPolicy: "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+		ReferrerPolicy:        "no-referrer", // status URLs carry the patient's secret token
+	}))
+	e.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
+		Skipper:        func(c echo.Context) bool { return strings.HasPrefix(c.Request().URL.Path, "/api/") },
+		TokenLookup:    "form:_csrf",
+		CookieName:     "_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSecure:   cfg.SecureCookies,
+		CookieSameSite: http.SameSiteStrictMode,
+	}))
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/", s.handleHome)
+	e.GET("/c/:slug", s.handleClinic)
+	e.GET("/c/:slug/request", s.handleRequestForm)
+	e.POST("/c/:slug/request", s.handleRequestCreate)
+	e.GET("/r/:token", s.handleStatus)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
+
+	api := e.Group("/api/v1", noStore)
+	api.GET("/clinics", s.handleAPIClinicList)
+	api.GET("/clinics/:slug/slots", s.handleAPISlotList)
+	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate)
+	api.GET("/requests/:token", s.handleAPIRequestGet)
+}
+
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// Handler is the HTTP handler, for tests.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Serve serves on ln until ctx ends, then shuts down within 10s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
