@@ -1,0 +1,229 @@
+// Package integration runs clinicrelay end to end: an embedded NATS with
+// JetStream on a random port and a temp dir, the web front on :0, and real
+// agents dialling in over TCP with their own creds.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// Env is one relay with its data dir.
+type Env struct {
+	t       *testing.T
+	Relay   *app.Relay
+	DataDir string
+	Admin   *clinics.Admin
+	ctx     context.Context
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// NewEnv starts a relay on random ports; it stops at the end of the test.
+func NewEnv(t *testing.T) *Env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	r, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
+		AckWait: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-r.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay catalog not ready")
+	}
+	a, err := r.Admin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{t: t, Relay: r, DataDir: dir, Admin: a, ctx: ctx}
+}
+
+// MustAddClinic onboards a clinic and returns its agent's creds.
+func (e *Env) MustAddClinic(id string) []byte {
+	e.t.Helper()
+	creds, err := e.Admin.Add(e.ctx, services.Clinic{ID: id, Name: "Clinic " + id, TimeZone: "America/Toronto"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return creds
+}
+
+// Agent is a running clinic agent with its console served by httptest.
+type Agent struct {
+	Console *console.Console
+	HTTP    *httptest.Server
+	cancel  context.CancelFunc
+	done    chan struct{}
+	dialer  *killDialer
+}
+
+// killDialer records the agent's TCP connections so a test can cut them,
+// as a crash or a pulled cable would.
+type killDialer struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (d *killDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := net.Dial(network, address)
+	if err == nil {
+		d.mu.Lock()
+		d.conns = append(d.conns, c)
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+func (d *killDialer) Kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
+
+// MustStartAgent runs an agent for creds on conn (a fresh console if nil).
+func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Console) *Agent {
+	e.t.Helper()
+	if con == nil {
+		var err error
+		con, err = console.Open(console.Config{Path: e.t.TempDir() + "/console.db", Addr: "127.0.0.1:0"})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { con.Close() })
+		if err := con.SeedDemo(context.Background()); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if conn == nil {
+		conn = con
+	}
+	d := &killDialer{}
+	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
+		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}}, conn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{Console: con, HTTP: httptest.NewServer(con.Handler()), cancel: cancel, done: make(chan struct{}), dialer: d}
+	go func() { ag.Run(ctx); close(a.done) }()
+	e.t.Cleanup(a.Stop)
+	return a
+}
+
+// Stop stops the agent and waits for it.
+func (a *Agent) Stop() {
+	a.cancel()
+	<-a.done
+	a.HTTP.Close()
+}
+
+// checkFor polls fn until it returns nil or the timeout passes.
+func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("not within %s: %v", timeout, err)
+}
+
+// Client is an HTTP client with a cookie jar that does not follow redirects.
+type Client struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newClient(t *testing.T, base string) *Client {
+	jar, _ := cookiejar.New(nil)
+	return &Client{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// Do sends a request and returns status, headers and body.
+func (c *Client) Do(method, path, contentType string, body io.Reader) (int, http.Header, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// JSON sends v as JSON (or a raw string) and decodes the answer into out.
+func (c *Client) JSON(method, path string, v any, out any) int {
+	c.t.Helper()
+	var body io.Reader
+	switch v := v.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(v)
+	default:
+		b, _ := json.Marshal(v)
+		body = bytes.NewReader(b)
+	}
+	code, _, resp := c.Do(method, path, "application/json", body)
+	if out != nil && resp != "" {
+		if err := json.Unmarshal([]byte(resp), out); err != nil {
+			c.t.Fatalf("%s %s: %d %q is not JSON: %v", method, path, code, resp, err)
+		}
+	}
+	return code
+}
+
+type slotsResp struct {
+	Slots []struct {
+		ID         string    `json:"id"`
+		ProviderID string    `json:"provider_id"`
+		Start      time.Time `json:"start"`
+	} `json:"slots"`
+}
+
+type statusResp struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}

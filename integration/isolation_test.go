@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// violations collects the permission violations the server reports to a connection.
+type violations struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		v.mu.Lock()
+		v.errs = append(v.errs, err.Error())
+		v.mu.Unlock()
+	}
+}
+
+func (v *violations) await(t *testing.T, kind, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", kind, subject))
+	checkFor(t, 3*time.Second, func() error {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for _, e := range v.errs {
+			if strings.Contains(strings.ToLower(e), want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %q among %q", want, v.errs)
+	})
+}
+
+func agentConn(t *testing.T, env *Env, creds []byte, v *violations) *nats.Conn {
+	t.Helper()
+	clinic, _ := auth.CredsClinic(creds)
+	co, _ := auth.CredsOption(creds)
+	nc, err := nats.Connect(env.Relay.NATSURL(), co, nats.CustomInboxPrefix(subjects.AgentInboxPrefix(clinic)),
+		nats.ErrorHandler(v.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestIsolation: clinic B's credentials reach nothing of clinic A's; every
+// attempt is a permission violation reported by the server.
+func TestIsolation(t *testing.T) {
+	env := NewEnv(t)
+	env.MustStartAgent(env.MustAddClinic("aspen"), nil, nil)
+	v := &violations{}
+	nc := agentConn(t, env, env.MustAddClinic("cedar"), v)
+	ctx := context.Background()
+
+	// Control: cedar's own grants work, so the denials below are not an
+	// artefact of a broken connection.
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, subjects.BucketAvailability)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "cedar.2030-01-01", []byte(`{}`)); err != nil {
+		t.Fatalf("own availability: %v", err)
+	}
+	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("cedar")); err != nil {
+		t.Fatalf("own consumer: %v", err)
+	}
+
+	pubs := []struct{ name, subject, body string }{
+		{"pull A's requests", "$JS.API.CONSUMER.MSG.NEXT.REQUESTS.agent_aspen", `{"batch":1}`},
+		{"A's consumer info", "$JS.API.CONSUMER.INFO.REQUESTS.agent_aspen", ""},
+		{"ack A's messages", "$JS.ACK.REQUESTS.agent_aspen.1.1.1.1.0", ""},
+		{"write A's availability", "$KV.AVAILABILITY.aspen.2030-01-01", `{}`},
+		{"read A's availability", "$JS.API.DIRECT.GET.KV_AVAILABILITY.$KV.AVAILABILITY.aspen.2030-01-01", ""},
+		{"write A's status", "$KV.STATUS.aspen.00000000000000000000000000000000", `{}`},
+		{"read A's status", "$JS.API.DIRECT.GET.KV_STATUS.$KV.STATUS.aspen.00000000000000000000000000000000", ""},
+		{"direct get body form, status", "$JS.API.DIRECT.GET.KV_STATUS", `{"last_by_subj":"$KV.STATUS.aspen.x"}`},
+		{"direct get body form, availability", "$JS.API.DIRECT.GET.KV_AVAILABILITY", `{"last_by_subj":"$KV.AVAILABILITY.aspen.2030-01-01"}`},
+		{"stream msg get", "$JS.API.STREAM.MSG.GET.KV_STATUS", `{"last_by_subj":"$KV.STATUS.aspen.x"}`},
+		{"own consumer on A's subject", "$JS.API.CONSUMER.CREATE.REQUESTS.spy.clinic.aspen.requests", `{}`},
+		{"rewrite A's profile", "$KV.CLINICS.aspen", `{}`},
+		{"rewrite own profile", "$KV.CLINICS.cedar", `{}`},
+		{"publish a request", "clinic.aspen.requests", `{}`},
+	}
+	for _, p := range pubs {
+		t.Run(p.name, func(t *testing.T) {
+			if _, err := nc.Request(p.subject, []byte(p.body), 300*time.Millisecond); err == nil {
+				t.Fatalf("%s answered", p.subject)
+			}
+			v.await(t, "publish", p.subject)
+		})
+	}
+	for _, subj := range []string{"_INBOX.>", "_INBOX_aspen.>", "clinic.aspen.requests", "$KV.STATUS.>"} {
+		t.Run("subscribe "+subj, func(t *testing.T) {
+			if _, err := nc.SubscribeSync(subj); err != nil {
+				t.Fatal(err)
+			}
+			v.await(t, "subscription", subj)
+		})
+	}
+}
+
+// TestRevoke: `relay clinic revoke` on the running relay cuts the agent off
+// at once, and its creds cannot connect again.
+func TestRevoke(t *testing.T) {
+	env := NewEnv(t)
+	creds := env.MustAddClinic("elm")
+	co, _ := auth.CredsOption(creds)
+	closed := make(chan error, 1)
+	nc, err := nats.Connect(env.Relay.NATSURL(), co, nats.CustomInboxPrefix("_INBOX_elm"), nats.MaxReconnects(0),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { closed <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	var out, errOut strings.Builder
+	if code := runRelay(t, []string{"clinic", "revoke", "elm", "--data", env.DataDir}, &out, &errOut); code != 0 {
+		t.Fatalf("revoke: exit %d: %s", code, errOut.String())
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("revoked agent still connected")
+	}
+	_, err = nats.Connect(env.Relay.NATSURL(), co)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Fatalf("reconnect with revoked creds: %v, want authorization violation", err)
+	}
+	// The patients' site no longer offers the clinic.
+	var list []map[string]any
+	checkFor(t, 5*time.Second, func() error {
+		newClient(t, env.Relay.HTTPURL()).JSON("GET", "/api/v1/clinics", nil, &list)
+		for _, c := range list {
+			if c["id"] == "elm" {
+				return fmt.Errorf("elm still listed")
+			}
+		}
+		return nil
+	})
+}
