@@ -3,12 +3,170 @@ package integration
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	agentapp "github.com/clinicrelay/clinicrelay/cmd/clinic-agent/app"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 )
 
 func runRelay(t *testing.T, args []string, stdout, stderr io.Writer) int {
 	t.Helper()
 	return app.Main(context.Background(), args, stdout, stderr)
+}
+
+func relayCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := runRelay(t, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// stoppedDataDir is a data dir of a relay that ran once and stopped.
+func stoppedDataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := app.Start(context.Background(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Shutdown()
+	return dir
+}
+
+// TestCommands_Stopped: clinic and creds commands open the data dir
+// themselves when no relay runs, and the relay then serves what they did.
+func TestCommands_Stopped(t *testing.T) {
+	dir := stoppedDataDir(t)
+	out := t.TempDir()
+	code, stdout, stderr := relayCmd(t, "clinic", "add", "--slug", "maple", "--name", "Maple Street Physio",
+		"--timezone", "America/Toronto", "--out", out, "--data", dir)
+	if code != 0 {
+		t.Fatalf("add: %d %s", code, stderr)
+	}
+	creds := filepath.Join(out, "maple.creds")
+	if !strings.Contains(stdout, "clinic-agent run --nats-url nats://127.0.0.1:") || !strings.Contains(stdout, "--creds "+creds) {
+		t.Errorf("add does not print the agent command: %s", stdout)
+	}
+	if st, err := os.Stat(creds); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("creds file: %v %v", st, err)
+	}
+	if code, stdout, _ := relayCmd(t, "clinic", "list", "--data", dir); code != 0 || !strings.Contains(stdout, "maple") ||
+		!strings.Contains(stdout, "Maple Street Physio") {
+		t.Errorf("list: %d %s", code, stdout)
+	}
+	opCreds := filepath.Join(out, "op.creds")
+	if code, stdout, stderr := relayCmd(t, "creds", "operator", "--out", opCreds, "--data", dir); code != 0 ||
+		!strings.Contains(stdout, "nats context save") {
+		t.Errorf("creds operator: %d %s %s", code, stdout, stderr)
+	}
+
+	// The relay started afterwards knows the clinic, and the creds work.
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	actx, acancel := context.WithCancel(ctx)
+	agentDone := make(chan int)
+	go func() {
+		agentDone <- agentapp.Main(actx, []string{"run", "--nats-url", r.NATSURL(), "--creds", creds,
+			"--data", t.TempDir(), "--console", "127.0.0.1:0"}, io.Discard, io.Discard)
+	}()
+	web := newClient(t, r.HTTPURL())
+	checkFor(t, 10*time.Second, func() error {
+		_, _, body := web.Do("GET", "/c/maple", "", nil)
+		if !strings.Contains(body, "last synced just now") {
+			return io.EOF
+		}
+		return nil
+	})
+	acancel()
+	if code := <-agentDone; code != 0 {
+		t.Errorf("clinic-agent exit %d", code)
+	}
+}
+
+// TestCommands_BadInput: every command refuses bad input with a clear
+// message and a non-zero exit code.
+func TestCommands_BadInput(t *testing.T) {
+	dir := stoppedDataDir(t)
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, []byte("x"), 0o600)
+	if code, _, stderr := relayCmd(t, "clinic", "add", "--slug", "dup", "--name", "Dup", "--timezone", "UTC",
+		"--out", t.TempDir(), "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	add := func(extra ...string) []string {
+		return append([]string{"clinic", "add", "--name", "N", "--timezone", "America/Toronto", "--out", t.TempDir()}, extra...)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no command", nil, 2, "usage"},
+		{"unknown command", []string{"launch"}, 2, "usage"},
+		{"clinic without verb", []string{"clinic"}, 2, "usage"},
+		{"unknown flag", []string{"clinic", "list", "--nope"}, 2, "flag provided but not defined"},
+		{"slug with dot", add("--slug", "a.b", "--data", dir), 1, "--slug"},
+		{"slug upper case", add("--slug", "Maple", "--data", dir), 1, "--slug"},
+		{"slug missing", add("--data", dir), 1, "--slug"},
+		{"bad zone", []string{"clinic", "add", "--slug", "ok", "--name", "N", "--timezone", "Mars/Olympus", "--data", dir}, 1, "--timezone"},
+		{"empty zone", []string{"clinic", "add", "--slug", "ok", "--name", "N", "--data", dir}, 1, "--timezone"},
+		{"no name", []string{"clinic", "add", "--slug", "ok", "--timezone", "UTC", "--data", dir}, 1, "--name"},
+		{"duplicate", add("--slug", "dup", "--data", dir), 1, "already exists"},
+		{"out not a dir", []string{"clinic", "add", "--slug", "ok", "--name", "N", "--timezone", "UTC", "--out", notDir, "--data", dir}, 1, "--out"},
+		{"missing data dir", add("--slug", "ok", "--data", filepath.Join(dir, "nope")), 1, "does not exist"},
+		{"data dir is a file", []string{"clinic", "list", "--data", notDir}, 1, "not a directory"},
+		{"data dir not a relay's", []string{"clinic", "list", "--data", t.TempDir()}, 1, "not a relay data dir"},
+		{"revoke without slug", []string{"clinic", "revoke", "--data", dir}, 2, "needs a SLUG"},
+		{"revoke bad slug", []string{"clinic", "revoke", "a*", "--data", dir}, 1, "clinic id"},
+		{"revoke unknown", []string{"clinic", "revoke", "ghost", "--data", dir}, 1, "no clinic"},
+		{"creds bad data", []string{"creds", "operator", "--data", filepath.Join(dir, "nope")}, 1, "does not exist"},
+		{"creds unknown kind", []string{"creds", "root"}, 2, "usage"},
+		{"serve creds without url", []string{"serve", "--creds", "web.creds"}, 2, "goes with --nats-url"},
+		{"serve unreachable nats", []string{"serve", "--nats-url", "nats://127.0.0.1:1", "--http", "127.0.0.1:0"}, 1, "connect nats://127.0.0.1:1"},
+		{"serve bad replicas", []string{"serve", "--replicas", "9"}, 1, "--replicas"},
+		{"serve data is a file", []string{"serve", "--data", notDir}, 1, "not a directory"},
+		{"serve bad listen", []string{"serve", "--data", t.TempDir(), "--nats-listen", "nope", "--http", "127.0.0.1:0"}, 1, "nats listen"},
+		{"demo on external nats", []string{"demo", "--nats-url", "nats://x", "--creds", "f"}, 1, "embedded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := relayCmd(t, tt.args...)
+			if code != tt.wantCode || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("relay %q: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, tt.wantCode, tt.wantErr)
+			}
+		})
+	}
+
+	opCreds := filepath.Join(t.TempDir(), "op.creds")
+	relayCmd(t, "creds", "operator", "--out", opCreds, "--data", dir)
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no command", nil, 2, "usage"},
+		{"missing creds", []string{"run", "--nats-url", "nats://127.0.0.1:1"}, 2, "required"},
+		{"creds file missing", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", "/nonexistent"}, 1, "creds"},
+		{"not an agent's creds", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--data", t.TempDir()}, 1, "not a clinic agent's"},
+	} {
+		t.Run("agent "+tt.name, func(t *testing.T) {
+			var errOut strings.Builder
+			code := agentapp.Main(context.Background(), tt.args, io.Discard, &errOut)
+			if code != tt.wantCode || !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Fatalf("clinic-agent %q: exit %d, stderr %q; want %d and %q", tt.args, code, errOut.String(), tt.wantCode, tt.wantErr)
+			}
+		})
+	}
 }

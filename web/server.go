@@ -108,11 +108,13 @@ func (s *Server) routes() {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
 
-	api := e.Group("/api/v1", noStore)
-	api.GET("/clinics", s.handleAPIClinicList)
-	api.GET("/clinics/:slug/slots", s.handleAPISlotList)
-	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate)
-	api.GET("/requests/:token", s.handleAPIRequestGet)
+	// Middleware per route: a group with middleware would answer 404 for a
+	// wrong method instead of 405.
+	api := e.Group("/api/v1")
+	api.GET("/clinics", s.handleAPIClinicList, noStore)
+	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
+	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore)
+	api.GET("/requests/:token", s.handleAPIRequestGet, noStore)
 }
 
 func noStore(next echo.HandlerFunc) echo.HandlerFunc {

@@ -37,8 +37,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if (cfg.NATSURL == "") != (cfg.CredsFile == "") {
-		return fmt.Errorf("--nats-url and --creds go together: %w", errUsage)
+	if cfg.CredsFile != "" && cfg.NATSURL == "" {
+		return fmt.Errorf("--creds goes with --nats-url (the embedded node makes its own): %w", errUsage)
 	}
 	if demo && cfg.NATSURL != "" {
 		return fmt.Errorf("demo runs on the embedded NATS; drop --nats-url")

@@ -1,0 +1,82 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// dieAfterStore stores the first request, then hangs as a crashed agent
+// would: the request is in the clinic's store but never acked.
+type dieAfterStore struct {
+	agent.Connector
+	stored, release chan struct{}
+}
+
+func (d *dieAfterStore) Store(ctx context.Context, req services.Request) error {
+	if err := d.Connector.Store(ctx, req); err != nil {
+		return err
+	}
+	close(d.stored)
+	<-d.release
+	return context.Canceled
+}
+
+// TestRedelivery: an agent that dies after storing but before acking gets
+// the request again (here, its successor does) and it is stored once.
+func TestRedelivery(t *testing.T) {
+	env := NewEnv(t)
+	creds := env.MustAddClinic("oak")
+	first := env.MustStartAgent(creds, nil, nil)
+	con := first.Console
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, "oak")
+
+	// Swap in the dying connector over the same console store.
+	first.Stop()
+	dying := &dieAfterStore{Connector: con, stored: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(func() { close(dying.release) })
+	crashed := env.MustStartAgent(creds, dying, con)
+
+	var created map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/oak/requests", validRequest(slot), &created); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	select {
+	case <-dying.stored:
+	case <-time.After(10 * time.Second):
+		t.Fatal("request never reached the agent")
+	}
+	crashed.cancel()
+	crashed.dialer.Kill()
+
+	env.MustStartAgent(creds, nil, con)
+	stream, err := env.Admin.JS.Stream(context.Background(), subjects.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d requests not acked yet", info.State.Msgs)
+		}
+		return nil
+	})
+	all, err := con.Requests(context.Background(), console.StatusAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || all[0].ID != created["id"] {
+		t.Fatalf("console holds %d requests, want exactly the one: %+v", len(all), all)
+	}
+	awaitState(t, web, created["token"], services.StateDelivered)
+}
