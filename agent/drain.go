@@ -29,6 +29,11 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := a.conn.Store(cctx, req); err != nil {
+		if services.ErrorCode(err) == services.EInvalid {
+			log.Error("request refused by the connector, terminated", "err", err.Error())
+			_ = m.Term()
+			return
+		}
 		log.Error("store request", "err", err.Error())
 		_ = m.NakWithDelay(2 * time.Second)
 		return

@@ -1,0 +1,132 @@
+// Package console is the clinic agent's default connector: a front-desk
+// console served on the clinic LAN, keeping requests, decisions and provider
+// schedules in a local bbolt file in the agent's data directory.
+//
+// Stored requests are PHI. The console logs request, slot and provider IDs
+// only, never a patient's name, birth date, phone, email or reason.
+package console
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// DefaultAddr is where the console listens unless Config.Addr says otherwise:
+// loopback, so that PHI is not served to the LAN by accident.
+const DefaultAddr = "127.0.0.1:8081"
+
+// Config configures a Console.
+type Config struct {
+	Path   string           // the bbolt file, created with mode 0600
+	Addr   string           // HTTP listen address, DefaultAddr when empty
+	Logger *slog.Logger     // nil is silent
+	Now    func() time.Time // nil is time.Now
+}
+
+// Console is the front-desk connector. Its methods are safe for concurrent use.
+type Console struct {
+	db      *bolt.DB
+	addr    string
+	log     *slog.Logger
+	now     func() time.Time
+	changed chan struct{}
+	echo    *echo.Echo
+
+	mu     sync.Mutex
+	clinic services.Clinic
+	loc    *time.Location
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ agent.Connector = (*Console)(nil)
+
+// Open opens (or creates) the store at cfg.Path and builds the HTTP handler.
+// Run serves it; Close closes the store.
+func Open(cfg Config) (*Console, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("console: config has no path")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("console: create data dir: %w", err)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("console: open %s: %w", cfg.Path, err)
+	}
+	if err := createBuckets(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("console: create buckets: %w", err)
+	}
+	c := &Console{
+		db:      db,
+		addr:    cfg.Addr,
+		log:     cfg.Logger.With("connector", "console"),
+		now:     func() time.Time { return cfg.Now().UTC() },
+		changed: make(chan struct{}, 1),
+		loc:     time.UTC,
+	}
+	c.echo = c.newEcho()
+	return c, nil
+}
+
+// Close closes the store. It is idempotent; stop Run before calling it.
+func (c *Console) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.db.Close() })
+	return c.closeErr
+}
+
+// Name is "console".
+func (c *Console) Name() string { return "console" }
+
+// SetClinic records the clinic; its time zone is used on the page and to
+// resolve slot IDs. Until it is set, or when its zone is not valid, UTC is used.
+func (c *Console) SetClinic(cl services.Clinic) {
+	loc, err := services.LoadZone(cl.TimeZone)
+	if err != nil {
+		c.log.Warn("clinic time zone not valid, using UTC", "clinic_id", cl.ID)
+		loc = time.UTC
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clinic, c.loc = cl, loc
+}
+
+// clinicInfo returns the clinic and its zone.
+func (c *Console) clinicInfo() (services.Clinic, *time.Location) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clinic, c.loc
+}
+
+// Changed receives a value after a request is stored, a request is decided or
+// the providers are edited. It is buffered (1): changes coalesce.
+func (c *Console) Changed() <-chan struct{} { return c.changed }
+
+func (c *Console) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,100 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// Statuses of a request on the console. StatusPending is a request the
+// clinic has not decided yet (services.StateDelivered); the others are the
+// services states of the same name.
+const (
+	StatusPending  = "pending"
+	StatusBooked   = services.StateBooked
+	StatusDeclined = services.StateDeclined
+	StatusProposed = services.StateProposed
+	StatusAll      = "all"
+)
+
+// Entry is a stored request as the front desk sees it. It holds PHI.
+type Entry struct {
+	ID            string    `json:"id"`
+	SlotID        string    `json:"slot_id"`
+	ProviderID    string    `json:"provider_id"`
+	Start         time.Time `json:"start"`
+	Name          string    `json:"name"`
+	BirthDate     string    `json:"birth_date"`
+	Phone         string    `json:"phone"`
+	Email         string    `json:"email"`
+	Reason        string    `json:"reason"`
+	Status        string    `json:"status"` // StatusPending, StatusBooked, StatusDeclined or StatusProposed
+	DeclineReason string    `json:"decline_reason"`
+	ProposedSlot  string    `json:"proposed_slot"`
+	ReceivedAt    time.Time `json:"received_at"`
+	DecidedAt     time.Time `json:"decided_at,omitzero"`
+}
+
+func newEntry(r *record) Entry {
+	provider, start, _ := services.ParseSlotID(r.Request.SlotID) // checked by Store
+	status := r.State
+	if status == services.StateDelivered {
+		status = StatusPending
+	}
+	return Entry{
+		ID:            r.Request.ID,
+		SlotID:        r.Request.SlotID,
+		ProviderID:    provider,
+		Start:         start,
+		Name:          r.Request.Name,
+		BirthDate:     r.Request.BirthDate,
+		Phone:         r.Request.Phone,
+		Email:         r.Request.Email,
+		Reason:        r.Request.Reason,
+		Status:        status,
+		DeclineReason: r.DeclineReason,
+		ProposedSlot:  r.ProposedSlot,
+		ReceivedAt:    r.ReceivedAt,
+		DecidedAt:     r.DecidedAt,
+	}
+}
+
+// Requests lists the stored requests with the given status (StatusAll or ""
+// for all), by slot start then ID.
+func (c *Console) Requests(ctx context.Context, status string) ([]Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch status {
+	case "":
+		status = StatusAll
+	case StatusAll, StatusPending, StatusBooked, StatusDeclined, StatusProposed:
+	default:
+		return nil, fieldError("status", "status must be one of pending, booked, declined, proposed, all")
+	}
+	out := []Entry{}
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return forEachRecord(tx, func(r *record) error {
+			if e := newEntry(r); status == StatusAll || e.Status == status {
+				out = append(out, e)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("console: list requests: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		if n := a.Start.Compare(b.Start); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}

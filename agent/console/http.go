@@ -1,0 +1,191 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// BodyLimit is the largest request body the console reads.
+const BodyLimit = "64KiB"
+
+// csp allows the page its own stylesheet and forms, and nothing else.
+const csp = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// shutdownTimeout bounds the graceful shutdown of Run.
+const shutdownTimeout = 5 * time.Second
+
+func (c *Console) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(io.Discard)
+	e.HTTPErrorHandler = c.handleError
+	e.Use(
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
+		middleware.BodyLimit(BodyLimit),
+		middleware.SecureWithConfig(middleware.SecureConfig{
+			XSSProtection:         "0",
+			ContentTypeNosniff:    "nosniff",
+			XFrameOptions:         "DENY",
+			ContentSecurityPolicy: csp,
+			ReferrerPolicy:        "no-referrer",
+		}),
+		noStore,
+	)
+	c.routes(e)
+	return e
+}
+
+// routes lists every route. Middleware is given per route: an Echo group
+// with middleware would catch every unknown path as well.
+func (c *Console) routes(e *echo.Echo) {
+	e.GET("/api/requests", c.handleRequestList)
+	e.POST("/api/requests/:id/confirm", c.handleRequestConfirm, requireJSON)
+	e.POST("/api/requests/:id/decline", c.handleRequestDecline, requireJSON)
+	e.POST("/api/requests/:id/propose", c.handleRequestPropose, requireJSON)
+	e.GET("/api/providers", c.handleProviderList)
+	e.PUT("/api/providers", c.handleProviderSet, requireJSON)
+
+	csrf := middleware.CSRFWithConfig(middleware.CSRFConfig{
+		TokenLookup:    "form:" + csrfField,
+		CookieName:     csrfField,
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSameSite: http.SameSiteStrictMode,
+	})
+	e.GET("/", c.handlePage, csrf)
+	e.POST("/requests/:id/confirm", c.handlePageConfirm, csrf)
+	e.POST("/requests/:id/decline", c.handlePageDecline, csrf)
+	e.POST("/requests/:id/propose", c.handlePagePropose, csrf)
+	e.POST("/providers", c.handlePageProviders, csrf)
+	e.GET("/console.css", handleCSS)
+}
+
+// Handler is the console's HTTP handler: the JSON API under /api and the
+// front-desk page at /.
+func (c *Console) Handler() http.Handler { return c.echo }
+
+// Run serves the console on Config.Addr until ctx ends, then shuts the server
+// down gracefully. It returns nil after a shutdown that ctx asked for.
+func (c *Console) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("console: listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           c.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c.log.Info("console listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("console: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("console: shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("console: serve: %w", err)
+	}
+	c.log.Info("console stopped")
+	return nil
+}
+
+// requireJSON refuses a state-changing API call whose body is not declared
+// application/json. A cross-site HTML form cannot send that content type, so
+// this is the JSON API's defence against cross-site requests.
+func requireJSON(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(ctx echo.Context) error {
+		mt, _, err := mime.ParseMediaType(ctx.Request().Header.Get(echo.HeaderContentType))
+		if err != nil || mt != echo.MIMEApplicationJSON {
+			return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		}
+		return next(ctx)
+	}
+}
+
+// noStore keeps PHI out of browser and proxy caches.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(ctx echo.Context) error {
+		ctx.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return next(ctx)
+	}
+}
+
+// errorBody is the JSON body of every API error.
+type errorBody struct {
+	Error  string            `json:"error"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// codeStatus maps services error codes to HTTP statuses; any other code is 500.
+var codeStatus = map[string]int{
+	services.EInvalid:     http.StatusUnprocessableEntity,
+	services.ENotFound:    http.StatusNotFound,
+	services.EConflict:    http.StatusConflict,
+	services.ETooLarge:    http.StatusRequestEntityTooLarge,
+	services.EForbidden:   http.StatusForbidden,
+	services.EUnavailable: http.StatusServiceUnavailable,
+}
+
+// errorResponse maps err to a status and a body safe to show: a services
+// Error by its code, an Echo error by its status, anything else as 500
+// with a generic message, logged (errors carry IDs, never PHI).
+func (c *Console) errorResponse(err error) (int, errorBody) {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch m := he.Message.(type) {
+		case errorBody:
+			return he.Code, m
+		case string:
+			return he.Code, errorBody{Error: m}
+		}
+		return he.Code, errorBody{Error: http.StatusText(he.Code)}
+	}
+	var e *services.Error
+	if errors.As(err, &e) {
+		if status, ok := codeStatus[e.Code]; ok {
+			return status, errorBody{Error: e.Message, Fields: e.Fields}
+		}
+	}
+	c.log.Error("console request failed", "err", err)
+	return http.StatusInternalServerError, errorBody{Error: "internal error"}
+}
+
+// handleError is Echo's HTTPErrorHandler: JSON under /api, plain text elsewhere.
+func (c *Console) handleError(err error, ctx echo.Context) {
+	if ctx.Response().Committed {
+		return
+	}
+	status, body := c.errorResponse(err)
+	if strings.HasPrefix(ctx.Request().URL.Path, "/api/") {
+		err = ctx.JSON(status, body)
+	} else {
+		err = ctx.String(status, body.Error)
+	}
+	if err != nil {
+		c.log.Warn("console write error response", "err", err)
+	}
+}

@@ -1,0 +1,212 @@
+package console
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"embed"
+	"html/template"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// csrfField is the CSRF cookie's name and the forms' hidden field.
+const csrfField = "_csrf"
+
+// Page limits: how far ahead the Propose list looks, how many times it offers
+// per request, and how many decided requests the page shows.
+const (
+	proposeDays    = 28
+	proposeOptions = 12
+	recentDecided  = 20
+)
+
+//go:embed templates/page.html templates/console.css
+var assets embed.FS
+
+var (
+	pageTemplate = template.Must(template.ParseFS(assets, "templates/page.html"))
+	stylesheet   = mustRead("templates/console.css")
+)
+
+func mustRead(name string) []byte {
+	b, err := assets.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// pageData is what templates/page.html renders. It holds PHI.
+type pageData struct {
+	Clinic    string
+	Zone      string
+	CSRF      string
+	Error     string
+	Fields    map[string]string
+	Pending   []pendingItem
+	Decided   []Entry
+	Providers []providerForm
+	New       providerForm
+
+	loc   *time.Location
+	names map[string]string
+}
+
+type pendingItem struct {
+	Entry
+	Options []slotOption // free slots of the same provider, to propose
+}
+
+type slotOption struct{ ID, Label string }
+
+// providerView is a provider form with the page's CSRF token.
+type providerView struct {
+	CSRF string
+	P    providerForm
+}
+
+// When formats t in the clinic's zone.
+func (d *pageData) When(t time.Time) string { return t.In(d.loc).Format("Mon Jan 2 2006, 15:04") }
+
+// SlotTime formats the start of slot id in the clinic's zone.
+func (d *pageData) SlotTime(id string) string {
+	if _, start, err := services.ParseSlotID(id); err == nil {
+		return d.When(start)
+	}
+	return id
+}
+
+// ProviderName is the provider's name, or id when it is no longer listed.
+func (d *pageData) ProviderName(id string) string { return cmp.Or(d.names[id], id) }
+
+// Form pairs a provider form with the CSRF token for the "provider" template.
+func (d *pageData) Form(p providerForm) providerView { return providerView{CSRF: d.CSRF, P: p} }
+
+// handlePage is GET /: the front-desk page.
+func (c *Console) handlePage(ctx echo.Context) error { return c.render(ctx, nil, nil) }
+
+// handleCSS is GET /console.css.
+func handleCSS(ctx echo.Context) error {
+	return ctx.Blob(http.StatusOK, "text/css; charset=utf-8", stylesheet)
+}
+
+// handlePageConfirm is POST /requests/:id/confirm from the page.
+func (c *Console) handlePageConfirm(ctx echo.Context) error {
+	_, err := c.Confirm(ctx.Request().Context(), ctx.Param("id"))
+	return c.afterForm(ctx, err, nil)
+}
+
+// handlePageDecline is POST /requests/:id/decline from the page.
+func (c *Console) handlePageDecline(ctx echo.Context) error {
+	_, err := c.Decline(ctx.Request().Context(), ctx.Param("id"), ctx.FormValue("reason"))
+	return c.afterForm(ctx, err, nil)
+}
+
+// handlePagePropose is POST /requests/:id/propose from the page.
+func (c *Console) handlePagePropose(ctx echo.Context) error {
+	_, err := c.Propose(ctx.Request().Context(), ctx.Param("id"), ctx.FormValue("slot_id"))
+	return c.afterForm(ctx, err, nil)
+}
+
+// handlePageProviders is POST /providers: add or replace one provider.
+func (c *Console) handlePageProviders(ctx echo.Context) error {
+	form := providerFormFrom(ctx)
+	p, err := form.schedule()
+	if err == nil {
+		err = c.putProvider(ctx.Request().Context(), p)
+	}
+	return c.afterForm(ctx, err, &form)
+}
+
+// afterForm redirects back to the page (303) after a successful form, or
+// renders the page with the error, and the submitted provider form, if any.
+func (c *Console) afterForm(ctx echo.Context, err error, draft *providerForm) error {
+	if err != nil {
+		return c.render(ctx, err, draft)
+	}
+	return ctx.Redirect(http.StatusSeeOther, "/")
+}
+
+// render writes the page: 200, or the status of flash with its message.
+func (c *Console) render(ctx echo.Context, flash error, draft *providerForm) error {
+	cl, loc := c.clinicInfo()
+	token, _ := ctx.Get("csrf").(string)
+	d := &pageData{Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm()}
+	status := http.StatusOK
+	if flash != nil {
+		var body errorBody
+		status, body = c.errorResponse(flash)
+		d.Error, d.Fields = body.Error, body.Fields
+	}
+	if err := c.load(ctx.Request().Context(), d, draft); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, d); err != nil {
+		return err
+	}
+	return ctx.HTMLBlob(status, buf.Bytes())
+}
+
+// load fills d with the requests, the providers and the times to propose.
+func (c *Console) load(ctx context.Context, d *pageData, draft *providerForm) error {
+	list, err := c.Providers(ctx)
+	if err != nil {
+		return err
+	}
+	d.names = map[string]string{}
+	for _, p := range list {
+		d.names[p.ID] = p.Name
+		form := formOf(p)
+		if draft != nil && draft.ID == p.ID {
+			form, draft = *draft, nil
+		}
+		d.Providers = append(d.Providers, form)
+	}
+	if draft != nil {
+		d.New = *draft
+		d.New.New = true
+	}
+	entries, err := c.Requests(ctx, StatusAll)
+	if err != nil {
+		return err
+	}
+	options, err := c.proposeOptions(ctx, d.loc)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Status == StatusPending {
+			d.Pending = append(d.Pending, pendingItem{Entry: e, Options: options[e.ProviderID]})
+		} else {
+			d.Decided = append(d.Decided, e)
+		}
+	}
+	slices.SortFunc(d.Decided, func(a, b Entry) int { return b.DecidedAt.Compare(a.DecidedAt) })
+	d.Decided = d.Decided[:min(len(d.Decided), recentDecided)]
+	return nil
+}
+
+// proposeOptions lists, per provider, the next free slots to propose.
+func (c *Console) proposeOptions(ctx context.Context, loc *time.Location) (map[string][]slotOption, error) {
+	now := c.now().In(loc)
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, loc)
+	_, free, err := c.FreeSlots(ctx, today, today.AddDate(0, 0, proposeDays), loc)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]slotOption{}
+	for _, s := range free {
+		if len(out[s.ProviderID]) < proposeOptions {
+			label := s.Start.In(loc).Format("Mon Jan 2, 15:04")
+			out[s.ProviderID] = append(out[s.ProviderID], slotOption{ID: s.ID, Label: label})
+		}
+	}
+	return out, nil
+}

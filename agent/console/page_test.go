@@ -1,0 +1,217 @@
+package console_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// session is a browser's CSRF cookie and the token its page carries.
+type session struct {
+	cookie *http.Cookie
+	token  string
+}
+
+var tokenRE = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
+
+// getPage loads the front-desk page and returns its body and CSRF session.
+func getPage(t *testing.T, c *console.Console) (string, session) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET / = %d %s, want 200", rec.Code, rec.Body)
+	}
+	var s session
+	for _, ck := range rec.Result().Cookies() {
+		if ck.Name == "_csrf" {
+			s.cookie = ck
+		}
+	}
+	m := tokenRE.FindStringSubmatch(rec.Body.String())
+	if s.cookie == nil || m == nil {
+		t.Fatalf("GET / set no _csrf cookie (%v) or form token (%v)", s.cookie, m)
+	}
+	s.token = m[1]
+	return rec.Body.String(), s
+}
+
+// postForm posts form to path as the page would, with s's cookie and token
+// unless s is the zero session.
+func postForm(t *testing.T, c *console.Console, s session, path string, form url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	if s.token != "" {
+		form.Set("_csrf", s.token)
+	}
+	req := httptest.NewRequest("POST", path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if s.cookie != nil {
+		req.AddCookie(s.cookie)
+	}
+	rec := httptest.NewRecorder()
+	c.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+func wantRedirect(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/" {
+		t.Fatalf("response = %d to %q (%s), want 303 to /", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+}
+
+func TestPage_Render(t *testing.T) {
+	e := newEnv(t)
+	req := request(1, "dr-lee", at(3, 9, 0))
+	e.mustStore(t, req)
+	body, _ := getPage(t, e.c)
+
+	for _, want := range []string{
+		"Maple Clinic", "America/Toronto", "Tue Mar 3 2026, 09:00", "Dr. Alex Lee",
+		req.Name, req.BirthDate, "&#43;1 416 555 0100", req.Email, "Check-up &lt;b&gt;now&lt;/b&gt;",
+		`action="/requests/` + req.ID + `/confirm"`, `action="/requests/` + req.ID + `/decline"`,
+		`<option value="` + services.SlotID("dr-lee", at(3, 9, 30)) + `">`,
+		`name="mon" value="09:00-12:00, 13:00-17:00"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<b>now</b>") {
+		t.Errorf("page has the reason unescaped")
+	}
+	if strings.Contains(body, `<option value="`+req.SlotID+`">`) {
+		t.Errorf("page offers the request's own slot %s to propose", req.SlotID)
+	}
+}
+
+func TestPage_Confirm(t *testing.T) {
+	e := newEnv(t)
+	req := request(1, "dr-lee", at(3, 9, 0))
+	e.mustStore(t, req)
+	_, s := getPage(t, e.c)
+	path := "/requests/" + req.ID + "/confirm"
+
+	t.Run("ErrCSRF", func(t *testing.T) {
+		if rec := postForm(t, e.c, session{}, path, url.Values{}); rec.Code != http.StatusBadRequest {
+			t.Errorf("without a token: %d, want 400", rec.Code)
+		}
+		wrong := session{cookie: s.cookie, token: "forged"}
+		if rec := postForm(t, e.c, wrong, path, url.Values{}); rec.Code != http.StatusForbidden {
+			t.Errorf("with a wrong token: %d, want 403", rec.Code)
+		}
+		if got, _ := e.c.Requests(t.Context(), console.StatusPending); len(got) != 1 {
+			t.Errorf("pending after forged posts = %d, want 1", len(got))
+		}
+	})
+	t.Run("OK", func(t *testing.T) {
+		wantRedirect(t, postForm(t, e.c, s, path, url.Values{}))
+		got, _ := e.c.Requests(t.Context(), console.StatusBooked)
+		if len(got) != 1 || got[0].ID != req.ID {
+			t.Errorf("booked = %v, want %s", entryIDs(got), req.ID)
+		}
+		body, _ := getPage(t, e.c)
+		if !strings.Contains(body, "No pending requests.") || !strings.Contains(body, "booked") {
+			t.Errorf("page after Confirm lacks the decision")
+		}
+	})
+	t.Run("ErrConflict", func(t *testing.T) {
+		rec := postForm(t, e.c, s, path, url.Values{})
+		if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "request is already booked") {
+			t.Errorf("confirming again = %d, want 409 with the page and message", rec.Code)
+		}
+	})
+}
+
+func TestPage_DeclinePropose(t *testing.T) {
+	e := newEnv(t)
+	first, second := request(1, "dr-lee", at(3, 9, 0)), request(2, "dr-lee", at(3, 9, 30))
+	e.mustStore(t, first)
+	e.mustStore(t, second)
+	_, s := getPage(t, e.c)
+
+	rec := postForm(t, e.c, s, "/requests/"+first.ID+"/decline", url.Values{"reason": {" "}})
+	if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), "reason is required") {
+		t.Errorf("decline without reason = %d, want 422 with the message", rec.Code)
+	}
+	wantRedirect(t, postForm(t, e.c, s, "/requests/"+first.ID+"/decline", url.Values{"reason": {"Fully booked"}}))
+
+	slot := services.SlotID("dr-lee", at(3, 13, 0))
+	wantRedirect(t, postForm(t, e.c, s, "/requests/"+second.ID+"/propose", url.Values{"slot_id": {slot}}))
+	got, _ := e.c.Requests(t.Context(), console.StatusProposed)
+	if len(got) != 1 || got[0].ProposedSlot != slot {
+		t.Errorf("proposed = %+v, want %s at %s", got, second.ID, slot)
+	}
+}
+
+func TestPage_Providers(t *testing.T) {
+	e := newEnv(t)
+	_, s := getPage(t, e.c)
+	form := func(id, minutes, mon string) url.Values {
+		return url.Values{"id": {id}, "name": {"Dr. Sam Roy"}, "slot_minutes": {minutes}, "mon": {mon}, "closures": {"2026-12-25, 2026-12-24"}}
+	}
+
+	tests := []struct {
+		name, id, minutes, mon, wantField string
+	}{
+		{"slot minutes not a number", "dr-roy", "half an hour", "09:00-12:00", "slot_minutes"},
+		{"slot minutes too short", "dr-roy", "2", "09:00-12:00", "slot_minutes"},
+		{"hours not periods", "dr-roy", "15", "9 to 12", "hours.mon"},
+		{"hours backwards", "dr-roy", "15", "12:00-09:00", "hours.mon"},
+		{"bad id", "Dr Roy", "15", "09:00-12:00", "id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := postForm(t, e.c, s, "/providers", form(tt.id, tt.minutes, tt.mon))
+			body := rec.Body.String()
+			if rec.Code != http.StatusUnprocessableEntity {
+				t.Fatalf("status = %d, want 422", rec.Code)
+			}
+			if !strings.Contains(body, "<li>"+tt.wantField+": ") {
+				t.Errorf("page does not name field %q", tt.wantField)
+			}
+			if !strings.Contains(body, `value="Dr. Sam Roy"`) {
+				t.Errorf("page lost the submitted name")
+			}
+		})
+	}
+
+	wantRedirect(t, postForm(t, e.c, s, "/providers", form("dr-roy", "15", "08:00-10:00, 11:00-12:00")))
+	got, _ := e.c.Providers(t.Context())
+	if len(got) != 3 || got[2].ID != "dr-roy" || len(got[2].Hours["mon"]) != 2 || got[2].Closures[0] != "2026-12-24" {
+		t.Fatalf("providers = %+v, want dr-roy added with two Monday periods", got)
+	}
+	edit := form("dr-lee", "45", "09:00-12:00")
+	wantRedirect(t, postForm(t, e.c, s, "/providers", edit))
+	got, _ = e.c.Providers(t.Context())
+	if len(got) != 3 || got[0].SlotMinutes != 45 || len(got[0].Hours["tue"]) != 0 {
+		t.Errorf("dr-lee after edit = %+v, want 45-minute slots on Mondays only", got[0])
+	}
+}
+
+func TestPage_Headers(t *testing.T) {
+	e := newEnv(t)
+	rec := httptest.NewRecorder()
+	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	for header, want := range map[string]string{
+		"Content-Security-Policy": "default-src 'none'",
+		"X-Frame-Options":         "DENY",
+		"Cache-Control":           "no-store",
+		"Content-Type":            "text/html",
+	} {
+		if got := rec.Header().Get(header); !strings.Contains(got, want) {
+			t.Errorf("%s = %q, want it to contain %q", header, got, want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/console.css", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/css") {
+		t.Errorf("GET /console.css = %d %q, want 200 text/css", rec.Code, rec.Header().Get("Content-Type"))
+	}
+}
