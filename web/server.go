@@ -71,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, e: e, log: cfg.Logger.With("component", "web"), pages: p}
 	e.Renderer = p
 	e.HTTPErrorHandler = s.handleError
+	e.Pre(headAsGet)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
 		LogErrorFunc: func(c echo.Context, err error, _ []byte) error {
 			s.log.Error("panic", "path", c.Path(), "err", err.Error())
@@ -115,6 +116,19 @@ func (s *Server) routes() {
 	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
 	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore)
 	api.GET("/requests/:token", s.handleAPIRequestGet, noStore)
+}
+
+// headAsGet answers HEAD like GET; net/http drops the body because the
+// server still holds the original HEAD request.
+func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.Method == http.MethodHead {
+			g := r.Clone(r.Context())
+			g.Method = http.MethodGet
+			c.SetRequest(g)
+		}
+		return next(c)
+	}
 }
 
 func noStore(next echo.HandlerFunc) echo.HandlerFunc {
