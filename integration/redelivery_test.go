@@ -80,3 +80,38 @@ func TestRedelivery(t *testing.T) {
 	}
 	awaitState(t, web, created["token"], services.StateDelivered)
 }
+
+// TestOfflineClinic: requests made while the clinic's agent is away wait in
+// REQUESTS, the site says when the clinic last synced, and the agent drains
+// the backlog when it comes back.
+func TestOfflineClinic(t *testing.T) {
+	env := NewEnv(t)
+	creds := env.MustAddClinic("pine")
+	first := env.MustStartAgent(creds, nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	firstSlot(t, web, "pine")
+	first.Stop()
+
+	var slots slotsResp
+	web.JSON("GET", "/api/v1/clinics/pine/slots?from="+time.Now().Format(time.DateOnly)+"&to="+
+		time.Now().AddDate(0, 0, 13).Format(time.DateOnly), nil, &slots)
+	var tokens []string
+	for _, s := range slots.Slots[:3] {
+		var created map[string]string
+		if code := web.JSON("POST", "/api/v1/clinics/pine/requests", validRequest(s.ID), &created); code != 201 {
+			t.Fatalf("create while offline: %d", code)
+		}
+		tokens = append(tokens, created["token"])
+	}
+	for _, tok := range tokens {
+		awaitState(t, web, tok, services.StateReceived)
+	}
+	env.MustStartAgent(creds, nil, first.Console)
+	for _, tok := range tokens {
+		awaitState(t, web, tok, services.StateDelivered)
+	}
+	pending, _ := first.Console.Requests(context.Background(), console.StatusPending)
+	if len(pending) != 3 {
+		t.Fatalf("console has %d pending after the backlog, want 3", len(pending))
+	}
+}

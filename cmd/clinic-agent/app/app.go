@@ -93,13 +93,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "clinic-agent for %s: front desk at http://%s/, relay %s\n", ag.Clinic(), cfg.ConsoleAddr, cfg.NATSURL)
-	errc := make(chan error, 1)
+	// The console and the agent live and die together: the first to fail
+	// (a console port in use, bad creds) stops the other.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 2)
 	go func() { errc <- con.Run(cctx) }()
-	if err := ag.Run(cctx); err != nil {
-		return err
-	}
+	go func() { errc <- ag.Run(cctx) }()
+	err = <-errc
 	cancel()
-	return <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
 }
