@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -85,6 +86,15 @@ func TestBadInput_API(t *testing.T) {
 				t.Errorf("stack trace in answer: %s", body)
 			}
 		})
+	}
+	// A chunked body over the limit is refused as too large, not as bad JSON.
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(`{"reason":"` + strings.Repeat("x", 70<<10) + `"}`))
+		pw.Close()
+	}()
+	if code, _, body := web.Do("POST", "/api/v1/clinics/maple/requests", "application/json", pr); code != 413 {
+		t.Errorf("chunked oversized body: %d %s, want 413", code, body)
 	}
 	// The slot that was never taken is still free after all of that.
 	if !hasSlot(t, web, "maple", slot) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -35,7 +36,7 @@ func (r Request) Validate(now time.Time) error {
 	}
 	if n := strings.TrimSpace(r.Name); n == "" {
 		f.Add("name", "name is required")
-	} else if len(n) > 120 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+	} else if utf8.RuneCountInString(n) > 120 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
 		f.Add("name", "name must be at most 120 printable characters")
 	}
 	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
@@ -59,7 +60,7 @@ func (r Request) Validate(now time.Time) error {
 	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
 		f.Add("email", "email must be an address like name@example.org")
 	}
-	if len(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
+	if utf8.RuneCountInString(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
 		f.Add("reason", "reason must be at most 1000 characters")
 	}
 	if !r.Consent {

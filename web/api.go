@@ -30,7 +30,7 @@ type apiSlot struct {
 	ProviderID   string    `json:"provider_id"`
 	ProviderName string    `json:"provider_name"`
 	Start        time.Time `json:"start"`
-	End          time.Time `json:"end"`
+	End          time.Time `json:"end,omitzero"`
 	Local        string    `json:"local"`
 }
 
@@ -168,7 +168,7 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	dec := json.NewDecoder(c.Request().Body)
 	if err := dec.Decode(&in); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return echo.ErrStatusRequestEntityTooLarge
 		}
 		if errors.Is(err, io.EOF) {
