@@ -62,9 +62,27 @@ func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl
 	return nil
 }
 
-// Release drops a hold.
-func (r *Requests) Release(ctx context.Context, clinic, slot string) error {
-	return r.holds.Delete(ctx, subjects.HoldKey(clinic, slot))
+// Release drops the hold if requestID still holds it: a hold that expired
+// and was taken by another patient is left alone.
+func (r *Requests) Release(ctx context.Context, clinic, slot, requestID string) error {
+	key := subjects.HoldKey(clinic, slot)
+	e, err := r.holds.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release hold: %w", err)
+	}
+	var h struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(e.Value(), &h) != nil || h.RequestID != requestID {
+		return nil
+	}
+	if err := r.holds.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+		return fmt.Errorf("release hold: %w", err)
+	}
+	return nil
 }
 
 // PublishRequest queues req with its ID as Nats-Msg-Id, so a retry within
@@ -79,7 +97,7 @@ func (r *Requests) PublishRequest(ctx context.Context, req services.Request) err
 	m.Header.Set(subjects.HeaderRequestID, req.ID)
 	m.Header.Set(subjects.HeaderClinicID, req.ClinicID)
 	m.Header.Set(subjects.HeaderSlotID, req.SlotID)
-	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithMsgID(req.ID)); err != nil {
+	if err := publishOnce(ctx, r.js, m, req.ID); err != nil {
 		// DiscardNewPerSubject refuses a clinic's request past its cap.
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {
@@ -88,6 +106,23 @@ func (r *Requests) PublishRequest(ctx context.Context, req services.Request) err
 		return unavailable("publish", err)
 	}
 	return nil
+}
+
+// publishOnce publishes m, retrying an unanswered publish with the same
+// Nats-Msg-Id: if the first one was stored after all, the dedupe window
+// turns the retry into a no-op, so the request is queued exactly once.
+func publishOnce(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = js.PublishMsg(actx, m, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil || ctx.Err() != nil ||
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return err
+		}
+	}
+	return err
 }
 
 // PutStatus writes st.

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 )
@@ -10,7 +11,8 @@ import (
 type Holds interface {
 	// Hold takes the slot for requestID; EConflict when someone holds it.
 	Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error
-	Release(ctx context.Context, clinic, slot string) error
+	// Release drops the hold on slot if requestID still holds it.
+	Release(ctx context.Context, clinic, slot, requestID string) error
 }
 
 // Outbox carries a request to the clinic's queue, at most once per request ID.
@@ -73,15 +75,26 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	}
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
 	if err := b.Statuses.PutStatus(ctx, st); err != nil {
-		b.Holds.Release(ctx, clinicID, req.SlotID)
-		return Booked{}, err
+		return Booked{}, errors.Join(err, b.undo(ctx, req, false))
 	}
 	if err := b.Outbox.PublishRequest(ctx, req); err != nil {
-		b.Statuses.DeleteStatus(ctx, clinicID, req.ID)
-		b.Holds.Release(ctx, clinicID, req.SlotID)
-		return Booked{}, err
+		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil
+}
+
+// undo releases the hold (and the status) of a request that could not be
+// queued. It runs on a context of its own: the caller's is often the one that
+// timed out or was cancelled, and the slot must not stay held for HoldTTL.
+func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if status {
+		errs = append(errs, b.Statuses.DeleteStatus(uctx, req.ClinicID, req.ID))
+	}
+	errs = append(errs, b.Holds.Release(uctx, req.ClinicID, req.SlotID, req.ID))
+	return errors.Join(errs...)
 }
 
 // Status looks a request up by the patient's status token.

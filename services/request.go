@@ -36,7 +36,7 @@ func (r Request) Validate(now time.Time) error {
 	}
 	if n := strings.TrimSpace(r.Name); n == "" {
 		f.Add("name", "name is required")
-	} else if utf8.RuneCountInString(n) > 120 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+	} else if !utf8.ValidString(n) || utf8.RuneCountInString(n) > 120 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
 		f.Add("name", "name must be at most 120 printable characters")
 	}
 	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
@@ -44,23 +44,23 @@ func (r Request) Validate(now time.Time) error {
 	} else if b.After(now) || b.Before(now.AddDate(-130, 0, 0)) {
 		f.Add("birth_date", "birth_date must be in the past 130 years")
 	}
-	digits := 0
+	digits, bad := 0, false
 	for _, c := range r.Phone {
 		switch {
 		case c >= '0' && c <= '9':
 			digits++
 		case strings.ContainsRune("+-() .", c):
 		default:
-			digits = -100
+			bad = true
 		}
 	}
-	if digits < 7 || digits > 15 {
+	if bad || digits < 7 || digits > 15 {
 		f.Add("phone", "phone must have 7 to 15 digits")
 	}
 	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
 		f.Add("email", "email must be an address like name@example.org")
 	}
-	if utf8.RuneCountInString(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
+	if !utf8.ValidString(r.Reason) || utf8.RuneCountInString(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
 		f.Add("reason", "reason must be at most 1000 characters")
 	}
 	if !r.Consent {

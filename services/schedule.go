@@ -25,12 +25,13 @@ type ProviderSchedule struct {
 
 var weekdays = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
+// clock parses "HH:MM" (exactly five characters) into minutes after midnight.
 func clock(s string) (int, error) {
-	var h, m int
-	if _, err := fmt.Sscanf(s, "%d:%d", &h, &m); err != nil || len(s) != 5 || h < 0 || h > 23 || m < 0 || m > 59 {
+	t, err := time.Parse("15:04", s)
+	if err != nil || len(s) != 5 {
 		return 0, fmt.Errorf("%q is not a time HH:MM", s)
 	}
-	return h*60 + m, nil
+	return t.Hour()*60 + t.Minute(), nil
 }
 
 // Validate checks IDs, slot length, hours and closures, naming the field at fault.
@@ -50,11 +51,21 @@ func (p ProviderSchedule) Validate(prefix string) error {
 			f.Add(prefix+"hours", fmt.Sprintf("%q is not a weekday (mon..sun)", day))
 			continue
 		}
+		type period struct{ s, e int }
+		var ps []period
 		for _, iv := range ivs {
 			s, err1 := clock(iv.Start)
 			e, err2 := clock(iv.End)
 			if err1 != nil || err2 != nil || e <= s {
 				f.Add(prefix+"hours."+day, fmt.Sprintf("%s-%s is not a period HH:MM-HH:MM", iv.Start, iv.End))
+				continue
+			}
+			ps = append(ps, period{s, e})
+		}
+		slices.SortFunc(ps, func(a, b period) int { return a.s - b.s })
+		for i := 1; i < len(ps); i++ {
+			if ps[i].s < ps[i-1].e {
+				f.Add(prefix+"hours."+day, "periods overlap")
 			}
 		}
 	}

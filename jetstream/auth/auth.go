@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -212,8 +213,11 @@ func (k *Keys) AgentCreds(clinic string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign agent %s: %w", clinic, err)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	unlock, err := k.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	k.agents[clinic] = append(k.agents[clinic], pub)
 	b, _ := json.MarshalIndent(k.agents, "", "  ")
 	if err := writeFile(filepath.Join(k.dir, "agents.json"), b); err != nil {
@@ -249,8 +253,11 @@ func (k *Keys) UserCreds(name string, perms *subjects.Permissions, sys bool) ([]
 // RevokeClinic revokes every agent credential ever issued for clinic and
 // returns the new APP account JWT, which the server must be given.
 func (k *Keys) RevokeClinic(clinic string) (string, int, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	unlock, err := k.lock()
+	if err != nil {
+		return "", 0, err
+	}
+	defer unlock()
 	ac, err := jwt.DecodeAccountClaims(k.appJWT)
 	if err != nil {
 		return "", 0, fmt.Errorf("decode app jwt: %w", err)
@@ -268,6 +275,34 @@ func (k *Keys) RevokeClinic(clinic string) (string, int, error) {
 		return "", 0, err
 	}
 	return k.appJWT, len(keys), nil
+}
+
+// lock takes the in-process mutex and the auth dir's file lock, then
+// re-reads the files other processes may have changed (the relay and the
+// relay command both mint and revoke), so no update is lost.
+func (k *Keys) lock() (func(), error) {
+	k.mu.Lock()
+	f, err := os.OpenFile(filepath.Join(k.dir, "auth.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		k.mu.Unlock()
+		return nil, fmt.Errorf("auth lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		k.mu.Unlock()
+		return nil, fmt.Errorf("auth lock: %w", err)
+	}
+	unlock := func() { f.Close(); k.mu.Unlock() }
+	agents := map[string][]string{}
+	if err := k.readJSON("agents.json", &agents); err != nil {
+		unlock()
+		return nil, err
+	}
+	k.agents = agents
+	if b, err := os.ReadFile(filepath.Join(k.dir, "app.jwt")); err == nil {
+		k.appJWT = string(b)
+	}
+	return unlock, nil
 }
 
 // AgentKeys lists the agent public keys issued for clinic.

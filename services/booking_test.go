@@ -1,0 +1,312 @@
+package services_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// The ports of Booker, in memory. Like the NATS adapters, every I/O method
+// fails once its ctx is done.
+
+type memHolds struct {
+	held map[string]string // clinic/slot → request ID
+	err  error             // returned by Hold when set
+}
+
+var _ services.Holds = (*memHolds)(nil)
+
+func (h *memHolds) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.err != nil {
+		return h.err
+	}
+	if _, ok := h.held[clinic+"/"+slot]; ok {
+		return services.Errorf(services.EConflict, "that time is no longer free")
+	}
+	h.held[clinic+"/"+slot] = requestID
+	return nil
+}
+
+func (h *memHolds) Release(ctx context.Context, clinic, slot, requestID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.held[clinic+"/"+slot] == requestID {
+		delete(h.held, clinic+"/"+slot)
+	}
+	return nil
+}
+
+type memOutbox struct {
+	published []services.Request
+	err       error  // returned by PublishRequest when set
+	before    func() // runs first in PublishRequest, e.g. to cancel the caller's ctx
+}
+
+var _ services.Outbox = (*memOutbox)(nil)
+
+func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request) error {
+	if o.before != nil {
+		o.before()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if o.err != nil {
+		return o.err
+	}
+	o.published = append(o.published, req)
+	return nil
+}
+
+type memStatuses struct {
+	byKey map[string]services.Status // clinic/request → status
+	err   error                      // returned by PutStatus when set
+}
+
+var _ services.Statuses = (*memStatuses)(nil)
+
+func (s *memStatuses) PutStatus(ctx context.Context, st services.Status) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.err != nil {
+		return s.err
+	}
+	s.byKey[st.ClinicID+"/"+st.RequestID] = st
+	return nil
+}
+
+func (s *memStatuses) GetStatus(ctx context.Context, clinic, requestID string) (services.Status, error) {
+	if err := ctx.Err(); err != nil {
+		return services.Status{}, err
+	}
+	st, ok := s.byKey[clinic+"/"+requestID]
+	if !ok {
+		return services.Status{}, services.Errorf(services.ENotFound, "no such request")
+	}
+	return st, nil
+}
+
+func (s *memStatuses) DeleteStatus(ctx context.Context, clinic, requestID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	delete(s.byKey, clinic+"/"+requestID)
+	return nil
+}
+
+type memDirectory struct {
+	clinics map[string]services.Clinic
+	free    map[string]services.Slot // clinic/slot → slot
+}
+
+var _ services.Directory = (*memDirectory)(nil)
+
+func (d *memDirectory) Clinic(id string) (services.Clinic, bool) {
+	c, ok := d.clinics[id]
+	return c, ok
+}
+
+func (d *memDirectory) FreeSlot(clinic, slotID string) (services.Slot, bool) {
+	s, ok := d.free[clinic+"/"+slotID]
+	return s, ok
+}
+
+func (d *memDirectory) NextFree(clinic string, n int) []services.Slot { return nil }
+
+var (
+	bookNow   = time.Date(2026, 3, 2, 15, 0, 0, 0, time.UTC)
+	freeSlot  = services.Slot{ID: "dr-lee_20260305T1400Z", ProviderID: "dr-lee", Start: time.Date(2026, 3, 5, 14, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 5, 14, 30, 0, 0, time.UTC)}
+	pastSlot  = services.Slot{ID: "dr-lee_20260302T1500Z", ProviderID: "dr-lee", Start: bookNow, End: bookNow.Add(30 * time.Minute)}
+	otherSlot = "dr-lee_20260305T1430Z" // published by no clinic
+)
+
+// booking is a Booker over in-memory ports: clinic "maple" with freeSlot and
+// pastSlot free, and the revoked clinic "gone" with freeSlot free.
+type booking struct {
+	*services.Booker
+	holds    *memHolds
+	outbox   *memOutbox
+	statuses *memStatuses
+}
+
+func newBooking(t *testing.T) *booking {
+	t.Helper()
+	dir := &memDirectory{
+		clinics: map[string]services.Clinic{
+			"maple": {ID: "maple", Name: "Maple Street Physio", TimeZone: "America/Toronto"},
+			"gone":  {ID: "gone", Name: "Gone Clinic", TimeZone: "UTC", Revoked: true},
+		},
+		free: map[string]services.Slot{
+			"maple/" + freeSlot.ID: freeSlot,
+			"maple/" + pastSlot.ID: pastSlot,
+			"gone/" + freeSlot.ID:  freeSlot,
+		},
+	}
+	b := &booking{holds: &memHolds{held: map[string]string{}}, outbox: &memOutbox{},
+		statuses: &memStatuses{byKey: map[string]services.Status{}}}
+	b.Booker = &services.Booker{Holds: b.holds, Outbox: b.outbox, Statuses: b.statuses, Directory: dir,
+		HoldTTL: 10 * time.Minute, Now: func() time.Time { return bookNow }}
+	return b
+}
+
+func bookingRequest() services.Request {
+	r := validRequest()
+	r.SlotID = freeSlot.ID
+	r.Name, r.Email, r.Phone = "  Ada Lovelace ", " ada@example.org\n", " 416 555 0199 "
+	return r
+}
+
+func TestBooker_Request(t *testing.T) {
+	b := newBooking(t)
+	ctx := t.Context()
+	booked, err := b.Request(ctx, "maple", bookingRequest())
+	if err != nil {
+		t.Fatalf("Request() = %v", err)
+	}
+
+	clinic, token, ok := strings.Cut(booked.Token, "_")
+	if !ok || clinic != "maple" || subjects.ValidRequestID(token) != nil {
+		t.Fatalf("token = %q, want maple_<32 hex digits>", booked.Token)
+	}
+	id := services.RequestIDFor(token)
+	if id == token || strings.Contains(booked.Token, id) {
+		t.Errorf("token %q carries the request id %q", booked.Token, id)
+	}
+
+	if got := b.holds.held["maple/"+freeSlot.ID]; got != id {
+		t.Errorf("hold on %s by %q, want %q", freeSlot.ID, got, id)
+	}
+
+	want := services.Status{RequestID: id, ClinicID: "maple", SlotID: freeSlot.ID, State: services.StateReceived, UpdatedAt: bookNow}
+	if got := b.statuses.byKey["maple/"+id]; got != want {
+		t.Errorf("stored status = %+v, want %+v", got, want)
+	}
+	if booked.Status != want {
+		t.Errorf("returned status = %+v, want %+v", booked.Status, want)
+	}
+
+	if len(b.outbox.published) != 1 {
+		t.Fatalf("published %d requests, want 1", len(b.outbox.published))
+	}
+	wantReq := bookingRequest()
+	wantReq.ID, wantReq.ClinicID, wantReq.CreatedAt = id, "maple", bookNow
+	wantReq.Name, wantReq.Email, wantReq.Phone = "Ada Lovelace", "ada@example.org", "416 555 0199"
+	if got := b.outbox.published[0]; got != wantReq {
+		t.Errorf("published %+v, want %+v", got, wantReq)
+	}
+
+	if st, err := b.Status(ctx, booked.Token); err != nil || st != want {
+		t.Errorf("Status(token) = %+v, %v; want %+v", st, err, want)
+	}
+}
+
+func TestBooker_Request_Errors(t *testing.T) {
+	errHold := services.Errorf(services.EUnavailable, "hold: no responders")
+	errPublish := services.Errorf(services.EUnavailable, "publish: no responders")
+	errPut := services.Errorf(services.EUnavailable, "put status: timeout")
+	tests := []struct {
+		name     string
+		clinic   string
+		edit     func(r *services.Request)
+		setup    func(b *booking)
+		wantCode string
+		wantErr  error  // when set, errors.Is(err, wantErr) must hold
+		heldBy   string // who holds freeSlot afterwards
+	}{
+		{name: "ErrNotFound unknown clinic", clinic: "nope", wantCode: services.ENotFound},
+		{name: "ErrNotFound revoked clinic", clinic: "gone", wantCode: services.ENotFound},
+		{name: "ErrInvalid", clinic: "maple", edit: func(r *services.Request) { r.Consent = false }, wantCode: services.EInvalid},
+		{name: "ErrInvalid bad slot id", clinic: "maple", edit: func(r *services.Request) { r.SlotID = "maple.>" }, wantCode: services.EInvalid},
+		{name: "ErrConflict slot not free", clinic: "maple", edit: func(r *services.Request) { r.SlotID = otherSlot }, wantCode: services.EConflict},
+		{name: "ErrConflict slot started", clinic: "maple", edit: func(r *services.Request) { r.SlotID = pastSlot.ID }, wantCode: services.EConflict},
+		{name: "ErrConflict held", clinic: "maple", setup: func(b *booking) { b.holds.held["maple/"+freeSlot.ID] = "someone" },
+			wantCode: services.EConflict, heldBy: "someone"},
+		{name: "ErrUnavailable hold", clinic: "maple", setup: func(b *booking) { b.holds.err = errHold },
+			wantCode: services.EUnavailable, wantErr: errHold},
+		{name: "ErrUnavailable status", clinic: "maple", setup: func(b *booking) { b.statuses.err = errPut },
+			wantCode: services.EUnavailable, wantErr: errPut},
+		{name: "ErrUnavailable publish", clinic: "maple", setup: func(b *booking) { b.outbox.err = errPublish },
+			wantCode: services.EUnavailable, wantErr: errPublish},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBooking(t)
+			if tt.setup != nil {
+				tt.setup(b)
+			}
+			req := bookingRequest()
+			if tt.edit != nil {
+				tt.edit(&req)
+			}
+			booked, err := b.Request(t.Context(), tt.clinic, req)
+			if got := services.ErrorCode(err); err == nil || got != tt.wantCode {
+				t.Fatalf("Request() = %+v, %v; want code %q", booked, err, tt.wantCode)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Request() = %v, want %v", err, tt.wantErr)
+			}
+			if booked != (services.Booked{}) {
+				t.Errorf("Request() = %+v with its error, want zero", booked)
+			}
+			b.assertNothingLeft(t, tt.heldBy)
+		})
+	}
+}
+
+// TestBooker_Request_PublishCancelled is a publish that fails because the
+// caller's ctx ended (client gone, deadline hit): the hold and the status must
+// still be undone.
+func TestBooker_Request_PublishCancelled(t *testing.T) {
+	b := newBooking(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	b.outbox.before = cancel
+	_, err := b.Request(ctx, "maple", bookingRequest())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Request() = %v, want %v", err, context.Canceled)
+	}
+	b.assertNothingLeft(t, "")
+}
+
+// assertNothingLeft checks that no request was published, no status is kept
+// and freeSlot is held by heldBy ("" for nobody).
+func (b *booking) assertNothingLeft(t *testing.T, heldBy string) {
+	t.Helper()
+	if len(b.outbox.published) != 0 {
+		t.Errorf("published %+v, want nothing", b.outbox.published)
+	}
+	if len(b.statuses.byKey) != 0 {
+		t.Errorf("statuses = %+v, want none", b.statuses.byKey)
+	}
+	if got := b.holds.held["maple/"+freeSlot.ID]; got != heldBy {
+		t.Errorf("%s held by %q, want %q", freeSlot.ID, got, heldBy)
+	}
+	if len(b.holds.held) > 1 || (heldBy == "" && len(b.holds.held) != 0) {
+		t.Errorf("holds = %v, want at most %s held by %q", b.holds.held, freeSlot.ID, heldBy)
+	}
+}
+
+func TestBooker_Status_ErrNotFound(t *testing.T) {
+	b := newBooking(t)
+	tok := services.NewToken()
+	for _, token := range []string{
+		"",
+		"maple_" + tok,                        // well formed, never issued
+		"ma.ple_" + tok,                       // malformed clinic
+		"maple_" + tok[:31],                   // malformed token
+		"maple_" + services.RequestIDFor(tok), // a request ID is not a token
+	} {
+		if st, err := b.Status(t.Context(), token); services.ErrorCode(err) != services.ENotFound {
+			t.Errorf("Status(%q) = %+v, %v; want code %q", token, st, err, services.ENotFound)
+		}
+	}
+}
