@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,16 +33,20 @@ type Config struct {
 	Addr   string           // HTTP listen address, DefaultAddr when empty
 	Logger *slog.Logger     // nil is silent
 	Now    func() time.Time // nil is time.Now
+	// AllowedHosts are host names (besides IP literals and localhost) the
+	// console answers to, e.g. "frontdesk.maple.lan".
+	AllowedHosts []string
 }
 
 // Console is the front-desk connector. Its methods are safe for concurrent use.
 type Console struct {
-	db      *bolt.DB
-	addr    string
-	log     *slog.Logger
-	now     func() time.Time
-	changed chan struct{}
-	echo    *echo.Echo
+	db           *bolt.DB
+	addr         string
+	allowedHosts map[string]bool
+	log          *slog.Logger
+	now          func() time.Time
+	changed      chan struct{}
+	echo         *echo.Echo
 
 	mu     sync.Mutex
 	clinic services.Clinic
@@ -80,12 +85,16 @@ func Open(cfg Config) (*Console, error) {
 		return nil, fmt.Errorf("console: create buckets: %w", err)
 	}
 	c := &Console{
-		db:      db,
-		addr:    cfg.Addr,
-		log:     cfg.Logger.With("connector", "console"),
-		now:     func() time.Time { return cfg.Now().UTC() },
-		changed: make(chan struct{}, 1),
-		loc:     time.UTC,
+		db:           db,
+		addr:         cfg.Addr,
+		log:          cfg.Logger.With("connector", "console"),
+		now:          func() time.Time { return cfg.Now().UTC() },
+		changed:      make(chan struct{}, 1),
+		loc:          time.UTC,
+		allowedHosts: map[string]bool{},
+	}
+	for _, h := range cfg.AllowedHosts {
+		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true
 	}
 	c.echo = c.newEcho()
 	return c, nil

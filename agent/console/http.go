@@ -43,6 +43,7 @@ func (c *Console) newEcho() *echo.Echo {
 			ReferrerPolicy:        "no-referrer",
 		}),
 		noStore,
+		c.hostGuard,
 	)
 	c.routes(e)
 	return e
@@ -111,6 +112,23 @@ func (c *Console) Run(ctx context.Context) error {
 	}
 	c.log.Info("console stopped")
 	return nil
+}
+
+// hostGuard answers only requests addressed to an IP literal, localhost or
+// a configured host name. A page on another site that rebinds its own DNS
+// name to the clinic's address (DNS rebinding) cannot read patient data.
+func (c *Console) hostGuard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(ctx echo.Context) error {
+		host := ctx.Request().Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.Trim(host, "[]"))
+		if net.ParseIP(host) == nil && host != "localhost" && !c.allowedHosts[host] {
+			return echo.NewHTTPError(http.StatusMisdirectedRequest, "unknown host: add it to the console's allowed hosts")
+		}
+		return next(ctx)
+	}
 }
 
 // requireJSON refuses a state-changing API call whose body is not declared

@@ -18,7 +18,7 @@ import (
 )
 
 const usage = `usage:
-  clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR]
+  clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR] [--console-hosts NAMES]
 `
 
 var errUsage = errors.New("usage")
@@ -47,6 +47,8 @@ type Config struct {
 	CredsFile   string
 	DataDir     string
 	ConsoleAddr string
+	// ConsoleHosts are the host names staff use to reach the console.
+	ConsoleHosts []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file from `relay clinic add`")
 	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "local store of the console connector")
 	fs.StringVar(&cfg.ConsoleAddr, "console", "127.0.0.1:8081", "front-desk console listen address (clinic LAN)")
+	hosts := fs.String("console-hosts", "", "comma-separated host names the console answers to besides IP addresses and localhost")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -68,6 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.NATSURL == "" || cfg.CredsFile == "" {
 		return fmt.Errorf("--nats-url and --creds are required: %w", errUsage)
+	}
+	if *hosts != "" {
+		cfg.ConsoleHosts = strings.Split(*hosts, ",")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	return Run(ctx, cfg, log, stdout)
@@ -83,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return fmt.Errorf("data dir: %w", err)
 	}
 	con, err := console.Open(console.Config{Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
-		Logger: log.With("component", "console")})
+		AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
