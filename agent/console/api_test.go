@@ -31,7 +31,7 @@ type apiResponse struct {
 func call(t *testing.T, c *console.Console, method, path, contentType, body string) apiResponse {
 	t.Helper()
 	chunked := strings.HasPrefix(body, "chunked:")
-	req := httptest.NewRequest(method, path, strings.NewReader(strings.TrimPrefix(body, "chunked:")))
+	req := httptest.NewRequest(method, "http://127.0.0.1"+path, strings.NewReader(strings.TrimPrefix(body, "chunked:")))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

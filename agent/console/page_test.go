@@ -24,7 +24,7 @@ var tokenRE = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
 func getPage(t *testing.T, c *console.Console) (string, session) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET / = %d %s, want 200", rec.Code, rec.Body)
 	}
@@ -49,7 +49,7 @@ func postForm(t *testing.T, c *console.Console, s session, path string, form url
 	if s.token != "" {
 		form.Set("_csrf", s.token)
 	}
-	req := httptest.NewRequest("POST", path, strings.NewReader(form.Encode()))
+	req := httptest.NewRequest("POST", "http://127.0.0.1"+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if s.cookie != nil {
 		req.AddCookie(s.cookie)
@@ -198,7 +198,7 @@ func TestPage_Providers(t *testing.T) {
 func TestPage_Headers(t *testing.T) {
 	e := newEnv(t)
 	rec := httptest.NewRecorder()
-	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
 	for header, want := range map[string]string{
 		"Content-Security-Policy": "default-src 'none'",
 		"X-Frame-Options":         "DENY",
@@ -210,7 +210,7 @@ func TestPage_Headers(t *testing.T) {
 		}
 	}
 	rec = httptest.NewRecorder()
-	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/console.css", nil))
+	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/console.css", nil))
 	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/css") {
 		t.Errorf("GET /console.css = %d %q, want 200 text/css", rec.Code, rec.Header().Get("Content-Type"))
 	}
