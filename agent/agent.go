@@ -112,7 +112,9 @@ func (a *Agent) connect() error {
 			a.log.Warn("nats async error", "err", err.Error())
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			a.log.Warn("disconnected from relay", "err", fmt.Sprint(err))
+			if err != nil { // nil: we closed it ourselves
+				a.log.Warn("disconnected from relay", "err", err.Error())
+			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			a.log.Info("reconnected to relay")
