@@ -153,7 +153,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.connect(); err != nil {
 		return err
 	}
-	defer a.nc.Drain()
+	defer a.drain()
 	if err := retry(ctx, a.log, "open buckets", a.open); err != nil {
 		return nil // ctx ended before the relay answered
 	}
@@ -175,6 +175,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent running")
 	a.loop(ctx)
 	return nil
+}
+
+// drain lets in-flight acks and puts finish, then closes; bounded at 10s.
+func (a *Agent) drain() {
+	if err := a.nc.Drain(); err != nil {
+		a.nc.Close()
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); !a.nc.IsClosed() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.nc.Close()
 }
 
 // open loads the clinic profile and the buckets the agent writes.

@@ -72,7 +72,7 @@ func TestCommands_Stopped(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { r.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); <-done; r.Shutdown() }()
 	actx, acancel := context.WithCancel(ctx)
 	agentDone := make(chan int)
 	go func() {

@@ -21,7 +21,12 @@ const (
 	MaxClinicConsumers = 50_000              // nats-server 2.15 defaults MaxConsumers to 1000 a stream
 	StatusTTL          = 30 * 24 * time.Hour
 	HoldMarkerTTL      = time.Minute // how long a hold's expiry marker stays
-	AgentAckWait       = 30 * time.Second
+	// Value caps: a day's slots, a status, a hold, a profile. An agent
+	// cannot grow the web front's in-memory mirror past these.
+	MaxDayBytes    = 256 << 10
+	MaxSmallBytes  = 16 << 10
+	RequestMaxSize = 64 << 10
+	AgentAckWait   = 30 * time.Second
 )
 
 // Options tune provisioning for the deployment.
@@ -52,6 +57,7 @@ func RequestsStream(o Options) jetstream.StreamConfig {
 		MaxMsgsPerSubject:    RequestsPerClinic,
 		MaxAge:               RequestMaxAge,
 		Duplicates:           RequestDedupe,
+		MaxMsgSize:           RequestMaxSize,
 		MaxConsumers:         MaxClinicConsumers,
 		Replicas:             o.replicas(),
 	}
@@ -61,13 +67,13 @@ func RequestsStream(o Options) jetstream.StreamConfig {
 func Buckets(o Options) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: subjects.BucketAvailability, Description: "free slots: <clinic>.<date>", History: 1,
-			Storage: jetstream.FileStorage, Replicas: o.replicas()},
+			Storage: jetstream.FileStorage, Replicas: o.replicas(), MaxValueSize: MaxDayBytes},
 		{Bucket: subjects.BucketHolds, Description: "exclusive slot holds with per-key TTL: <clinic>.<slot>", History: 1,
-			Storage: jetstream.FileStorage, Replicas: o.replicas(), LimitMarkerTTL: HoldMarkerTTL},
+			Storage: jetstream.FileStorage, Replicas: o.replicas(), LimitMarkerTTL: HoldMarkerTTL, MaxValueSize: MaxSmallBytes},
 		{Bucket: subjects.BucketStatus, Description: "request outcomes, no PHI: <clinic>.<request>", History: 1,
-			Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL},
+			Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL, MaxValueSize: MaxSmallBytes},
 		{Bucket: subjects.BucketClinics, Description: "clinic profiles and agent keys", History: 1,
-			Storage: jetstream.FileStorage, Replicas: o.replicas()},
+			Storage: jetstream.FileStorage, Replicas: o.replicas(), MaxValueSize: MaxSmallBytes},
 	}
 }
 

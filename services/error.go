@@ -30,11 +30,17 @@ type Error struct {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
+// Error is for logs: the code, the message, the fields and the cause. Users
+// see Message and Fields only.
 func (e *Error) Error() string {
+	s := e.Code + ": " + e.Message
 	if len(e.Fields) > 0 {
-		return fmt.Sprintf("%s: %s %v", e.Code, e.Message, e.Fields)
+		s += fmt.Sprintf(" %v", e.Fields)
 	}
-	return e.Code + ": " + e.Message
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
 }
 
 // Errorf builds an Error with a formatted message.

@@ -1,7 +1,5 @@
 package subjects
 
-import "strings"
-
 // TagClinic is the user-JWT tag key that names an agent's clinic: "clinic:<id>".
 // The agent signing key's template expands {{tag(clinic)}} from it.
 const TagClinic = "clinic"
@@ -9,8 +7,10 @@ const TagClinic = "clinic"
 // AgentTemplate is the placeholder the agent permission template uses for the clinic ID.
 const AgentTemplate = "{{tag(" + TagClinic + ")}}"
 
-// WebInboxPrefix is the inbox prefix the web front connects with.
-const WebInboxPrefix = "_INBOX_web"
+// WebInboxPrefix is the inbox prefix the web front connects with. It has an
+// underscore after "_INBOX_", which no clinic ID can, so no agent's
+// "_INBOX_<clinic>.>" grant reaches it (a clinic may be called "web").
+const WebInboxPrefix = "_INBOX_web_front"
 
 // Permissions is a publish/subscribe allow list, the shape shared by the auth
 // code that signs it and the tests that check it.
@@ -36,7 +36,9 @@ func AgentPermissions(clinic string) Permissions {
 		"$JS.ACK.*.*." + StreamRequests + "." + c + ".>",
 	}
 	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics} {
-		own := KVSubject(b, clinic) + ".>"
+		// One token under the clinic: <clinic>.<date>, <clinic>.<request>,
+		// <clinic>.seen; never deeper keys that would bloat the web's mirror.
+		own := KVSubject(b, clinic) + ".*"
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+KVStream(b),
 			own,
@@ -49,21 +51,18 @@ func AgentPermissions(clinic string) Permissions {
 }
 
 // WebPermissions is the web front's list: publish requests, hold slots, read
-// and write statuses, and watch the buckets it serves from memory.
+// and write statuses, and watch the buckets it serves from memory
+// (CLINICS, AVAILABILITY, HOLDS), nothing more.
 func WebPermissions() Permissions {
 	pub := []string{Requests("*"), "$JS.FC.>"}
 	for _, b := range []string{BucketAvailability, BucketHolds, BucketStatus, BucketClinics} {
-		s := KVStream(b)
-		pub = append(pub,
-			"$JS.API.STREAM.INFO."+s,
-			"$JS.API.CONSUMER.CREATE."+s+".>",
-			"$JS.API.CONSUMER.DELETE."+s+".>",
-			"$JS.API.DIRECT.GET."+s+"."+KVSubject(b, ">"),
-		)
+		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b))
 	}
-	pub = append(pub, KVSubject(BucketHolds, ">"), KVSubject(BucketStatus, ">"))
+	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics} { // watched
+		pub = append(pub, "$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
+	}
+	for _, b := range []string{BucketHolds, BucketStatus} { // read and written by key
+		pub = append(pub, KVSubject(b, ">"), "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, ">"))
+	}
 	return Permissions{PubAllow: pub, SubAllow: []string{WebInboxPrefix + ".>"}}
 }
-
-// IsAgentInbox reports whether subject lies in some agent's private inbox space.
-func IsAgentInbox(subject string) bool { return strings.HasPrefix(subject, "_INBOX_") }

@@ -44,7 +44,7 @@ type Relay struct {
 	ln      net.Listener
 	conns   []*nats.Conn
 	Catalog *cjs.Catalog
-	ready   chan struct{}
+	ready   chan struct{} // closed when the catalog has caught up
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -92,9 +92,20 @@ func (r *Relay) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", r.cfg.HTTPAddr, err)
 	}
+	// The catalog must catch up before the relay serves: a page served from
+	// an empty catalog would say no clinic exists.
+	errc := make(chan error, 1)
+	go func() { errc <- r.Catalog.Run(ctx, js, r.ready) }()
+	select {
+	case <-r.ready:
+	case err := <-errc:
+		return fmt.Errorf("catalog: %w", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("catalog: not caught up with NATS in 30s")
+	}
 	go func() {
-		if err := r.Catalog.Run(ctx, js, r.ready); err != nil {
-			r.log.Error("catalog watch stopped", "err", err.Error())
+		if err := <-errc; err != nil {
+			r.log.Error("catalog watch stopped; pages are frozen until restart", "err", err.Error())
 		}
 	}()
 	if r.Node != nil {
@@ -167,12 +178,9 @@ func (r *Relay) NATSURL() string {
 	return r.Node.ClientURL()
 }
 
-// Ready is closed once the catalog has caught up with NATS.
-func (r *Relay) Ready() <-chan struct{} { return r.ready }
-
-// Serve serves HTTP until ctx ends, then shuts everything down in order.
+// Serve serves HTTP until ctx ends and the server has stopped; the caller
+// then stops what uses NATS and calls Shutdown.
 func (r *Relay) Serve(ctx context.Context) error {
-	defer r.Shutdown()
 	err := r.web.Serve(ctx, r.ln)
 	if errors.Is(err, net.ErrClosed) {
 		return nil

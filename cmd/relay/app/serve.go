@@ -57,17 +57,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	if err != nil {
 		return err
 	}
+	// Deferred calls run last first: HTTP stops (Serve returns), then the
+	// demo agent and console, then connections drain and NATS stops.
+	defer r.Shutdown()
 	if demo {
 		stop, err := r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr)
 		if err != nil {
-			r.Shutdown()
 			return err
 		}
 		defer stop()
-	}
-	select {
-	case <-r.Ready():
-	case <-ctx.Done():
 	}
 	printURLs(stdout, r, demo, *consoleAddr, time.Since(start))
 	return r.Serve(ctx)
