@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,10 +46,14 @@ type Agent struct {
 	avail  jetstream.KeyValue
 	status jetstream.KeyValue
 	meta   jetstream.KeyValue
+	holds  jetstream.KeyValue
 	loc    *time.Location
 
 	published map[string]string // AVAILABILITY key -> last value written
 	kick      chan struct{}
+
+	mu      sync.Mutex
+	release []services.Status // stored requests whose holds go once availability is out
 }
 
 // New checks the config; the clinic comes from the creds' clinic tag.
@@ -206,6 +211,9 @@ func (a *Agent) open(ctx context.Context) error {
 	if a.avail, err = a.js.KeyValue(ctx, subjects.BucketAvailability); err != nil {
 		return err
 	}
+	if a.holds, err = a.js.KeyValue(ctx, subjects.BucketHolds); err != nil {
+		return err
+	}
 	a.status, err = a.js.KeyValue(ctx, subjects.BucketStatus)
 	return err
 }
@@ -243,7 +251,35 @@ func (a *Agent) sync(ctx context.Context) {
 	}
 	if err := a.publishAvailability(cctx); err != nil {
 		a.log.Warn("publish availability", "err", err.Error())
+		return
 	}
+	a.releaseHolds(cctx)
+}
+
+// releaseHolds drops the web's holds on requests the connector has stored:
+// the availability just published no longer offers their slots, and a slot
+// declined later must become free again.
+func (a *Agent) releaseHolds(ctx context.Context) {
+	a.mu.Lock()
+	todo := a.release
+	a.release = nil
+	a.mu.Unlock()
+	for i, st := range todo {
+		if err := cjs.ReleaseHold(ctx, a.holds, subjects.HoldKey(a.clinic, st.SlotID), st.RequestID); err != nil {
+			a.log.Warn("release hold", "request_id", st.RequestID, "err", err.Error())
+			a.mu.Lock()
+			a.release = append(a.release, todo[i:]...)
+			a.mu.Unlock()
+			return
+		}
+	}
+}
+
+// releaseLater queues the hold of a stored request for release.
+func (a *Agent) releaseLater(st services.Status) {
+	a.mu.Lock()
+	a.release = append(a.release, st)
+	a.mu.Unlock()
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {

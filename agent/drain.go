@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -17,21 +19,19 @@ import (
 func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	id := m.Headers().Get(subjects.HeaderRequestID)
 	log := a.log.With("request_id", id)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var req services.Request
 	if err := json.Unmarshal(m.Data(), &req); err != nil || req.ID != id || req.ClinicID != a.clinic ||
 		subjects.ValidRequestID(req.ID) != nil {
-		// Not ours or not readable: keeping it would block nothing but
-		// would retry forever; terminate and say so (no body in the log).
-		log.Error("unreadable request terminated")
-		_ = m.Term()
+		// Not readable: retrying cannot help. Terminate it and tell the
+		// patient (no body in the log).
+		a.refuse(cctx, m, log, id, m.Headers().Get(subjects.HeaderSlotID), "unreadable request")
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if err := a.conn.Store(cctx, req); err != nil {
 		if services.ErrorCode(err) == services.EInvalid {
-			log.Error("request refused by the connector, terminated", "err", err.Error())
-			_ = m.Term()
+			a.refuse(cctx, m, log, req.ID, req.SlotID, err.Error())
 			return
 		}
 		log.Error("store request", "err", err.Error())
@@ -47,7 +47,25 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log.Info("request stored")
+	a.releaseLater(services.Status{RequestID: req.ID, SlotID: req.SlotID})
 	a.signal()
+}
+
+// refuse terminates a request the clinic cannot take and declines it in
+// STATUS, so the patient is told rather than left waiting.
+func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, id, slot, why string) {
+	log.Error("request refused and terminated", "why", why)
+	if subjects.ValidRequestID(id) == nil {
+		st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
+			Reason: "The clinic could not read this request. Please request again.", UpdatedAt: a.cfg.Now().UTC()}
+		if err := cjs.PutJSON(ctx, a.status, subjects.StatusKey(a.clinic, id), st); err != nil {
+			log.Warn("status declined", "err", err.Error())
+		}
+		if subjects.ValidSlotID(slot) == nil {
+			a.releaseLater(st)
+		}
+	}
+	_ = m.Term()
 }
 
 // markDelivered moves STATUS from received to delivered, never backwards: a

@@ -36,7 +36,9 @@ func hasSlot(t *testing.T, c *Client, clinic, slot string) bool {
 	t.Helper()
 	var got slotsResp
 	from := time.Now().Format(time.DateOnly)
-	c.JSON("GET", "/api/v1/clinics/"+clinic+"/slots?from="+from+"&to="+time.Now().AddDate(0, 0, 13).Format(time.DateOnly), nil, &got)
+	if code := c.JSON("GET", "/api/v1/clinics/"+clinic+"/slots?from="+from+"&to="+time.Now().AddDate(0, 0, 13).Format(time.DateOnly), nil, &got); code != 200 {
+		t.Fatalf("slots: %d", code)
+	}
 	for _, s := range got.Slots {
 		if s.ID == slot {
 			return true
@@ -85,9 +87,12 @@ func TestLoop(t *testing.T) {
 		t.Fatalf("create answer: %v", created)
 	}
 	token := created["token"]
-	if hasSlot(t, web, "maple", slot) {
-		t.Error("held slot still offered")
-	}
+	checkFor(t, time.Second, func() error {
+		if hasSlot(t, web, "maple", slot) {
+			return fmt.Errorf("held slot %s still offered", slot)
+		}
+		return nil
+	})
 
 	var entries []console.Entry
 	checkFor(t, 10*time.Second, func() error {
@@ -147,4 +152,37 @@ func TestLoop_Form(t *testing.T) {
 	if code, _, _ := web.Do("POST", "/c/birch/request", "application/x-www-form-urlencoded", strings.NewReader(form.Encode())); code != 403 {
 		t.Errorf("forged csrf: %d, want 403", code)
 	}
+}
+
+// TestDecline: a declined request shows its reason to the patient and its
+// slot is offered again (the agent released the web's hold once it had it).
+func TestDecline(t *testing.T) {
+	env := NewEnv(t)
+	ag := env.MustStartAgent(env.MustAddClinic("fir"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, "fir")
+	var created map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/fir/requests", validRequest(slot), &created); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, created["token"], "delivered")
+	if hasSlot(t, web, "fir", slot) {
+		t.Fatal("pending slot offered")
+	}
+	desk := newClient(t, ag.HTTP.URL)
+	if code := desk.JSON("POST", "/api/requests/"+created["id"]+"/decline", map[string]string{"reason": "Dr. Lee is away"}, nil); code != 200 {
+		t.Fatalf("decline: %d", code)
+	}
+	awaitState(t, web, created["token"], "declined")
+	var st struct{ Reason string }
+	web.JSON("GET", "/api/v1/requests/"+created["token"], nil, &st)
+	if st.Reason != "Dr. Lee is away" {
+		t.Errorf("reason = %q", st.Reason)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if !hasSlot(t, web, "fir", slot) {
+			return fmt.Errorf("declined slot %s not offered again", slot)
+		}
+		return nil
+	})
 }

@@ -93,8 +93,10 @@ func TestOfflineClinic(t *testing.T) {
 	first.Stop()
 
 	var slots slotsResp
-	web.JSON("GET", "/api/v1/clinics/pine/slots?from="+time.Now().Format(time.DateOnly)+"&to="+
-		time.Now().AddDate(0, 0, 13).Format(time.DateOnly), nil, &slots)
+	if code := web.JSON("GET", "/api/v1/clinics/pine/slots?from="+time.Now().Format(time.DateOnly)+"&to="+
+		time.Now().AddDate(0, 0, 13).Format(time.DateOnly), nil, &slots); code != 200 || len(slots.Slots) < 3 {
+		t.Fatalf("slots: %d, %d offered", code, len(slots.Slots))
+	}
 	var tokens []string
 	for _, s := range slots.Slots[:3] {
 		var created map[string]string

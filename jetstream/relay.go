@@ -62,11 +62,15 @@ func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl
 	return nil
 }
 
-// Release drops the hold if requestID still holds it: a hold that expired
-// and was taken by another patient is left alone.
+// Release drops the hold if requestID still holds it.
 func (r *Requests) Release(ctx context.Context, clinic, slot, requestID string) error {
-	key := subjects.HoldKey(clinic, slot)
-	e, err := r.holds.Get(ctx, key)
+	return ReleaseHold(ctx, r.holds, subjects.HoldKey(clinic, slot), requestID)
+}
+
+// ReleaseHold deletes the hold under key if requestID still holds it: a hold
+// that expired and was taken by another patient is left alone.
+func ReleaseHold(ctx context.Context, holds jetstream.KeyValue, key, requestID string) error {
+	e, err := holds.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil
 	}
@@ -79,7 +83,7 @@ func (r *Requests) Release(ctx context.Context, clinic, slot, requestID string) 
 	if json.Unmarshal(e.Value(), &h) != nil || h.RequestID != requestID {
 		return nil
 	}
-	if err := r.holds.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+	if err := holds.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
 		return fmt.Errorf("release hold: %w", err)
 	}
 	return nil

@@ -43,7 +43,10 @@ type Booker struct {
 	Outbox    Outbox
 	Statuses  Statuses
 	Directory Directory
-	HoldTTL   time.Duration
+	// HoldTTL is the shortest a hold lasts. A hold lasts until the clinic's
+	// agent has the request (it then releases it) or until the slot starts,
+	// so a slot stays taken while the clinic is offline.
+	HoldTTL time.Duration
 	Now       func() time.Time
 }
 
@@ -70,7 +73,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	}
 	token := NewToken()
 	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now
-	if err := b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, b.HoldTTL); err != nil {
+	if err := b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
 		return Booked{}, err
 	}
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
@@ -85,7 +88,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 
 // undo releases the hold (and the status) of a request that could not be
 // queued. It runs on a context of its own: the caller's is often the one that
-// timed out or was cancelled, and the slot must not stay held for HoldTTL.
+// timed out or was cancelled, and the slot must not stay held.
 func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -35,9 +35,10 @@ func AgentPermissions(clinic string) Permissions {
 		"$JS.ACK." + StreamRequests + "." + c + ".>",
 		"$JS.ACK.*.*." + StreamRequests + "." + c + ".>",
 	}
-	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics} {
+	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics, BucketHolds} {
 		// One token under the clinic: <clinic>.<date>, <clinic>.<request>,
-		// <clinic>.seen; never deeper keys that would bloat the web's mirror.
+		// <clinic>.seen, <clinic>.<slot> (the agent releases holds once it
+		// has the request); never deeper keys that would bloat the web's mirror.
 		own := KVSubject(b, clinic) + ".*"
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+KVStream(b),
