@@ -47,7 +47,7 @@ type Booker struct {
 	// agent has the request (it then releases it) or until the slot starts,
 	// so a slot stays taken while the clinic is offline.
 	HoldTTL time.Duration
-	Now       func() time.Time
+	Now     func() time.Time
 }
 
 // Booked is what a patient gets back: the secret status token and the status.
