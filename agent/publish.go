@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,8 +39,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 // publishAvailability puts the days whose free slots changed since the last
 // put; on the first run it compares with what the bucket already holds.
 func (a *Agent) publishAvailability(ctx context.Context) error {
-	now := a.cfg.Now().In(a.loc)
-	from := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	from := services.Today(a.cfg.Now(), a.loc)
 	to := from.AddDate(0, 0, a.cfg.Days)
 	providers, slots, err := a.conn.FreeSlots(ctx, from, to, a.loc)
 	if err != nil {
@@ -65,6 +65,23 @@ func (a *Agent) publishAvailability(ctx context.Context) error {
 		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), d); err != nil {
 			return err
 		}
+	}
+	return a.dropPastDays(ctx, from)
+}
+
+// dropPastDays deletes the days before today that this agent published, so
+// AVAILABILITY (and the web's copy of it) does not grow forever.
+func (a *Agent) dropPastDays(ctx context.Context, today time.Time) error {
+	prefix := a.avail.Bucket() + "/" + subjects.AvailabilityKey(a.clinic, "")
+	for k := range a.published {
+		date, ok := strings.CutPrefix(k, prefix)
+		if !ok || date >= today.Format(time.DateOnly) {
+			continue
+		}
+		if err := a.avail.Delete(ctx, strings.TrimPrefix(k, a.avail.Bucket()+"/")); err != nil {
+			return fmt.Errorf("drop %s: %w", date, err)
+		}
+		delete(a.published, k)
 	}
 	return nil
 }

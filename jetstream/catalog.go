@@ -114,11 +114,13 @@ func (c *Catalog) Providers(id string) []services.Provider {
 	return ps
 }
 
-// LastSeen is the agent's last heartbeat; zero if it never connected.
+// LastSeen is the agent's last heartbeat, its time taken from the server's
+// clock (the clinic PC's may be off); zero if it never connected.
 func (c *Catalog) LastSeen(id string) services.Heartbeat {
 	var hb services.Heartbeat
-	if v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeySeen)); ok {
+	if v, at, ok := c.clinics.GetAt(subjects.ClinicSubKey(id, subjects.KeySeen)); ok {
 		json.Unmarshal(v, &hb)
+		hb.At = at
 	}
 	return hb
 }
@@ -156,11 +158,7 @@ func (c *Catalog) FreeSlot(clinic, slotID string) (services.Slot, bool) {
 	if err != nil {
 		return services.Slot{}, false
 	}
-	loc, err := services.LoadZone(cl.TimeZone)
-	if err != nil {
-		return services.Slot{}, false
-	}
-	date, _ := time.Parse(time.DateOnly, services.Date(start, loc))
+	date := services.Today(start, cl.Location())
 	for _, s := range c.Slots(clinic, date, date) {
 		if s.ID == slotID {
 			return s, true
@@ -169,9 +167,14 @@ func (c *Catalog) FreeSlot(clinic, slotID string) (services.Slot, bool) {
 	return services.Slot{}, false
 }
 
-// NextFree lists up to n free slots from today, looking 60 days ahead.
+// NextFree lists up to n free slots from today in the clinic's zone, looking
+// 60 days ahead.
 func (c *Catalog) NextFree(clinic string, n int) []services.Slot {
-	today := time.Date(c.now().Year(), c.now().Month(), c.now().Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -1)
+	cl, ok := c.Clinic(clinic)
+	if !ok {
+		return nil
+	}
+	today := services.Today(c.now(), cl.Location())
 	var out []services.Slot
 	for d := today; d.Before(today.AddDate(0, 0, 61)) && len(out) < n; d = d.AddDate(0, 0, 1) {
 		out = append(out, c.Slots(clinic, d, d)...)

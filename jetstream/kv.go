@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -44,14 +45,20 @@ func GetJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uin
 // instead of asking NATS on every page. Values that fail to decode are skipped.
 type Mirror[T any] struct {
 	mu     sync.RWMutex
-	items  map[string]T
+	items  map[string]item[T]
 	ready  chan struct{}
 	notify func(key string)
 }
 
+// item is a value with the server's time of its last write.
+type item[T any] struct {
+	v  T
+	at time.Time
+}
+
 // NewMirror returns an empty mirror; onChange, if set, runs after each update.
 func NewMirror[T any](onChange func(key string)) *Mirror[T] {
-	return &Mirror[T]{items: map[string]T{}, ready: make(chan struct{}), notify: onChange}
+	return &Mirror[T]{items: map[string]item[T]{}, ready: make(chan struct{}), notify: onChange}
 }
 
 // Run watches pattern in kv until ctx ends, updating the mirror.
@@ -92,7 +99,7 @@ func (m *Mirror[T]) apply(e jetstream.KeyValueEntry) {
 			m.mu.Unlock()
 			return
 		}
-		m.items[e.Key()] = v
+		m.items[e.Key()] = item[T]{v: v, at: e.Created()}
 	}
 	m.mu.Unlock()
 	if m.notify != nil {
@@ -105,18 +112,24 @@ func (m *Mirror[T]) Ready() <-chan struct{} { return m.ready }
 
 // Get returns the value under key.
 func (m *Mirror[T]) Get(key string) (T, bool) {
+	v, _, ok := m.GetAt(key)
+	return v, ok
+}
+
+// GetAt returns the value under key and when the server stored it.
+func (m *Mirror[T]) GetAt(key string) (T, time.Time, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	v, ok := m.items[key]
-	return v, ok
+	it, ok := m.items[key]
+	return it.v, it.at, ok
 }
 
 // Range calls fn for every entry until fn returns false; fn must not call the mirror.
 func (m *Mirror[T]) Range(fn func(key string, v T) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for k, v := range m.items {
-		if !fn(k, v) {
+	for k, it := range m.items {
+		if !fn(k, it.v) {
 			return
 		}
 	}

@@ -31,6 +31,22 @@ func (c Clinic) Validate() error {
 	return f.Err()
 }
 
+// Location is the clinic's time zone; UTC if it cannot be loaded (the zone
+// is checked when the clinic is added, and binaries embed time/tzdata).
+func (c Clinic) Location() *time.Location {
+	if loc, err := LoadZone(c.TimeZone); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
+// Today is the local date in loc at now, as midnight UTC of that date: the
+// form every date range of slots is walked in.
+func Today(now time.Time, loc *time.Location) time.Time {
+	y, m, d := now.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
 // LoadZone loads an IANA time zone; "" and "Local" are refused so that a clinic
 // never silently follows the server's zone.
 func LoadZone(name string) (*time.Location, error) {

@@ -69,10 +69,7 @@ func (s *Server) clinicView(c services.Clinic) apiClinic {
 }
 
 func (s *Server) slotView(c services.Clinic, sl services.Slot) apiSlot {
-	loc, _ := services.LoadZone(c.TimeZone)
-	if loc == nil {
-		loc = time.UTC
-	}
+	loc := c.Location()
 	name := sl.ProviderID
 	for _, p := range s.cfg.Catalog.Providers(c.ID) {
 		if p.ID == sl.ProviderID {
@@ -114,11 +111,7 @@ func (s *Server) handleAPIClinicList(c echo.Context) error {
 
 // slotRange parses from/to (clinic-local dates); from defaults to today, to to from+6.
 func (s *Server) slotRange(c echo.Context, cl services.Clinic) (time.Time, time.Time, error) {
-	loc, _ := services.LoadZone(cl.TimeZone)
-	if loc == nil {
-		loc = time.UTC
-	}
-	today, _ := time.Parse(time.DateOnly, services.Date(s.cfg.Now(), loc))
+	today := services.Today(s.cfg.Now(), cl.Location())
 	from, to := today, today.AddDate(0, 0, 6)
 	var err error
 	if v := c.QueryParam("from"); v != "" {

@@ -28,7 +28,7 @@ func loadPages() (*pages, error) {
 		if base == "layout.html" {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(template.FuncMap{"ago": ago, "dict": dict}).
+		t, err := template.New("layout.html").Funcs(template.FuncMap{"dict": dict}).
 			ParseFS(assets, "templates/layout.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", n, err)
@@ -58,12 +58,16 @@ func dict(kv ...any) map[string]any {
 	return m
 }
 
-// ago says how long ago t was, for "last synced".
-func ago(t time.Time) string {
+// staleAfter is how long without a heartbeat before the site warns that the
+// clinic is not syncing (the agent beats every 15s).
+const staleAfter = 2 * time.Minute
+
+// ago says how long before now t was, for "last synced".
+func ago(now, t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	d := time.Since(t)
+	d := now.Sub(t)
 	switch {
 	case d < time.Minute:
 		return "just now"
@@ -106,8 +110,8 @@ func (s *Server) handleClinic(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	loc, _ := services.LoadZone(cl.TimeZone)
-	today, _ := time.Parse(time.DateOnly, services.Date(s.cfg.Now(), loc))
+	loc := cl.Location()
+	today := services.Today(s.cfg.Now(), loc)
 	provider := c.QueryParam("provider")
 	var days []dayLink
 	selected := c.QueryParam("date")
@@ -135,9 +139,10 @@ func (s *Server) handleClinic(c echo.Context) error {
 		days[i].Selected = days[i].Date == selected
 	}
 	view := s.clinicView(cl)
+	seen := s.cfg.Catalog.LastSeen(cl.ID).At
 	return c.Render(http.StatusOK, "clinic.html", s.pageData(c, map[string]any{
 		"Clinic": view, "Days": days, "Date": selected, "Slots": byDay[selected], "Provider": provider,
-		"LastSeen": s.cfg.Catalog.LastSeen(cl.ID).At, "Stale": time.Since(s.cfg.Catalog.LastSeen(cl.ID).At) > 2*time.Minute,
+		"Synced": ago(s.cfg.Now(), seen), "Stale": s.cfg.Now().Sub(seen) > staleAfter,
 	}))
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // clinic zones must load on any host, distroless included
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 )
