@@ -34,10 +34,48 @@ type Env struct {
 	DataDir string
 	Admin   *clinics.Admin
 	ctx     context.Context
+	// AgentNow, when set, is the clock of the agents started after.
+	AgentNow func() time.Time
 }
 
+// phi is every patient value the tests send; none may reach a log.
+var phi = []string{"Ada Patient", "ada@example.org", "416 555 0100", "sore knee", "1980-04-02",
+	"Bo Patient", "bo@example.org", "416-555-0101", "1990-01-01"}
+
+// logSink keeps everything logged during a test, at debug level, to check
+// for PHI at the end; warnings and errors also go to the test output.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+var sinks sync.Map // *testing.T -> *logSink
+
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sink, loaded := sinks.LoadOrStore(t, &logSink{})
+	ls := sink.(*logSink)
+	if !loaded {
+		t.Cleanup(func() {
+			sinks.Delete(t)
+			ls.mu.Lock()
+			defer ls.mu.Unlock()
+			for _, v := range phi {
+				if bytes.Contains(ls.buf.Bytes(), []byte(v)) {
+					t.Errorf("patient data %q in the logs", v)
+				}
+			}
+		})
+	}
+	return slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(ls, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
+	))
 }
 
 // NewEnv starts a relay on random ports; it stops at the end of the test.
@@ -110,7 +148,8 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	e.t.Helper()
 	if con == nil {
 		var err error
-		con, err = console.Open(console.Config{Path: e.t.TempDir() + "/console.db", Addr: "127.0.0.1:0"})
+		con, err = console.Open(console.Config{Path: e.t.TempDir() + "/console.db", Addr: "127.0.0.1:0",
+			Logger: testLogger(e.t)})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -125,7 +164,7 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
 		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
-		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}}, conn)
+		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
 		e.t.Fatal(err)
 	}
