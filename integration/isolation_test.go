@@ -96,6 +96,8 @@ func TestIsolation(t *testing.T) {
 		{"rewrite A's profile", "$KV.CLINICS.aspen", `{}`},
 		{"rewrite own profile", "$KV.CLINICS.cedar", `{}`},
 		{"publish a request", "clinic.aspen.requests", `{}`},
+		{"hold A's slot", "$KV.HOLDS.aspen.dr-lee_20300101T1400Z", `{}`},
+		{"deep key under own clinic", "$KV.AVAILABILITY.cedar.a.b", `{}`},
 	}
 	for _, p := range pubs {
 		t.Run(p.name, func(t *testing.T) {
@@ -105,7 +107,7 @@ func TestIsolation(t *testing.T) {
 			v.await(t, "publish", p.subject)
 		})
 	}
-	for _, subj := range []string{"_INBOX.>", "_INBOX_aspen.>", "clinic.aspen.requests", "$KV.STATUS.>"} {
+	for _, subj := range []string{"_INBOX.>", "_INBOX_aspen.>", "_INBOX_web_front.>", "clinic.aspen.requests", "$KV.STATUS.>"} {
 		t.Run("subscribe "+subj, func(t *testing.T) {
 			if _, err := nc.SubscribeSync(subj); err != nil {
 				t.Fatal(err)
