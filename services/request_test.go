@@ -40,6 +40,21 @@ func fieldNames(t *testing.T, err error) []string {
 	return slices.Sorted(maps.Keys(e.Fields))
 }
 
+// checkField asserts that err names exactly wantField, or is nil when
+// wantField is "".
+func checkField(t *testing.T, err error, wantField string) {
+	t.Helper()
+	if wantField == "" {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if got, want := fieldNames(t, err), []string{wantField}; !slices.Equal(got, want) {
+		t.Errorf("Validate() fields = %v, want %v", got, want)
+	}
+}
+
 func TestRequest_Validate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -101,16 +116,7 @@ func TestRequest_Validate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := validRequest()
 			tt.edit(&r)
-			err := r.Validate(requestNow)
-			if tt.wantField == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if got, want := fieldNames(t, err), []string{tt.wantField}; !slices.Equal(got, want) {
-				t.Errorf("Validate() fields = %v, want %v", got, want)
-			}
+			checkField(t, r.Validate(requestNow), tt.wantField)
 		})
 	}
 }

@@ -302,16 +302,7 @@ func TestClinic_Validate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := valid
 			tt.edit(&c)
-			err := c.Validate()
-			if tt.wantField == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if got, want := fieldNames(t, err), []string{tt.wantField}; !slices.Equal(got, want) {
-				t.Errorf("Validate() fields = %v, want %v", got, want)
-			}
+			checkField(t, c.Validate(), tt.wantField)
 		})
 	}
 }

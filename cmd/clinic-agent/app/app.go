@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,30 +14,19 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
 )
 
 const usage = `usage:
   clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR] [--console-hosts NAMES]
 `
 
-var errUsage = errors.New("usage")
+// errUsage makes Main exit 2 with the usage text.
+var errUsage = command.ErrUsage
 
 // Main runs the command line and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := run(ctx, args, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		if err != errUsage {
-			fmt.Fprintln(stderr, strings.TrimSuffix(err.Error(), ": "+errUsage.Error()))
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "clinic-agent:", err)
-		return 1
-	}
+	return command.Exit("clinic-agent", usage, run(ctx, args, stdout, stderr), stderr)
 }
 
 // Config is `clinic-agent run`'s flags.

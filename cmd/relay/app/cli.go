@@ -9,10 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -27,25 +27,12 @@ const usage = `usage:
   relay creds operator [--out FILE] [--data DIR]
 `
 
-// errUsage makes Main exit 2.
-var errUsage = errors.New("usage")
+// errUsage makes Main exit 2 with the usage text.
+var errUsage = command.ErrUsage
 
-// Main runs the relay command line and returns the exit code.
+// Main runs the command line and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := run(ctx, args, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		if err != errUsage {
-			fmt.Fprintln(stderr, strings.TrimSuffix(err.Error(), ": "+errUsage.Error()))
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
-	}
+	return command.Exit("relay", usage, run(ctx, args, stdout, stderr), stderr)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
