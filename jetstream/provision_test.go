@@ -1,0 +1,91 @@
+package jetstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+// TestDefinitions_Golden pins what every deployment gets: a change to a
+// stream, bucket or consumer definition must change testdata on purpose.
+func TestDefinitions_Golden(t *testing.T) {
+	got, err := json.MarshalIndent(map[string]any{
+		"requests": cjs.RequestsStream(cjs.Options{}),
+		"buckets":  cjs.Buckets(cjs.Options{}),
+		"consumer": cjs.AgentConsumer("maple", cjs.Options{}),
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "definitions.golden.json")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./jetstream -run Golden -update)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("definitions changed:\n%s\nwant (%s):\n%s", got, path, want)
+	}
+}
+
+// TestProvision_Idempotent provisions twice on a real embedded server.
+func TestProvision_Idempotent(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Port: server.RANDOM_PORT, Host: "127.0.0.1", JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	for i := range 2 {
+		if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
+			t.Fatalf("provision #%d: %v", i+1, err)
+		}
+	}
+	st, err := js.Stream(ctx, subjects.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Retention != jetstream.WorkQueuePolicy || !cfg.DiscardNewPerSubject || cfg.MaxConsumers != cjs.MaxClinicConsumers ||
+		cfg.Duplicates != cjs.RequestDedupe {
+		t.Errorf("REQUESTS as provisioned: %+v", cfg)
+	}
+	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus, subjects.BucketClinics} {
+		if _, err := js.KeyValue(ctx, b); err != nil {
+			t.Errorf("bucket %s: %v", b, err)
+		}
+	}
+	for i := range 2 {
+		if err := cjs.EnsureAgentConsumer(ctx, js, "maple", cjs.Options{}); err != nil {
+			t.Fatalf("consumer #%d: %v", i+1, err)
+		}
+	}
+}
