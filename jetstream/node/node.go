@@ -110,6 +110,9 @@ func start(cfg Config, lock *os.File) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
+	if cfg.Logger != nil {
+		ns.SetLoggerV2(serverLog{cfg.Logger.With("component", "nats")}, false, false, false)
+	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,14 +38,15 @@ type Config struct {
 
 // Relay is a running relay.
 type Relay struct {
-	cfg     Config
-	log     *slog.Logger
-	Node    *node.Node // nil in external mode
-	web     *web.Server
-	ln      net.Listener
-	conns   []*nats.Conn
-	Catalog *cjs.Catalog
-	ready   chan struct{} // closed when the catalog has caught up
+	cfg      Config
+	log      *slog.Logger
+	Node     *node.Node // nil in external mode
+	web      *web.Server
+	ln       net.Listener
+	conns    []*nats.Conn
+	Catalog  *cjs.Catalog
+	ready    chan struct{} // closed when the catalog has caught up
+	stopping atomic.Bool
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -118,8 +120,15 @@ func (r *Relay) start(ctx context.Context) error {
 // to provision: in embedded mode two users minted from the data dir's keys.
 func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name("relay web"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(subjects.WebInboxPrefix),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			r.log.Error("nats async error", "err", err.Error())
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if r.stopping.Load() {
+				return // watches end as we shut down; not news
+			}
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			r.log.Error("nats async error", "err", err.Error(), "subject", subj)
 		})}
 	if r.cfg.NATSURL != "" {
 		if r.cfg.CredsFile != "" {
@@ -182,6 +191,7 @@ func (r *Relay) NATSURL() string {
 // then stops what uses NATS and calls Shutdown.
 func (r *Relay) Serve(ctx context.Context) error {
 	err := r.web.Serve(ctx, r.ln)
+	r.stopping.Store(true)
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -191,6 +201,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 // Shutdown stops HTTP, drains NATS connections, then stops the embedded
 // server; safe to call more than once.
 func (r *Relay) Shutdown() {
+	r.stopping.Store(true)
 	if r.ln != nil {
 		r.ln.Close()
 	}
