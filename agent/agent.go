@@ -43,10 +43,10 @@ type Agent struct {
 
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	avail  jetstream.KeyValue
-	status jetstream.KeyValue
-	meta   jetstream.KeyValue
-	holds  jetstream.KeyValue
+	avail  *cjs.Bucket
+	status *cjs.Bucket
+	meta   *cjs.Bucket
+	holds  *cjs.Bucket
 	loc    *time.Location
 
 	published map[string]string // AVAILABILITY key -> last value written
@@ -194,28 +194,24 @@ func (a *Agent) drain() {
 	a.nc.Close()
 }
 
-// open loads the clinic profile and the buckets the agent writes.
+// open loads the clinic profile. The agent reaches its buckets through their
+// subjects only (cjs.Bucket): it holds no STREAM.INFO grant.
 func (a *Agent) open(ctx context.Context) error {
-	var err error
-	if a.meta, err = a.js.KeyValue(ctx, subjects.BucketClinics); err != nil {
-		return err
-	}
+	a.meta = cjs.NewBucket(a.js, subjects.BucketClinics)
+	a.avail = cjs.NewBucket(a.js, subjects.BucketAvailability)
+	a.holds = cjs.NewBucket(a.js, subjects.BucketHolds)
+	a.status = cjs.NewBucket(a.js, subjects.BucketStatus)
 	var c services.Clinic
 	if _, err := cjs.GetJSON(ctx, a.meta, subjects.ClinicKey(a.clinic), &c); err != nil {
 		return fmt.Errorf("clinic profile: %w", err)
 	}
-	if a.loc, err = services.LoadZone(c.TimeZone); err != nil {
+	loc, err := services.LoadZone(c.TimeZone)
+	if err != nil {
 		return err
 	}
+	a.loc = loc
 	a.conn.SetClinic(c)
-	if a.avail, err = a.js.KeyValue(ctx, subjects.BucketAvailability); err != nil {
-		return err
-	}
-	if a.holds, err = a.js.KeyValue(ctx, subjects.BucketHolds); err != nil {
-		return err
-	}
-	a.status, err = a.js.KeyValue(ctx, subjects.BucketStatus)
-	return err
+	return nil
 }
 
 // loop publishes availability, outcomes and the heartbeat on every change,

@@ -76,25 +76,28 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request) error {
 	var st services.Status
 	var rev uint64
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, cjs.ErrNotFound):
 		st = services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID}
 	case err != nil:
 		return err
 	default:
-		if err := json.Unmarshal(e.Value(), &st); err != nil {
+		if err := json.Unmarshal(e.Value, &st); err != nil {
 			return err
 		}
 		if st.State != services.StateReceived {
 			return nil
 		}
-		rev = e.Revision()
+		rev = e.Revision
 	}
 	st.State, st.UpdatedAt = services.StateDelivered, a.cfg.Now().UTC()
 	b, _ := json.Marshal(st)
 	if rev == 0 {
-		_, err = a.status.Create(ctx, key, b)
+		_, err = a.status.Create(ctx, key, b, 0)
 	} else {
 		_, err = a.status.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, cjs.ErrRevision) {
+		return nil // the outcome was written meanwhile; it wins
 	}
 	return err
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -72,13 +71,13 @@ func (a *Agent) publishAvailability(ctx context.Context) error {
 // dropPastDays deletes the days before today that this agent published, so
 // AVAILABILITY (and the web's copy of it) does not grow forever.
 func (a *Agent) dropPastDays(ctx context.Context, today time.Time) error {
-	prefix := a.avail.Bucket() + "/" + subjects.AvailabilityKey(a.clinic, "")
+	prefix := a.avail.Name() + "/" + subjects.AvailabilityKey(a.clinic, "")
 	for k := range a.published {
 		date, ok := strings.CutPrefix(k, prefix)
 		if !ok || date >= today.Format(time.DateOnly) {
 			continue
 		}
-		if err := a.avail.Delete(ctx, strings.TrimPrefix(k, a.avail.Bucket()+"/")); err != nil {
+		if err := a.avail.Delete(ctx, strings.TrimPrefix(k, a.avail.Name()+"/"), 0); err != nil {
 			return fmt.Errorf("drop %s: %w", date, err)
 		}
 		delete(a.published, k)
@@ -86,26 +85,26 @@ func (a *Agent) dropPastDays(ctx context.Context, today time.Time) error {
 	return nil
 }
 
-func (a *Agent) putIfChanged(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+func (a *Agent) putIfChanged(ctx context.Context, kv *cjs.Bucket, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	last, seen := a.published[kv.Bucket()+"/"+key]
+	last, seen := a.published[kv.Name()+"/"+key]
 	if !seen {
 		if e, err := kv.Get(ctx, key); err == nil {
-			last, seen = string(e.Value()), true
-		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			last, seen = string(e.Value), true
+		} else if !errors.Is(err, cjs.ErrNotFound) {
 			return err
 		}
 	}
 	if seen && last == string(b) {
-		a.published[kv.Bucket()+"/"+key] = last
+		a.published[kv.Name()+"/"+key] = last
 		return nil
 	}
 	if _, err := kv.Put(ctx, key, b); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	a.published[kv.Bucket()+"/"+key] = string(b)
+	a.published[kv.Name()+"/"+key] = string(b)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -70,12 +71,12 @@ func TestIsolation(t *testing.T) {
 	// Control: cedar's own grants work, so the denials below are not an
 	// artefact of a broken connection.
 	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, subjects.BucketAvailability)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(ctx, "cedar.2030-01-01", []byte(`{}`)); err != nil {
+	own := cjs.NewBucket(js, subjects.BucketAvailability)
+	if _, err := own.Put(ctx, "cedar.2030-01-01", []byte(`{}`)); err != nil {
 		t.Fatalf("own availability: %v", err)
+	}
+	if e, err := own.Get(ctx, "cedar.2030-01-01"); err != nil || string(e.Value) != `{}` {
+		t.Fatalf("own availability read back: %q %v", e.Value, err)
 	}
 	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("cedar")); err != nil {
 		t.Fatalf("own consumer: %v", err)
@@ -96,6 +97,8 @@ func TestIsolation(t *testing.T) {
 		{"rewrite A's profile", "$KV.CLINICS.aspen", `{}`},
 		{"rewrite own profile", "$KV.CLINICS.cedar", `{}`},
 		{"publish a request", "clinic.aspen.requests", `{}`},
+		{"list status keys", "$JS.API.STREAM.INFO.KV_STATUS", `{"subjects_filter":">"}`},
+		{"list availability keys", "$JS.API.STREAM.INFO.KV_AVAILABILITY", `{"subjects_filter":">"}`},
 		{"hold A's slot", "$KV.HOLDS.aspen.dr-lee_20300101T1400Z", `{}`},
 		{"deep key under own clinic", "$KV.AVAILABILITY.cedar.a.b", `{}`},
 	}

@@ -15,30 +15,27 @@ import (
 var ErrNotFound = errors.New("key not found")
 
 // PutJSON stores v as JSON under key.
-func PutJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+func PutJSON(ctx context.Context, kv *Bucket, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
 	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("put %s: %w", kv.Bucket(), err)
+		return err
 	}
 	return nil
 }
 
 // GetJSON loads key into v, returning ErrNotFound when it is missing.
-func GetJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+func GetJSON(ctx context.Context, kv *Bucket, key string, v any) (uint64, error) {
 	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return 0, ErrNotFound
-	}
 	if err != nil {
-		return 0, fmt.Errorf("get %s: %w", kv.Bucket(), err)
+		return 0, err
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
-		return 0, fmt.Errorf("decode %s: %w", kv.Bucket(), err)
+	if err := json.Unmarshal(e.Value, v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", kv.Name(), err)
 	}
-	return e.Revision(), nil
+	return e.Revision, nil
 }
 
 // Mirror keeps a bucket in memory, decoded: the web front reads from it

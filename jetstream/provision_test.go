@@ -46,8 +46,9 @@ func TestDefinitions_Golden(t *testing.T) {
 	}
 }
 
-// TestProvision_Idempotent provisions twice on a real embedded server.
-func TestProvision_Idempotent(t *testing.T) {
+// runJetStream starts an embedded JetStream server on a random port.
+func runJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{Port: server.RANDOM_PORT, Host: "127.0.0.1", JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +64,12 @@ func TestProvision_Idempotent(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
+	return js
+}
+
+// TestProvision_Idempotent provisions twice on a real embedded server.
+func TestProvision_Idempotent(t *testing.T) {
+	js := runJetStream(t)
 	ctx := context.Background()
 	for i := range 2 {
 		if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {

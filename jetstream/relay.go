@@ -21,8 +21,8 @@ const errCodeStreamStoreFailed jetstream.ErrorCode = 10077
 // Requests adapts REQUESTS, HOLDS and STATUS to the services ports.
 type Requests struct {
 	js     jetstream.JetStream
-	holds  jetstream.KeyValue
-	status jetstream.KeyValue
+	holds  *Bucket
+	status *Bucket
 }
 
 var (
@@ -33,15 +33,7 @@ var (
 
 // OpenRequests opens the buckets the request path uses.
 func OpenRequests(ctx context.Context, js jetstream.JetStream) (*Requests, error) {
-	holds, err := js.KeyValue(ctx, subjects.BucketHolds)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", subjects.BucketHolds, err)
-	}
-	status, err := js.KeyValue(ctx, subjects.BucketStatus)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", subjects.BucketStatus, err)
-	}
-	return &Requests{js: js, holds: holds, status: status}, nil
+	return &Requests{js: js, holds: NewBucket(js, subjects.BucketHolds), status: NewBucket(js, subjects.BucketStatus)}, nil
 }
 
 func unavailable(op string, err error) error {
@@ -52,8 +44,8 @@ func unavailable(op string, err error) error {
 // Hold creates the hold key exclusively, with a per-key TTL.
 func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
 	b, _ := json.Marshal(map[string]string{"request_id": requestID})
-	_, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, jetstream.KeyTTL(ttl))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	_, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, ttl)
+	if errors.Is(err, ErrRevision) {
 		return services.Errorf(services.EConflict, "that time is no longer free")
 	}
 	if err != nil {
@@ -69,9 +61,9 @@ func (r *Requests) Release(ctx context.Context, clinic, slot, requestID string) 
 
 // ReleaseHold deletes the hold under key if requestID still holds it: a hold
 // that expired and was taken by another patient is left alone.
-func ReleaseHold(ctx context.Context, holds jetstream.KeyValue, key, requestID string) error {
+func ReleaseHold(ctx context.Context, holds *Bucket, key, requestID string) error {
 	e, err := holds.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -80,10 +72,10 @@ func ReleaseHold(ctx context.Context, holds jetstream.KeyValue, key, requestID s
 	var h struct {
 		RequestID string `json:"request_id"`
 	}
-	if json.Unmarshal(e.Value(), &h) != nil || h.RequestID != requestID {
+	if json.Unmarshal(e.Value, &h) != nil || h.RequestID != requestID {
 		return nil
 	}
-	if err := holds.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+	if err := holds.Delete(ctx, key, e.Revision); err != nil && !errors.Is(err, ErrRevision) {
 		return fmt.Errorf("release hold: %w", err)
 	}
 	return nil
@@ -152,5 +144,5 @@ func (r *Requests) GetStatus(ctx context.Context, clinic, requestID string) (ser
 
 // DeleteStatus removes a status.
 func (r *Requests) DeleteStatus(ctx context.Context, clinic, requestID string) error {
-	return r.status.Delete(ctx, subjects.StatusKey(clinic, requestID))
+	return r.status.Delete(ctx, subjects.StatusKey(clinic, requestID), 0)
 }

@@ -26,7 +26,8 @@ type Permissions struct {
 // Never listed, on purpose: "$JS.>", the bare "$JS.API.DIRECT.GET.<stream>"
 // (its JSON body reads any key, nats-server#5203), "$JS.API.STREAM.MSG.GET.*",
 // an unfiltered CONSUMER.CREATE (filter_subjects cannot be restricted, #6180),
-// and "_INBOX.>".
+// "_INBOX.>", and "$JS.API.STREAM.INFO.<stream>", whose subjects_filter
+// lists every key of a bucket (the agent uses keys through their subjects).
 func AgentPermissions(clinic string) Permissions {
 	c := AgentConsumer(clinic)
 	pub := []string{
@@ -40,11 +41,7 @@ func AgentPermissions(clinic string) Permissions {
 		// <clinic>.seen, <clinic>.<slot> (the agent releases holds once it
 		// has the request); never deeper keys that would bloat the web's mirror.
 		own := KVSubject(b, clinic) + ".*"
-		pub = append(pub,
-			"$JS.API.STREAM.INFO."+KVStream(b),
-			own,
-			"$JS.API.DIRECT.GET."+KVStream(b)+"."+own,
-		)
+		pub = append(pub, own, "$JS.API.DIRECT.GET."+KVStream(b)+"."+own)
 	}
 	// The agent reads, but never writes, its own public profile.
 	pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(BucketClinics)+"."+KVSubject(BucketClinics, ClinicKey(clinic)))
@@ -56,11 +53,9 @@ func AgentPermissions(clinic string) Permissions {
 // (CLINICS, AVAILABILITY, HOLDS), nothing more.
 func WebPermissions() Permissions {
 	pub := []string{Requests("*"), "$JS.FC.>"}
-	for _, b := range []string{BucketAvailability, BucketHolds, BucketStatus, BucketClinics} {
-		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b))
-	}
 	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics} { // watched
-		pub = append(pub, "$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
+		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b),
+			"$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
 	}
 	for _, b := range []string{BucketHolds, BucketStatus} { // read and written by key
 		pub = append(pub, KVSubject(b, ">"), "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, ">"))

@@ -33,6 +33,10 @@ type Admin struct {
 	Options cjs.Options
 }
 
+// profiles is CLINICS, for reads and writes by key.
+func (a *Admin) profiles() *cjs.Bucket { return cjs.NewBucket(a.JS, subjects.BucketClinics) }
+
+// bucket is CLINICS through nats.go's KeyValue, for listing keys.
 func (a *Admin) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	kv, err := a.JS.KeyValue(ctx, subjects.BucketClinics)
 	if err != nil {
@@ -50,21 +54,18 @@ func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := a.bucket(ctx)
-	if err != nil {
-		return nil, err
-	}
 	b, _ := json.Marshal(c)
-	if _, err := kv.Create(ctx, subjects.ClinicKey(c.ID), b); err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+	bucket := a.profiles()
+	if _, err := bucket.Create(ctx, subjects.ClinicKey(c.ID), b, 0); err != nil {
+		if !errors.Is(err, cjs.ErrRevision) {
 			return nil, fmt.Errorf("register %s: %w", c.ID, err)
 		}
 		var old services.Clinic
-		rev, gerr := cjs.GetJSON(ctx, kv, subjects.ClinicKey(c.ID), &old)
+		rev, gerr := cjs.GetJSON(ctx, bucket, subjects.ClinicKey(c.ID), &old)
 		if gerr != nil || !old.Revoked {
 			return nil, services.Errorf(services.EConflict, "clinic %q already exists", c.ID)
 		}
-		if _, err := kv.Update(ctx, subjects.ClinicKey(c.ID), b, rev); err != nil {
+		if _, err := bucket.Update(ctx, subjects.ClinicKey(c.ID), b, rev); err != nil {
 			return nil, fmt.Errorf("re-register %s: %w", c.ID, err)
 		}
 	}
@@ -90,7 +91,7 @@ func (a *Admin) List(ctx context.Context) ([]services.Clinic, error) {
 			continue // an agent's own key, not a profile
 		}
 		var c services.Clinic
-		if _, err := cjs.GetJSON(ctx, kv, k, &c); err == nil {
+		if _, err := cjs.GetJSON(ctx, a.profiles(), k, &c); err == nil {
 			out = append(out, c)
 		}
 	}
@@ -104,12 +105,9 @@ func (a *Admin) Revoke(ctx context.Context, id string) (int, error) {
 	if err := subjects.ValidClinicID(id); err != nil {
 		return 0, services.Errorf(services.EInvalid, "%s", err)
 	}
-	kv, err := a.bucket(ctx)
-	if err != nil {
-		return 0, err
-	}
 	var c services.Clinic
-	if _, err := cjs.GetJSON(ctx, kv, subjects.ClinicKey(id), &c); errors.Is(err, cjs.ErrNotFound) {
+	bucket := a.profiles()
+	if _, err := cjs.GetJSON(ctx, bucket, subjects.ClinicKey(id), &c); errors.Is(err, cjs.ErrNotFound) {
 		return 0, services.Errorf(services.ENotFound, "no clinic %q", id)
 	} else if err != nil {
 		return 0, err
@@ -122,7 +120,7 @@ func (a *Admin) Revoke(ctx context.Context, id string) (int, error) {
 		return 0, err
 	}
 	c.Revoked = true
-	if err := cjs.PutJSON(ctx, kv, subjects.ClinicKey(id), c); err != nil {
+	if err := cjs.PutJSON(ctx, bucket, subjects.ClinicKey(id), c); err != nil {
 		return n, err
 	}
 	return n, nil

@@ -79,10 +79,7 @@ func TestAdmin_AddAndRevoke(t *testing.T) {
 	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("maple")); err != nil {
 		t.Fatalf("agent binds own consumer: %v", err)
 	}
-	kv, err := js.KeyValue(ctx, subjects.BucketAvailability)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := cjs.NewBucket(js, subjects.BucketAvailability)
 	if _, err := kv.Put(ctx, "maple.2026-01-01", []byte("{}")); err != nil {
 		t.Fatalf("own availability: %v", err)
 	}

@@ -1,0 +1,125 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// ErrRevision means a conditional write lost: the key changed, or exists.
+var ErrRevision = errors.New("key changed since it was read")
+
+// Entry is a key's current value.
+type Entry struct {
+	Value    []byte
+	Revision uint64
+	Created  time.Time // the server's clock
+}
+
+// Bucket reads and writes keys of one KV bucket through its subjects only:
+// a JetStream publish to $KV.<bucket>.<key> and the subject form of direct
+// get. It needs no $JS.API.STREAM.INFO grant, which (with subjects_filter)
+// would list every key of the bucket, other clinics' included; that is why
+// agents use it instead of nats.go's KeyValue. Watches still use KeyValue.
+type Bucket struct {
+	js   jetstream.JetStream
+	name string
+}
+
+// NewBucket returns the bucket name on js.
+func NewBucket(js jetstream.JetStream, name string) *Bucket { return &Bucket{js: js, name: name} }
+
+// Name is the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// Get returns the key's value; ErrNotFound when it is missing or deleted.
+func (b *Bucket) Get(ctx context.Context, key string) (Entry, error) {
+	e, deleted, err := b.get(ctx, key)
+	if err == nil && deleted {
+		err = ErrNotFound
+	}
+	return e, err
+}
+
+// get returns the latest message of key, telling a delete marker apart.
+func (b *Bucket) get(ctx context.Context, key string) (Entry, bool, error) {
+	subj := "$JS.API.DIRECT.GET." + subjects.KVStream(b.name) + "." + subjects.KVSubject(b.name, key)
+	m, err := b.js.Conn().RequestWithContext(ctx, subj, nil)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("get %s: %w", b.name, err)
+	}
+	if status := m.Header.Get("Status"); status == "404" {
+		return Entry{}, false, ErrNotFound
+	} else if status != "" {
+		return Entry{}, false, fmt.Errorf("get %s: %s %s", b.name, status, m.Header.Get("Description"))
+	}
+	rev, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("get %s: no sequence in the answer", b.name)
+	}
+	at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	// A delete or purge, or the server's marker of an expired key.
+	op := m.Header.Get("KV-Operation")
+	deleted := op == "DEL" || op == "PURGE" || m.Header.Get(jetstream.MarkerReasonHeader) != ""
+	return Entry{Value: m.Data, Revision: rev, Created: at}, deleted, nil
+}
+
+// Put writes value under key.
+func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return b.publish(ctx, key, value, nil)
+}
+
+// Create writes value under key only if the key has no value (a deleted key
+// counts as none); ErrRevision otherwise. ttl > 0 expires the key.
+func (b *Bucket) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(0)}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	rev, err := b.publish(ctx, key, value, nil, opts...)
+	if !errors.Is(err, ErrRevision) {
+		return rev, err
+	}
+	e, deleted, gerr := b.get(ctx, key)
+	if gerr != nil || !deleted {
+		return 0, ErrRevision
+	}
+	opts[0] = jetstream.WithExpectLastSequencePerSubject(e.Revision)
+	return b.publish(ctx, key, value, nil, opts...)
+}
+
+// Update writes value under key only if its revision is still rev.
+func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	return b.publish(ctx, key, value, nil, jetstream.WithExpectLastSequencePerSubject(rev))
+}
+
+// Delete deletes key; with rev > 0 only if its revision is still rev.
+func (b *Bucket) Delete(ctx context.Context, key string, rev uint64) error {
+	var opts []jetstream.PublishOpt
+	if rev > 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	_, err := b.publish(ctx, key, nil, nats.Header{"KV-Operation": []string{"DEL"}}, opts...)
+	return err
+}
+
+func (b *Bucket) publish(ctx context.Context, key string, value []byte, hdr nats.Header, opts ...jetstream.PublishOpt) (uint64, error) {
+	m := &nats.Msg{Subject: subjects.KVSubject(b.name, key), Data: value, Header: hdr}
+	ack, err := b.js.PublishMsg(ctx, m, opts...)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, ErrRevision
+	}
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", b.name, err)
+	}
+	return ack.Sequence, nil
+}
