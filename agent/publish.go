@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
