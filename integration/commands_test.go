@@ -170,3 +170,27 @@ func TestCommands_BadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestCommands_Running: on a running relay, `clinic add` and `clinic list`
+// go through NATS, and the creds it writes let an agent in.
+func TestCommands_Running(t *testing.T) {
+	env := NewEnv(t)
+	out := t.TempDir()
+	code, stdout, stderr := relayCmd(t, "clinic", "add", "--slug", "larch", "--name", "Larch Clinic",
+		"--timezone", "America/Vancouver", "--out", out, "--data", env.DataDir)
+	if code != 0 {
+		t.Fatalf("add on a running relay: %d %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "--nats-url "+env.Relay.NATSURL()) {
+		t.Errorf("add prints %q, want the running relay's URL %s", stdout, env.Relay.NATSURL())
+	}
+	if code, stdout, _ := relayCmd(t, "clinic", "list", "--data", env.DataDir); code != 0 || !strings.Contains(stdout, "Larch Clinic") {
+		t.Errorf("list: %d %s", code, stdout)
+	}
+	creds, err := os.ReadFile(filepath.Join(out, "larch.creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.MustStartAgent(creds, nil, nil)
+	firstSlot(t, newClient(t, env.Relay.HTTPURL()), "larch")
+}

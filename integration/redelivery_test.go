@@ -117,3 +117,24 @@ func TestOfflineClinic(t *testing.T) {
 		t.Fatalf("console has %d pending after the backlog, want 3", len(pending))
 	}
 }
+
+// TestAgent_Reconnects: when the agent's connection drops, it dials again on
+// its own and goes on draining requests.
+func TestAgent_Reconnects(t *testing.T) {
+	env := NewEnv(t)
+	ag := env.MustStartAgent(env.MustAddClinic("alder"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, "alder")
+	ag.dialer.Kill()
+	var created map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/alder/requests", validRequest(slot), &created); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, created["token"], services.StateDelivered)
+	ag.dialer.mu.Lock()
+	dials := len(ag.dialer.conns)
+	ag.dialer.mu.Unlock()
+	if dials < 2 {
+		t.Errorf("agent dialled %d times, want a reconnect", dials)
+	}
+}
