@@ -80,7 +80,7 @@ func (c *Catalog) Run(ctx context.Context, js jetstream.JetStream, ready chan<- 
 func (c *Catalog) Clinics() []services.Clinic {
 	var out []services.Clinic
 	c.clinics.Range(func(k string, v json.RawMessage) bool {
-		if !strings.Contains(k, ".") {
+		if subjects.IsClinicKey(k) {
 			var cl services.Clinic
 			if json.Unmarshal(v, &cl) == nil && !cl.Revoked {
 				out = append(out, cl)

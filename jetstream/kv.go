@@ -60,7 +60,7 @@ func NewMirror[T any](onChange func(key string)) *Mirror[T] {
 
 // Run watches pattern in kv until ctx ends, updating the mirror.
 func (m *Mirror[T]) Run(ctx context.Context, kv jetstream.KeyValue, pattern string) error {
-	w, err := kv.Watch(ctx, pattern, jetstream.IncludeHistory())
+	w, err := kv.Watch(ctx, pattern)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
 	}

@@ -31,9 +31,14 @@ var (
 	_ services.Statuses = (*Requests)(nil)
 )
 
-// OpenRequests opens the buckets the request path uses.
-func OpenRequests(ctx context.Context, js jetstream.JetStream) (*Requests, error) {
-	return &Requests{js: js, holds: NewBucket(js, subjects.BucketHolds), status: NewBucket(js, subjects.BucketStatus)}, nil
+// NewRequests returns the adapter over js.
+func NewRequests(js jetstream.JetStream) *Requests {
+	return &Requests{js: js, holds: NewBucket(js, subjects.BucketHolds), status: NewBucket(js, subjects.BucketStatus)}
+}
+
+// hold is the value under a HOLDS key: who holds the slot.
+type hold struct {
+	RequestID string `json:"request_id"`
 }
 
 func unavailable(op string, err error) error {
@@ -43,7 +48,7 @@ func unavailable(op string, err error) error {
 
 // Hold creates the hold key exclusively, with a per-key TTL.
 func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
-	b, _ := json.Marshal(map[string]string{"request_id": requestID})
+	b, _ := json.Marshal(hold{RequestID: requestID})
 	_, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, ttl)
 	if errors.Is(err, ErrRevision) {
 		return services.Errorf(services.EConflict, "that time is no longer free")
@@ -69,9 +74,7 @@ func ReleaseHold(ctx context.Context, holds *Bucket, key, requestID string) erro
 	if err != nil {
 		return fmt.Errorf("release hold: %w", err)
 	}
-	var h struct {
-		RequestID string `json:"request_id"`
-	}
+	var h hold
 	if json.Unmarshal(e.Value, &h) != nil || h.RequestID != requestID {
 		return nil
 	}

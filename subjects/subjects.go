@@ -6,6 +6,7 @@ package subjects
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Streams and buckets.
@@ -40,7 +41,6 @@ var (
 	clinicIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,39}$`)
 	providerIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 	tokenIDRE    = regexp.MustCompile(`^[a-f0-9]{32}$`)
-	dateRE       = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 	slotIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}_\d{8}T\d{4}Z$`)
 )
 
@@ -77,14 +77,6 @@ func ValidSlotID(id string) error {
 	return nil
 }
 
-// ValidDate reports an error unless d looks like YYYY-MM-DD.
-func ValidDate(d string) error {
-	if !dateRE.MatchString(d) {
-		return fmt.Errorf("date %q must be YYYY-MM-DD", d)
-	}
-	return nil
-}
-
 // Requests is "clinic.<clinic>.requests": where the web front publishes a clinic's new requests.
 func Requests(clinic string) string { return "clinic." + clinic + ".requests" }
 
@@ -110,6 +102,10 @@ func StatusKey(clinic, request string) string { return clinic + "." + request }
 
 // ClinicKey is "<clinic>" in CLINICS: the public profile the relay writes.
 func ClinicKey(clinic string) string { return clinic }
+
+// IsClinicKey reports whether a CLINICS key is a profile ("<clinic>"), not
+// one of the agent's keys ("<clinic>.<suffix>").
+func IsClinicKey(key string) bool { return !strings.Contains(key, ".") }
 
 // ClinicSubKey is "<clinic>.<suffix>" in CLINICS: a key the agent writes (KeySeen, KeyProviders).
 func ClinicSubKey(clinic, suffix string) string { return clinic + "." + suffix }

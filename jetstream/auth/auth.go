@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -303,11 +302,4 @@ func (k *Keys) lock() (func(), error) {
 		k.appJWT = string(b)
 	}
 	return unlock, nil
-}
-
-// AgentKeys lists the agent public keys issued for clinic.
-func (k *Keys) AgentKeys(clinic string) []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return slices.Clone(k.agents[clinic])
 }

@@ -87,8 +87,8 @@ func (a *Admin) List(ctx context.Context) ([]services.Clinic, error) {
 	}
 	var out []services.Clinic
 	for k := range lister.Keys() {
-		if strings.Contains(k, ".") {
-			continue // an agent's own key, not a profile
+		if !subjects.IsClinicKey(k) {
+			continue
 		}
 		var c services.Clinic
 		if _, err := cjs.GetJSON(ctx, a.profiles(), k, &c); err == nil {

@@ -79,10 +79,7 @@ func (r *Relay) start(ctx context.Context) error {
 		return err
 	}
 	js, _ := jetstream.New(webConn)
-	reqs, err := cjs.OpenRequests(pctx, js)
-	if err != nil {
-		return err
-	}
+	reqs := cjs.NewRequests(js)
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
