@@ -23,7 +23,10 @@ var statusOf = map[string]int{
 
 // apiError is the JSON body of every API error.
 type apiError struct {
-	Error    string            `json:"error"`
+	Error string `json:"error"`
+	// Code names the error for programs, where one is defined
+	// (codePaused); the message may change, the code does not.
+	Code     string            `json:"code,omitempty"`
 	Fields   map[string]string `json:"fields,omitempty"`
 	NextFree []apiSlot         `json:"next_free,omitempty"`
 }
@@ -60,6 +63,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if code >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", code, "err", err.Error())
 	}
+	if code == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", retryAfter)
+	}
 	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 		body := apiError{Error: msg, Fields: fields}
 		var de *services.Error
@@ -70,4 +76,28 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code, "Message": msg}))
+}
+
+// retryAfter is the Retry-After, in seconds, of every 503.
+const retryAfter = "5"
+
+// codePaused is the API error code of a request refused while NATS is down.
+const codePaused = "requests_paused"
+
+// pausable answers 503 at once while cfg.Paused says NATS is unreachable,
+// so a patient is told to retry instead of waiting on publish timeouts.
+func (s *Server) pausable(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.Paused == nil || !s.cfg.Paused() {
+			return next(c)
+		}
+		h := c.Response().Header()
+		h.Set("Retry-After", retryAfter)
+		h.Set("Cache-Control", "no-store")
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			return c.JSON(http.StatusServiceUnavailable, apiError{Code: codePaused,
+				Error: "requests are paused while the relay reconnects to its queue; please retry in a few seconds"})
+		}
+		return c.Render(http.StatusServiceUnavailable, "paused.html", s.pageData(c, map[string]any{"RetryAfter": retryAfter}))
+	}
 }

@@ -41,6 +41,11 @@ type Config struct {
 	SecureCookies bool
 	// BodyLimit caps request bodies (default 64K).
 	BodyLimit string
+	// Paused, when set and true, makes the routes that need NATS (request
+	// create, status lookups) answer 503 with Retry-After at once instead of
+	// waiting on a connection that is down; pages read from the catalog
+	// still serve. The relay sets it from its NATS connection's state.
+	Paused func() bool
 }
 
 // Server is the Echo web front.
@@ -104,8 +109,8 @@ func (s *Server) routes() {
 	e.GET("/", s.handleHome)
 	e.GET("/c/:slug", s.handleClinic)
 	e.GET("/c/:slug/request", s.handleRequestForm)
-	e.POST("/c/:slug/request", s.handleRequestCreate)
-	e.GET("/r/:token", s.handleStatus)
+	e.POST("/c/:slug/request", s.handleRequestCreate, s.pausable)
+	e.GET("/r/:token", s.handleStatus, s.pausable)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
 
@@ -114,8 +119,8 @@ func (s *Server) routes() {
 	api := e.Group("/api/v1")
 	api.GET("/clinics", s.handleAPIClinicList, noStore)
 	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
-	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore)
-	api.GET("/requests/:token", s.handleAPIRequestGet, noStore)
+	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore, s.pausable)
+	api.GET("/requests/:token", s.handleAPIRequestGet, noStore, s.pausable)
 }
 
 // headAsGet answers HEAD like GET; net/http drops the body because the

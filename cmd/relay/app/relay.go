@@ -83,7 +83,10 @@ func (r *Relay) start(ctx context.Context) error {
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
-	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now})
+	// While the web's connection is down, the routes that need NATS answer
+	// 503 at once; nats.go reconnects forever and they resume by themselves.
+	paused := func() bool { return webConn.Status() != nats.CONNECTED }
+	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now, Paused: paused})
 	if err != nil {
 		return err
 	}
@@ -117,6 +120,18 @@ func (r *Relay) start(ctx context.Context) error {
 // to provision: in embedded mode two users minted from the data dir's keys.
 func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name("relay web"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(subjects.WebInboxPrefix),
+		// No reconnect buffer: a publish while the connection is down fails
+		// at once (the web answers 503) instead of waiting for a reply that
+		// cannot come before its timeout.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil && !r.stopping.Load() {
+				r.log.Warn("lost NATS: requests paused until it is back", "err", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			r.log.Info("NATS is back: requests resumed", "server", nc.ConnectedServerName())
+		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			if r.stopping.Load() {
 				return // watches end as we shut down; not news
