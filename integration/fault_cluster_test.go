@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// startCluster runs n JetStream servers routed to each other on loopback,
+// each with its own store, and waits until they have a meta leader.
+func startCluster(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	var routes []string
+	for range n {
+		routes = append(routes, "nats://"+freeAddr(t))
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		_, port := splitAddr(t, strings.TrimPrefix(routes[i], "nats://"))
+		s, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1",
+			Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+			JetStreamMaxMemory: 256 << 20, JetStreamMaxStore: 1 << 30,
+			Cluster: server.ClusterOpts{Name: "fault", Host: "127.0.0.1", Port: port},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ","))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		servers[i] = s
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("%s not ready", s.Name())
+		}
+	}
+	checkFor(t, 30*time.Second, func() error {
+		leaders := 0
+		for _, s := range servers {
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("%s is not current", s.Name())
+			}
+			if s.JetStreamIsLeader() {
+				leaders++
+			}
+		}
+		if leaders != 1 {
+			return fmt.Errorf("%d meta leaders", leaders)
+		}
+		return nil
+	})
+	return servers
+}
+
+// startExternalRelay runs the relay's web front on an existing NATS.
+func startExternalRelay(t *testing.T, cfg app.Config) *app.Relay {
+	t.Helper()
+	cfg.HTTPAddr, cfg.Logger = "127.0.0.1:0", testLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := app.Start(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; r.Shutdown() })
+	return r
+}
+
+// seedClinic writes a clinic's profile into CLINICS and denseSchedule's
+// slots from tomorrow (UTC) for days into AVAILABILITY, as the relay and an
+// agent would, so the web takes requests without an agent. It returns the
+// first day and the slot IDs.
+func seedClinic(t *testing.T, js jetstream.JetStream, clinic string, days int) (time.Time, []string) {
+	t.Helper()
+	ctx := context.Background()
+	put := func(bucket, key string, v any) {
+		t.Helper()
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(v)
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatalf("put %s %s: %v", bucket, key, err)
+		}
+	}
+	put(subjects.BucketClinics, subjects.ClinicKey(clinic), services.Clinic{ID: clinic, Name: "Clinic " + clinic,
+		TimeZone: "UTC", CreatedAt: time.Now().UTC()})
+	from := services.Today(time.Now(), time.UTC).AddDate(0, 0, 1)
+	var ids []string
+	for i := range days {
+		d := from.AddDate(0, 0, i)
+		day := services.Day{Clinic: clinic, Date: d.Format(time.DateOnly)}
+		for _, p := range denseSchedule() {
+			day.Slots = append(day.Slots, p.Slots(d, d.AddDate(0, 0, 1), time.UTC)...)
+		}
+		slices.SortFunc(day.Slots, func(a, b services.Slot) int { return a.Start.Compare(b.Start) })
+		put(subjects.BucketAvailability, subjects.AvailabilityKey(clinic, day.Date), day)
+		for _, s := range day.Slots {
+			ids = append(ids, s.ID)
+		}
+	}
+	return from, ids
+}
+
+// awaitSeeded waits until the web offers every seeded slot.
+func awaitSeeded(t *testing.T, c *Client, clinic string, from time.Time, days, n int) {
+	t.Helper()
+	checkFor(t, 15*time.Second, func() error {
+		if got := len(slotIDs(t, c, clinic, from, days)); got != n {
+			return fmt.Errorf("web offers %d slots, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// streamRequestIDs reads every message of REQUESTS and counts them by request ID.
+func streamRequestIDs(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, subjects.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stream.CachedInfo().State
+	ids := map[string]int{}
+	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read %s #%d: %v", subjects.StreamRequests, seq, err)
+		}
+		ids[m.Header.Get(subjects.HeaderRequestID)]++
+	}
+	if n := len(ids); uint64(n) > st.Msgs {
+		t.Fatalf("read %d request ids from %d messages", n, st.Msgs)
+	}
+	return ids
+}
+
+// TestFault_ClusterLeaderLoss: the web front runs on a three-node cluster
+// with R3 streams; the server leading REQUESTS is stopped while patients post
+// requests. No request that got a 201 is lost or duplicated, and the web
+// goes on accepting after the failover.
+func TestFault_ClusterLeaderLoss(t *testing.T) {
+	servers := startCluster(t, 3)
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	r := startExternalRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3})
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	from, slots := seedClinic(t, js, "elm", 2)
+	web := newClient(t, r.HTTPURL())
+	awaitSeeded(t, web, "elm", from, 2, len(slots))
+
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, subjects.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := stream.CachedInfo().Config.Replicas; c != 3 {
+		t.Fatalf("%s has %d replicas, want 3", subjects.StreamRequests, c)
+	}
+	l := startLoad(t, r.HTTPURL(), "elm", slots, 4, 20*time.Second)
+	l.awaitAccepted(t, 100, 20*time.Second)
+	info, err := stream.Info(ctx)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("no stream leader: %+v %v", info.Cluster, err)
+	}
+	leader := info.Cluster.Leader
+	i := slices.IndexFunc(servers, func(s *server.Server) bool { return s.Name() == leader })
+	atKill, killed := l.Accepted(), time.Now()
+	servers[i].Shutdown()
+	l.awaitAccepted(t, atKill+150, 45*time.Second)
+	l.stop()
+	l.report(t, killed)
+
+	checkFor(t, 20*time.Second, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Leader == leader {
+			return fmt.Errorf("no new leader yet: %+v", info.Cluster)
+		}
+		return nil
+	})
+	extra := checkExactlyOnce(t, streamRequestIDs(t, js), l.accepted)
+	if failed := l.failed(); extra > failed {
+		t.Errorf("%s holds %d requests that got no 201, but only %d requests failed", subjects.StreamRequests, extra, failed)
+	}
+	awaitStates(t, web, l.accepted, services.StateReceived, 20*time.Second)
+	t.Logf("stopped %s (leader of %s) after %d accepted; %s holds %d accepted + %d that got no 201",
+		leader, subjects.StreamRequests, atKill, subjects.StreamRequests, len(l.accepted), extra)
+}
