@@ -39,7 +39,8 @@ type Config struct {
 	Now     func() time.Time
 	// SecureCookies marks cookies Secure (set behind HTTPS).
 	SecureCookies bool
-	// BodyLimit caps request bodies (default 64K).
+	// BodyLimit caps request bodies (default 64KiB, as documented; "K" alone
+	// would mean 1000 bytes).
 	BodyLimit string
 	// Paused, when set and true, makes the routes that need NATS (request
 	// create, status lookups) answer 503 with Retry-After at once instead of
@@ -65,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "64K"
+		cfg.BodyLimit = "64KiB"
 	}
 	p, err := loadPages()
 	if err != nil {
