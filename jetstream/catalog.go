@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ type Catalog struct {
 	days    *Mirror[services.Day]
 	holds   *Mirror[json.RawMessage]
 	now     func() time.Time
+	log     *slog.Logger
 }
 
 var _ services.Directory = (*Catalog)(nil)
@@ -29,11 +31,22 @@ func NewCatalog(now func() time.Time) *Catalog {
 	if now == nil {
 		now = time.Now
 	}
-	return &Catalog{
-		clinics: NewMirror[json.RawMessage](nil),
-		days:    NewMirror[services.Day](nil),
-		holds:   NewMirror[json.RawMessage](nil),
-		now:     now,
+	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
+	c.clinics = NewMirror(MirrorConfig[json.RawMessage]{OnInvalid: c.dropped(subjects.BucketClinics)})
+	c.days = NewMirror(MirrorConfig[services.Day]{Decode: decodeDay, OnInvalid: c.dropped(subjects.BucketAvailability)})
+	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnInvalid: c.dropped(subjects.BucketHolds)})
+	return c
+}
+
+// SetLogger makes the catalog report the values it drops (it is silent by
+// default). Call it before Run.
+func (c *Catalog) SetLogger(l *slog.Logger) { c.log = l.With("component", "catalog") }
+
+// dropped logs a value of bucket that a mirror refused: the key and why,
+// never the value.
+func (c *Catalog) dropped(bucket string) func(key string, err error) {
+	return func(key string, err error) {
+		c.log.Warn("value dropped", "bucket", bucket, "key", key, "err", err.Error())
 	}
 }
 

@@ -39,12 +39,24 @@ func GetJSON(ctx context.Context, kv *Bucket, key string, v any) (uint64, error)
 }
 
 // Mirror keeps a bucket in memory, decoded: the web front reads from it
-// instead of asking NATS on every page. Values that fail to decode are skipped.
+// instead of asking NATS on every page. A value that fails to decode is
+// dropped: its key reads as missing, not as its previous value, until a good
+// value comes.
 type Mirror[T any] struct {
-	mu     sync.RWMutex
-	items  map[string]item[T]
-	ready  chan struct{}
-	notify func(key string)
+	mu    sync.RWMutex
+	items map[string]item[T]
+	ready chan struct{}
+	cfg   MirrorConfig[T]
+}
+
+// MirrorConfig tunes a Mirror; the zero value decodes values as JSON.
+type MirrorConfig[T any] struct {
+	// Decode turns the value stored under key into a T (json.Unmarshal when nil).
+	Decode func(key string, value []byte) (T, error)
+	// OnChange, if set, runs after each update.
+	OnChange func(key string)
+	// OnInvalid, if set, runs for each value Decode refused.
+	OnInvalid func(key string, err error)
 }
 
 // item is a value with the server's time of its last write.
@@ -53,9 +65,16 @@ type item[T any] struct {
 	at time.Time
 }
 
-// NewMirror returns an empty mirror; onChange, if set, runs after each update.
-func NewMirror[T any](onChange func(key string)) *Mirror[T] {
-	return &Mirror[T]{items: map[string]item[T]{}, ready: make(chan struct{}), notify: onChange}
+// NewMirror returns an empty mirror.
+func NewMirror[T any](cfg MirrorConfig[T]) *Mirror[T] {
+	if cfg.Decode == nil {
+		cfg.Decode = func(_ string, b []byte) (T, error) {
+			var v T
+			err := json.Unmarshal(b, &v)
+			return v, err
+		}
+	}
+	return &Mirror[T]{items: map[string]item[T]{}, ready: make(chan struct{}), cfg: cfg}
 }
 
 // Run watches pattern in kv until ctx ends, updating the mirror.
@@ -87,20 +106,24 @@ func (m *Mirror[T]) Run(ctx context.Context, kv jetstream.KeyValue, pattern stri
 }
 
 func (m *Mirror[T]) apply(e jetstream.KeyValueEntry) {
+	var v T
+	var err error
+	put := e.Operation() == jetstream.KeyValuePut
+	if put {
+		v, err = m.cfg.Decode(e.Key(), e.Value())
+	}
 	m.mu.Lock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(m.items, e.Key())
-	} else {
-		var v T
-		if err := json.Unmarshal(e.Value(), &v); err != nil {
-			m.mu.Unlock()
-			return
-		}
+	if put && err == nil {
 		m.items[e.Key()] = item[T]{v: v, at: e.Created()}
+	} else {
+		delete(m.items, e.Key())
 	}
 	m.mu.Unlock()
-	if m.notify != nil {
-		m.notify(e.Key())
+	if err != nil && m.cfg.OnInvalid != nil {
+		m.cfg.OnInvalid(e.Key(), err)
+	}
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(e.Key())
 	}
 }
 

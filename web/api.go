@@ -157,20 +157,10 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	var in apiRequest
-	dec := json.NewDecoder(c.Request().Body)
-	if err := dec.Decode(&in); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
-			return echo.ErrStatusRequestEntityTooLarge
-		}
-		if errors.Is(err, io.EOF) {
-			return echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
-		}
-		return echo.NewHTTPError(http.StatusBadRequest, "request body is not valid JSON")
+	req, err := decodeAPIRequest(c.Request().Body)
+	if err != nil {
+		return err
 	}
-	req := services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
-		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), c.Param("slug"), req)
 	if err != nil {
 		return err
@@ -183,6 +173,25 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 		"status_url": "/r/" + booked.Token,
 		"api_url":    "/api/v1/requests/" + booked.Token,
 	})
+}
+
+// decodeAPIRequest reads the JSON body of POST /api/v1/clinics/:slug/requests
+// (the first JSON value; what follows it is ignored). Its errors are echo
+// HTTP errors of status 400 or 413; the fields are checked later, by the Booker.
+func decodeAPIRequest(body io.Reader) (services.Request, error) {
+	var in apiRequest
+	if err := json.NewDecoder(body).Decode(&in); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
+			return services.Request{}, echo.ErrStatusRequestEntityTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
+		}
+		return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body is not valid JSON")
+	}
+	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
+		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, nil
 }
 
 func (s *Server) statusView(st services.Status) apiStatus {
