@@ -29,6 +29,12 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// SyncEvery bounds how long a missed change waits to be published (default 5s).
 	SyncEvery time.Duration
+	// AckWait is how long the agent has to store a request before the relay
+	// offers it again (default 30s); tests shorten it.
+	AckWait time.Duration
+	// Workers store this many requests at once (default 32): a connector
+	// that batches its writes (the console does) then stores them together.
+	Workers int
 	// Dialer options added last, for tests (e.g. nats.InProcessServer).
 	NATSOptions []nats.Option
 	Now         func() time.Time
@@ -76,6 +82,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 32
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, published: map[string]string{},
 		kick: make(chan struct{}, 1),
@@ -162,24 +171,80 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := retry(ctx, a.log, "open buckets", a.open); err != nil {
 		return nil // ctx ended before the relay answered
 	}
-	var cons jetstream.Consumer
-	if err := retry(ctx, a.log, "bind consumer", func(ctx context.Context) (err error) {
-		cons, err = a.js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer(a.clinic))
-		return err
-	}); err != nil {
-		return nil
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { a.handle(ctx, m) },
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			a.log.Warn("consume", "err", err.Error())
-		}))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
-	defer cc.Stop()
+	done := make(chan struct{})
+	go func() { defer close(done); a.consume(ctx) }()
 	a.log.Info("agent running")
 	a.loop(ctx)
+	<-done
 	return nil
+}
+
+// consume keeps requests flowing from the clinic's consumer into the
+// connector, Workers at a time. It makes the consumer first, and makes it
+// again whenever the server has lost it: consumers live in memory, so a relay
+// restart or a long absence (AgentIdle) drops them, never the requests.
+func (a *Agent) consume(ctx context.Context) {
+	sem := make(chan struct{}, a.cfg.Workers)
+	var wg sync.WaitGroup
+	defer waitAtMost(&wg, 5*time.Second) // stores see ctx end; a stuck one is not waited for
+	handle := func(m jetstream.Msg) {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a.handle(ctx, m)
+		}()
+	}
+	for ctx.Err() == nil {
+		var cons jetstream.Consumer
+		if err := retry(ctx, a.log, "create consumer", func(ctx context.Context) (err error) {
+			cons, err = cjs.EnsureAgentConsumer(ctx, a.js, a.clinic, a.cfg.AckWait)
+			return err
+		}); err != nil {
+			return
+		}
+		lost := make(chan struct{}, 1)
+		cc, err := cons.Consume(handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if consumerLost(err) {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+			a.log.Warn("consume", "err", err.Error())
+		}))
+		if err != nil {
+			a.log.Warn("consume", "err", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-lost:
+		case <-cc.Closed():
+		}
+		cc.Stop()
+	}
+}
+
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// consumerLost says the server no longer has the consumer (or never
+// answered for it): make it again.
+func consumerLost(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
 // drain lets in-flight acks and puts finish, then closes; bounded at 10s.

@@ -14,6 +14,9 @@ import (
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
+// ackTimeout bounds the wait for the server to confirm an ack.
+const ackTimeout = 2 * time.Second
+
 // handle stores one request and acks it only once it is stored. A request
 // that cannot be stored is not acked: it is redelivered after a delay.
 func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
@@ -34,6 +37,9 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 			a.refuse(cctx, m, log, req.ID, req.SlotID, err.Error())
 			return
 		}
+		if ctx.Err() != nil {
+			return // stopping: the request comes again
+		}
 		log.Error("store request", "err", err.Error())
 		_ = m.NakWithDelay(2 * time.Second)
 		return
@@ -41,7 +47,12 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	if err := a.markDelivered(cctx, req); err != nil {
 		log.Warn("status delivered", "err", err.Error())
 	}
-	if err := m.DoubleAck(cctx); err != nil {
+	// A short wait for the ack: an ack the server drops (the consumer was
+	// made again after a relay restart and has not re-delivered this one
+	// yet) gets no answer, and the request comes again anyway.
+	actx, acancel := context.WithTimeout(ctx, ackTimeout)
+	defer acancel()
+	if err := m.DoubleAck(actx); err != nil {
 		// Stored but not acked: it comes again and Store is idempotent.
 		log.Warn("ack", "err", err.Error())
 		return

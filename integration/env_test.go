@@ -84,7 +84,7 @@ func NewEnv(t *testing.T) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
 	r, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
-		AckWait: time.Second, Logger: testLogger(t)})
+		Logger: testLogger(t)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	}
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, AckWait: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
 		e.t.Fatal(err)

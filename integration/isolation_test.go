@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -78,8 +79,18 @@ func TestIsolation(t *testing.T) {
 	if e, err := own.Get(ctx, "cedar.2030-01-01"); err != nil || string(e.Value) != `{}` {
 		t.Fatalf("own availability read back: %q %v", e.Value, err)
 	}
-	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("cedar")); err != nil {
+	if _, err := cjs.EnsureAgentConsumer(ctx, js, "cedar", 0); err != nil {
 		t.Fatalf("own consumer: %v", err)
+	}
+	// Its own create subject with A's filter in the body: the server
+	// refuses the mismatch (this one is not a permission violation).
+	spy := cjs.AgentConsumer("cedar", 0)
+	spy.FilterSubject = ""
+	spy.FilterSubjects = []string{subjects.ClinicFilter("aspen")}
+	body, _ := json.Marshal(map[string]any{"stream_name": subjects.StreamRequests, "config": spy, "action": "create"})
+	if m, err := nc.Request("$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar.clinic.cedar.>", body, 2*time.Second); err != nil ||
+		!strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("own create subject with A's filter_subjects: %v %s", err, m.Data)
 	}
 
 	pubs := []struct{ name, subject, body string }{
@@ -94,6 +105,9 @@ func TestIsolation(t *testing.T) {
 		{"direct get body form, availability", "$JS.API.DIRECT.GET.KV_AVAILABILITY", `{"last_by_subj":"$KV.AVAILABILITY.aspen.2030-01-01"}`},
 		{"stream msg get", "$JS.API.STREAM.MSG.GET.KV_STATUS", `{"last_by_subj":"$KV.STATUS.aspen.x"}`},
 		{"own consumer on A's subject", "$JS.API.CONSUMER.CREATE.REQUESTS.spy.clinic.aspen.requests", `{}`},
+		{"create A's consumer", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_aspen.clinic.aspen.>", `{}`},
+		{"own consumer name, A's filter", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar.clinic.aspen.>", `{}`},
+		{"unfiltered create", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar", `{}`},
 		{"rewrite A's profile", "$KV.CLINICS.aspen", `{}`},
 		{"rewrite own profile", "$KV.CLINICS.cedar", `{}`},
 		{"publish a request", "clinic.aspen.requests", `{}`},

@@ -27,14 +27,15 @@ const (
 	MaxSmallBytes  = 16 << 10
 	RequestMaxSize = 64 << 10
 	AgentAckWait   = 30 * time.Second
+	// AgentIdle is how long an agent's consumer outlives its last pull.
+	// Its requests stay in REQUESTS meanwhile; the agent re-creates the
+	// consumer when it comes back and gets them all.
+	AgentIdle = time.Hour
 )
 
 // Options tune provisioning for the deployment.
 type Options struct {
 	Replicas int // 1 on one node, 3 on a cluster
-	// AckWait is how long an agent has to ack a request before it is
-	// redelivered (default AgentAckWait); tests shorten it.
-	AckWait time.Duration
 }
 
 func (o Options) replicas() int {
@@ -90,28 +91,40 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 	return nil
 }
 
-// AgentConsumer is the durable pull consumer of one clinic's agent.
-func AgentConsumer(clinic string, o Options) jetstream.ConsumerConfig {
-	ackWait := AgentAckWait
-	if o.AckWait > 0 {
-		ackWait = o.AckWait
+// AgentConsumer is the durable pull consumer of one clinic's agent. The agent
+// creates it through the filtered create subject its permissions name
+// (subjects.AgentPermissions), so only clinics with a live agent have one.
+//
+// Its state is kept in memory: nats-server stops a file-backed consumer in
+// about 10 ms (consumerFileStore.waitOnFlusher polls every 10 ms), one after
+// another, so 2,000 of them took 21 s to shut down and 10,000 would take
+// minutes. Losing the state in a crash costs nothing here: acked requests have
+// left the work queue, and the unacked ones are delivered again to an agent
+// whose store is idempotent. ackWait 0 means AgentAckWait.
+func AgentConsumer(clinic string, ackWait time.Duration) jetstream.ConsumerConfig {
+	if ackWait <= 0 {
+		ackWait = AgentAckWait
 	}
 	return jetstream.ConsumerConfig{
-		Durable:       subjects.AgentConsumer(clinic),
-		Description:   "requests for the agent of clinic " + clinic,
-		FilterSubject: subjects.ClinicFilter(clinic),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1, // a request is never dropped for being redelivered
-		MaxAckPending: 1000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Durable:           subjects.AgentConsumer(clinic),
+		Description:       "requests for the agent of clinic " + clinic,
+		FilterSubject:     subjects.ClinicFilter(clinic),
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           ackWait,
+		MaxDeliver:        -1, // a request is never dropped for being redelivered
+		MaxAckPending:     1000,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: AgentIdle,
+		MemoryStorage:     true,
 	}
 }
 
-// EnsureAgentConsumer creates or updates the clinic's durable consumer.
-func EnsureAgentConsumer(ctx context.Context, js jetstream.JetStream, clinic string, o Options) error {
-	if _, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, AgentConsumer(clinic, o)); err != nil {
-		return fmt.Errorf("consumer %s: %w", subjects.AgentConsumer(clinic), err)
+// EnsureAgentConsumer creates the clinic's consumer, or updates it to the
+// current definition; the agent calls it whenever it (re)connects.
+func EnsureAgentConsumer(ctx context.Context, js jetstream.JetStream, clinic string, ackWait time.Duration) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, AgentConsumer(clinic, ackWait))
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", subjects.AgentConsumer(clinic), err)
 	}
-	return nil
+	return c, nil
 }

@@ -25,7 +25,7 @@ func TestDefinitions_Golden(t *testing.T) {
 	got, err := json.MarshalIndent(map[string]any{
 		"requests": cjs.RequestsStream(cjs.Options{}),
 		"buckets":  cjs.Buckets(cjs.Options{}),
-		"consumer": cjs.AgentConsumer("maple", cjs.Options{}),
+		"consumer": cjs.AgentConsumer("maple", 0),
 	}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestProvision_Idempotent(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		if err := cjs.EnsureAgentConsumer(ctx, js, "maple", cjs.Options{}); err != nil {
+		if _, err := cjs.EnsureAgentConsumer(ctx, js, "maple", 0); err != nil {
 			t.Fatalf("consumer #%d: %v", i+1, err)
 		}
 	}

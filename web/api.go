@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -180,11 +181,17 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 // HTTP errors of status 400 or 413; the fields are checked later, by the Booker.
 func decodeAPIRequest(body io.Reader) (services.Request, error) {
 	var in apiRequest
-	if err := json.NewDecoder(body).Decode(&in); err != nil {
+	// Read it all first: decoding straight from the body can complete a
+	// value from the very read that crossed the body limit.
+	b, err := io.ReadAll(body)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return services.Request{}, echo.ErrStatusRequestEntityTooLarge
 		}
+		return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body could not be read")
+	}
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&in); err != nil {
 		if errors.Is(err, io.EOF) {
 			return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
 		}

@@ -64,7 +64,11 @@ func (c *Console) Store(ctx context.Context, req services.Request) error {
 		return err
 	}
 	var rec *record
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	// Batch: the agent stores many requests at once, and concurrent stores
+	// share one commit (and one fsync). bbolt may run fn again, so it sets
+	// rec afresh each time.
+	err := c.db.Batch(func(tx *bolt.Tx) error {
+		rec = nil
 		if tx.Bucket(bucketRequests).Get([]byte(req.ID)) != nil {
 			return nil
 		}

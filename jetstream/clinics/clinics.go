@@ -29,8 +29,6 @@ type Admin struct {
 	JS   jetstream.JetStream
 	Sys  *nats.Conn
 	Keys *auth.Keys
-	// Options shape the consumers Add makes.
-	Options cjs.Options
 }
 
 // profiles is CLINICS, for reads and writes by key.
@@ -45,7 +43,8 @@ func (a *Admin) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// Add registers c, makes its agent's consumer and returns the agent's creds.
+// Add registers c and returns its agent's creds; the agent makes its own
+// consumer when it connects (cjs.AgentConsumer).
 // Adding a revoked clinic again re-activates it with new credentials.
 func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
 	if c.CreatedAt.IsZero() {
@@ -68,9 +67,6 @@ func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
 		if _, err := bucket.Update(ctx, subjects.ClinicKey(c.ID), b, rev); err != nil {
 			return nil, fmt.Errorf("re-register %s: %w", c.ID, err)
 		}
-	}
-	if err := cjs.EnsureAgentConsumer(ctx, a.JS, c.ID, a.Options); err != nil {
-		return nil, err
 	}
 	return a.Keys.AgentCreds(c.ID)
 }

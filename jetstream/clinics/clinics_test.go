@@ -76,8 +76,8 @@ func TestAdmin_AddAndRevoke(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := js.Consumer(ctx, subjects.StreamRequests, subjects.AgentConsumer("maple")); err != nil {
-		t.Fatalf("agent binds own consumer: %v", err)
+	if _, err := cjs.EnsureAgentConsumer(ctx, js, "maple", 0); err != nil {
+		t.Fatalf("agent creates its own consumer: %v", err)
 	}
 	kv := cjs.NewBucket(js, subjects.BucketAvailability)
 	if _, err := kv.Put(ctx, "maple.2026-01-01", []byte("{}")); err != nil {

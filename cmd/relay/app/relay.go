@@ -30,7 +30,6 @@ type Config struct {
 	NATSURL    string // external mode: an existing NATS server or cluster
 	CredsFile  string // external mode: the web front's creds
 	Replicas   int
-	AckWait    time.Duration // how long an agent has to ack (tests shorten it)
 	HoldTTL    time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -81,6 +80,7 @@ func (r *Relay) start(ctx context.Context) error {
 	js, _ := jetstream.New(webConn)
 	reqs := cjs.NewRequests(js)
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
+	r.Catalog.SetLogger(r.log)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
 	// While the web's connection is down, the routes that need NATS answer
@@ -185,7 +185,7 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 }
 
 func (r *Relay) options() cjs.Options {
-	return cjs.Options{Replicas: r.cfg.Replicas, AckWait: r.cfg.AckWait}
+	return cjs.Options{Replicas: r.cfg.Replicas}
 }
 
 // HTTPURL is the web front's base URL.

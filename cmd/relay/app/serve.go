@@ -110,7 +110,7 @@ func (r *Relay) Admin(ctx context.Context) (*clinics.Admin, error) {
 	}
 	r.conns = append(r.conns, nc)
 	js, _ := jetstream.New(nc)
-	return &clinics.Admin{JS: js, Sys: sys, Keys: r.Node.Keys, Options: r.options()}, nil
+	return &clinics.Admin{JS: js, Sys: sys, Keys: r.Node.Keys}, nil
 }
 
 // StartDemo onboards the demo clinic (once) and runs its agent on the
