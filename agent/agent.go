@@ -56,7 +56,8 @@ type Agent struct {
 	loc    *time.Location
 
 	published map[string]string // AVAILABILITY key -> last value written
-	kick      chan struct{}
+	kick      chan struct{}     // reconnected: publish every day
+	stored    chan struct{}     // a request was stored: its hold can go
 
 	mu      sync.Mutex
 	release []services.Status // stored requests whose holds go once availability is out
@@ -87,8 +88,8 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 		cfg.Workers = 32
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, published: map[string]string{},
-		kick: make(chan struct{}, 1),
-		log:  cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
+		kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
+		log: cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
 }
 
 // Clinic is the clinic this agent serves.
@@ -280,41 +281,70 @@ func (a *Agent) open(ctx context.Context) error {
 }
 
 // loop publishes availability, outcomes and the heartbeat on every change,
-// reconnect and tick, so nothing decided while offline is lost.
+// reconnect and tick, so nothing decided while offline is lost. A change
+// republishes the days it touched; a reconnect or a tick, every day.
 func (a *Agent) loop(ctx context.Context) {
 	hb := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer hb.Stop()
 	sync := time.NewTicker(a.cfg.SyncEvery)
 	defer sync.Stop()
-	a.sync(ctx)
+	a.sync(ctx, true)
 	a.heartbeat(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.conn.Changed():
-			a.sync(ctx)
+			a.sync(ctx, false)
 		case <-a.kick:
-			a.sync(ctx)
+			a.sync(ctx, true)
+		case <-a.stored:
+			a.sync(ctx, false)
 		case <-sync.C:
-			a.sync(ctx)
+			a.sync(ctx, true)
 		case <-hb.C:
 			a.heartbeat(ctx)
 		}
 	}
 }
 
-func (a *Agent) sync(ctx context.Context) {
+func (a *Agent) sync(ctx context.Context, full bool) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := a.publishOutcomes(cctx); err != nil {
 		a.log.Warn("publish outcomes", "err", err.Error())
 	}
-	if err := a.publishAvailability(cctx); err != nil {
+	var err error
+	if dates, ok := a.changedDays(); ok && !full {
+		err = a.publishDays(cctx, dates)
+	} else {
+		err = a.publishAvailability(cctx)
+	}
+	if err != nil {
 		a.log.Warn("publish availability", "err", err.Error())
-		return
+		return // the next tick publishes every day
 	}
 	a.releaseHolds(cctx)
+}
+
+// changedDays asks a ChangeTracker connector which local dates changed;
+// false means every day must be published.
+func (a *Agent) changedDays() (map[string]bool, bool) {
+	ct, ok := a.conn.(ChangeTracker)
+	if !ok {
+		return nil, false
+	}
+	slots, all := ct.TakeChanges()
+	if all {
+		return nil, false
+	}
+	dates := map[string]bool{}
+	for _, id := range slots {
+		if _, start, err := services.ParseSlotID(id); err == nil {
+			dates[services.Date(start, a.loc)] = true
+		}
+	}
+	return dates, true
 }
 
 // releaseHolds drops the web's holds on requests the connector has stored:

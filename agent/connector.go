@@ -33,3 +33,11 @@ type Connector interface {
 	// Changed receives a value whenever free slots or outcomes may have changed.
 	Changed() <-chan struct{}
 }
+
+// ChangeTracker is a Connector that knows what changed: the agent then
+// republishes only the days of those slots instead of every day ahead.
+type ChangeTracker interface {
+	// TakeChanges returns the slots whose days changed since the last call,
+	// or all when anything else may have, and forgets them.
+	TakeChanges() (slots []string, all bool)
+}

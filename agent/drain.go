@@ -59,7 +59,10 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	log.Info("request stored")
 	a.releaseLater(services.Status{RequestID: req.ID, SlotID: req.SlotID})
-	a.signal()
+	select {
+	case a.stored <- struct{}{}:
+	default:
+	}
 }
 
 // refuse terminates a request the clinic cannot take and declines it in

@@ -43,6 +43,41 @@ func (a *Agent) publishAvailability(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("free slots: %w", err)
 	}
+	if providers == nil {
+		providers = []services.Provider{}
+	}
+	if err := a.putIfChanged(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeyProviders), providers); err != nil {
+		return err
+	}
+	if err := a.putDays(ctx, from, to, slots); err != nil {
+		return err
+	}
+	return a.dropPastDays(ctx, from)
+}
+
+// publishDays puts again the given local dates (YYYY-MM-DD) that are within
+// the days published, each from the connector's slots of that day alone.
+func (a *Agent) publishDays(ctx context.Context, dates map[string]bool) error {
+	from := services.Today(a.cfg.Now(), a.loc)
+	to := from.AddDate(0, 0, a.cfg.Days)
+	for date := range dates {
+		d, err := time.Parse(time.DateOnly, date)
+		if err != nil || d.Before(from) || !d.Before(to) {
+			continue
+		}
+		_, slots, err := a.conn.FreeSlots(ctx, d, d.AddDate(0, 0, 1), a.loc)
+		if err != nil {
+			return fmt.Errorf("free slots: %w", err)
+		}
+		if err := a.putDays(ctx, d, d.AddDate(0, 0, 1), slots); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putDays puts each local date of [from, to) with its slots, if changed.
+func (a *Agent) putDays(ctx context.Context, from, to time.Time, slots []services.Slot) error {
 	days := map[string]*services.Day{}
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		date := d.Format(time.DateOnly)
@@ -53,18 +88,12 @@ func (a *Agent) publishAvailability(ctx context.Context) error {
 			d.Slots = append(d.Slots, s)
 		}
 	}
-	if providers == nil {
-		providers = []services.Provider{}
-	}
-	if err := a.putIfChanged(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeyProviders), providers); err != nil {
-		return err
-	}
 	for date, d := range days {
 		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), d); err != nil {
 			return err
 		}
 	}
-	return a.dropPastDays(ctx, from)
+	return nil
 }
 
 // dropPastDays deletes the days before today that this agent published, so

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"sync"
 	"strings"
 	"time"
 
@@ -53,12 +54,20 @@ func LoadZone(name string) (*time.Location, error) {
 	if name == "" || name == "Local" {
 		return nil, Errorf(EInvalid, "timezone must be an IANA zone such as America/Toronto")
 	}
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, Errorf(EInvalid, "unknown timezone %q", name)
 	}
+	zones.Store(name, loc)
 	return loc, nil
 }
+
+// zones caches loaded zones: time.LoadLocation reads and parses the zone
+// data on every call, and pages resolve a clinic's zone for every slot.
+var zones sync.Map // name -> *time.Location
 
 // Provider is a practitioner whose time patients can request.
 type Provider struct {

@@ -48,15 +48,20 @@ type Console struct {
 	changed      chan struct{}
 	echo         *echo.Echo
 
-	mu     sync.Mutex
-	clinic services.Clinic
-	loc    *time.Location
+	mu       sync.Mutex
+	clinic   services.Clinic
+	loc      *time.Location
+	dirty    map[string]struct{} // slots whose days changed, see TakeChanges
+	dirtyAll bool
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-var _ agent.Connector = (*Console)(nil)
+var (
+	_ agent.Connector     = (*Console)(nil)
+	_ agent.ChangeTracker = (*Console)(nil)
+)
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.
 // Run serves it; Close closes the store.
@@ -91,6 +96,7 @@ func Open(cfg Config) (*Console, error) {
 		now:          func() time.Time { return cfg.Now().UTC() },
 		changed:      make(chan struct{}, 1),
 		loc:          time.UTC,
+		dirtyAll:     true,
 		allowedHosts: map[string]bool{},
 	}
 	for _, h := range cfg.AllowedHosts {
@@ -133,9 +139,45 @@ func (c *Console) clinicInfo() (services.Clinic, *time.Location) {
 // the providers are edited. It is buffered (1): changes coalesce.
 func (c *Console) Changed() <-chan struct{} { return c.changed }
 
+// notify says everything may have changed (the providers were edited).
 func (c *Console) notify() {
+	c.mu.Lock()
+	c.dirtyAll = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// notifySlots says the days of these slots may have changed.
+func (c *Console) notifySlots(ids ...string) {
+	c.mu.Lock()
+	if c.dirty == nil {
+		c.dirty = map[string]struct{}{}
+	}
+	for _, id := range ids {
+		if id != "" {
+			c.dirty[id] = struct{}{}
+		}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *Console) signal() {
 	select {
 	case c.changed <- struct{}{}:
 	default:
 	}
+}
+
+// TakeChanges returns the slots whose days changed since the last call, or
+// all when anything else may have (and at first), and forgets them.
+func (c *Console) TakeChanges() (slots []string, all bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, c.dirtyAll = c.dirtyAll, false
+	for id := range c.dirty {
+		slots = append(slots, id)
+	}
+	c.dirty = nil
+	return slots, all
 }

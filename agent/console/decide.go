@@ -94,7 +94,7 @@ func (c *Console) decide(ctx context.Context, id string, apply func(*bolt.Tx, *r
 		return Entry{}, fmt.Errorf("console: decide request %s: %w", id, err)
 	}
 	c.log.Info("request decided", "request_id", id, "state", rec.State)
-	c.notify()
+	c.notifySlots(rec.Request.SlotID, rec.ProposedSlot)
 	return newEntry(rec), nil
 }
 

@@ -93,7 +93,7 @@ func (c *Console) Store(ctx context.Context, req services.Request) error {
 		return nil
 	}
 	c.log.Info("request stored", "request_id", req.ID, "slot_id", req.SlotID, "state", rec.State)
-	c.notify()
+	c.notifySlots(req.SlotID)
 	return nil
 }
 

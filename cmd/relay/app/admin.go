@@ -111,3 +111,9 @@ func runAdmin(ctx context.Context, keys *auth.Keys, url string, connect func([]b
 	}
 	return fn(ctx, &adminSession{Admin: &clinics.Admin{JS: js, Sys: sys, Keys: keys}, NATSURL: url})
 }
+
+// WithAdmin runs fn with operator access to the relay that owns dir, running
+// (over NATS) or not (on an in-process node); the bench onboards with it.
+func WithAdmin(ctx context.Context, dir string, fn func(context.Context, *clinics.Admin) error) error {
+	return withAdmin(ctx, dir, func(ctx context.Context, s *adminSession) error { return fn(ctx, s.Admin) })
+}
