@@ -29,6 +29,9 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// SyncEvery bounds how long a missed change waits to be published (default 5s).
 	SyncEvery time.Duration
+	// FullEvery is how often a connector that tracks its changes
+	// (ChangeTracker) has every day published anyway (default 5m).
+	FullEvery time.Duration
 	// AckWait is how long the agent has to store a request before the relay
 	// offers it again (default 30s); tests shorten it.
 	AckWait time.Duration
@@ -56,6 +59,7 @@ type Agent struct {
 	loc    *time.Location
 
 	published map[string]string // AVAILABILITY key -> last value written
+	lastFull  time.Time         // when every day was last published
 	kick      chan struct{}     // reconnected: publish every day
 	stored    chan struct{}     // a request was stored: its hold can go
 
@@ -83,6 +87,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.FullEvery <= 0 {
+		cfg.FullEvery = 5 * time.Minute
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 32
@@ -282,7 +289,8 @@ func (a *Agent) open(ctx context.Context) error {
 
 // loop publishes availability, outcomes and the heartbeat on every change,
 // reconnect and tick, so nothing decided while offline is lost. A change
-// republishes the days it touched; a reconnect or a tick, every day.
+// republishes the days it touched (every day if the connector cannot say
+// which); a reconnect every day; a tick every day when fullDue.
 func (a *Agent) loop(ctx context.Context) {
 	hb := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer hb.Stop()
@@ -297,6 +305,7 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.conn.Changed():
 			a.sync(ctx, false)
 		case <-a.kick:
+			a.lastFull = time.Time{} // reconnected: publish every day
 			a.sync(ctx, true)
 		case <-a.stored:
 			a.sync(ctx, false)
@@ -308,27 +317,43 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) sync(ctx context.Context, full bool) {
+// sync publishes outcomes, then availability: the changed days, or every
+// day when the connector cannot say which or when a tick finds it fullDue.
+func (a *Agent) sync(ctx context.Context, tick bool) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := a.publishOutcomes(cctx); err != nil {
 		a.log.Warn("publish outcomes", "err", err.Error())
 	}
+	dates, partial := a.changedDays()
 	var err error
-	if dates, ok := a.changedDays(); ok && !full {
-		err = a.publishDays(cctx, dates)
-	} else {
+	if !partial || tick && a.fullDue() {
 		err = a.publishAvailability(cctx)
+		if err == nil {
+			a.lastFull = a.cfg.Now()
+		}
+	} else {
+		err = a.publishDays(cctx, dates)
 	}
 	if err != nil {
+		a.lastFull = time.Time{} // the next tick publishes every day
 		a.log.Warn("publish availability", "err", err.Error())
-		return // the next tick publishes every day
+		return
 	}
 	a.releaseHolds(cctx)
 }
 
+// fullDue says a connector that tracks its changes is due a publication of
+// every day anyway: after a failed one, on a new local date (a day enters the
+// window, past ones leave), and every FullEvery.
+func (a *Agent) fullDue() bool {
+	now := a.cfg.Now()
+	return a.lastFull.IsZero() || now.Sub(a.lastFull) >= a.cfg.FullEvery ||
+		services.Date(now, a.loc) != services.Date(a.lastFull, a.loc)
+}
+
 // changedDays asks a ChangeTracker connector which local dates changed;
-// false means every day must be published.
+// false means any may have, so every day must be published.
 func (a *Agent) changedDays() (map[string]bool, bool) {
 	ct, ok := a.conn.(ChangeTracker)
 	if !ok {

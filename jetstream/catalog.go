@@ -17,7 +17,7 @@ import (
 // Catalog is the web front's in-memory view of CLINICS, AVAILABILITY and
 // HOLDS, kept current by watches: pages and the slots API never wait on NATS.
 type Catalog struct {
-	clinics *Mirror[json.RawMessage]
+	clinics *Mirror[clinicValue]
 	days    *Mirror[services.Day]
 	holds   *Mirror[json.RawMessage]
 	now     func() time.Time
@@ -32,10 +32,32 @@ func NewCatalog(now func() time.Time) *Catalog {
 		now = time.Now
 	}
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
-	c.clinics = NewMirror(MirrorConfig[json.RawMessage]{OnInvalid: c.dropped(subjects.BucketClinics)})
+	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnInvalid: c.dropped(subjects.BucketClinics)})
 	c.days = NewMirror(MirrorConfig[services.Day]{Decode: decodeDay, OnInvalid: c.dropped(subjects.BucketAvailability)})
 	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnInvalid: c.dropped(subjects.BucketHolds)})
 	return c
+}
+
+// clinicValue is a CLINICS value decoded once, when it is written: which
+// field is set depends on the key (<clinic>, <clinic>.providers, <clinic>.seen).
+type clinicValue struct {
+	clinic    services.Clinic
+	providers []services.Provider
+	seen      services.Heartbeat
+}
+
+func decodeClinicValue(key string, b []byte) (clinicValue, error) {
+	var v clinicValue
+	var err error
+	switch _, sub, _ := strings.Cut(key, "."); sub {
+	case "":
+		err = json.Unmarshal(b, &v.clinic)
+	case subjects.KeyProviders:
+		err = json.Unmarshal(b, &v.providers)
+	case subjects.KeySeen:
+		err = json.Unmarshal(b, &v.seen)
+	}
+	return v, err
 }
 
 // SetLogger makes the catalog report the values it drops (it is silent by
@@ -92,12 +114,9 @@ func (c *Catalog) Run(ctx context.Context, js jetstream.JetStream, ready chan<- 
 // Clinics lists active clinics by name.
 func (c *Catalog) Clinics() []services.Clinic {
 	var out []services.Clinic
-	c.clinics.Range(func(k string, v json.RawMessage) bool {
-		if subjects.IsClinicKey(k) {
-			var cl services.Clinic
-			if json.Unmarshal(v, &cl) == nil && !cl.Revoked {
-				out = append(out, cl)
-			}
+	c.clinics.Range(func(k string, v clinicValue) bool {
+		if subjects.IsClinicKey(k) && !v.clinic.Revoked {
+			out = append(out, v.clinic)
 		}
 		return true
 	})
@@ -107,34 +126,28 @@ func (c *Catalog) Clinics() []services.Clinic {
 
 // Clinic returns one clinic's profile.
 func (c *Catalog) Clinic(id string) (services.Clinic, bool) {
-	var cl services.Clinic
 	if subjects.ValidClinicID(id) != nil {
-		return cl, false
+		return services.Clinic{}, false
 	}
 	v, ok := c.clinics.Get(subjects.ClinicKey(id))
-	if !ok || json.Unmarshal(v, &cl) != nil {
-		return cl, false
-	}
-	return cl, true
+	return v.clinic, ok
 }
 
 // Providers returns what the clinic's agent published.
 func (c *Catalog) Providers(id string) []services.Provider {
-	var ps []services.Provider
-	if v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeyProviders)); ok {
-		json.Unmarshal(v, &ps)
-	}
-	return ps
+	v, _ := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeyProviders))
+	return v.providers
 }
 
 // LastSeen is the agent's last heartbeat, its time taken from the server's
 // clock (the clinic PC's may be off); zero if it never connected.
 func (c *Catalog) LastSeen(id string) services.Heartbeat {
-	var hb services.Heartbeat
-	if v, at, ok := c.clinics.GetAt(subjects.ClinicSubKey(id, subjects.KeySeen)); ok {
-		json.Unmarshal(v, &hb)
-		hb.At = at
+	v, at, ok := c.clinics.GetAt(subjects.ClinicSubKey(id, subjects.KeySeen))
+	if !ok {
+		return services.Heartbeat{}
 	}
+	hb := v.seen
+	hb.At = at
 	return hb
 }
 

@@ -70,15 +70,27 @@ func (s *Server) clinicView(c services.Clinic) apiClinic {
 }
 
 func (s *Server) slotView(c services.Clinic, sl services.Slot) apiSlot {
+	return s.slotViews(c, []services.Slot{sl})[0]
+}
+
+// slotViews renders slots of clinic c, resolving its zone and provider
+// names once for the whole list.
+func (s *Server) slotViews(c services.Clinic, slots []services.Slot) []apiSlot {
 	loc := c.Location()
-	name := sl.ProviderID
+	names := map[string]string{}
 	for _, p := range s.cfg.Catalog.Providers(c.ID) {
-		if p.ID == sl.ProviderID {
-			name = p.Name
-		}
+		names[p.ID] = p.Name
 	}
-	return apiSlot{ID: sl.ID, ProviderID: sl.ProviderID, ProviderName: name, Start: sl.Start, End: sl.End,
-		Local: sl.Start.In(loc).Format("Mon 2 Jan 2006 15:04 MST")}
+	out := make([]apiSlot, len(slots))
+	for i, sl := range slots {
+		name, ok := names[sl.ProviderID]
+		if !ok {
+			name = sl.ProviderID
+		}
+		out[i] = apiSlot{ID: sl.ID, ProviderID: sl.ProviderID, ProviderName: name, Start: sl.Start, End: sl.End,
+			Local: sl.Start.In(loc).Format("Mon 2 Jan 2006 15:04 MST")}
+	}
+	return out
 }
 
 func (s *Server) nextFree(slug string) []apiSlot {
@@ -86,11 +98,7 @@ func (s *Server) nextFree(slug string) []apiSlot {
 	if !ok {
 		return nil
 	}
-	var out []apiSlot
-	for _, sl := range s.cfg.Catalog.NextFree(slug, 5) {
-		out = append(out, s.slotView(c, sl))
-	}
-	return out
+	return s.slotViews(c, s.cfg.Catalog.NextFree(slug, 5))
 }
 
 // clinic finds an active clinic by the :slug parameter.
@@ -146,10 +154,7 @@ func (s *Server) handleAPISlotList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := []apiSlot{}
-	for _, sl := range s.cfg.Catalog.Slots(cl.ID, from, to) {
-		out = append(out, s.slotView(cl, sl))
-	}
+	out := s.slotViews(cl, s.cfg.Catalog.Slots(cl.ID, from, to))
 	return c.JSON(http.StatusOK, map[string]any{"clinic": cl.ID, "timezone": cl.TimeZone,
 		"from": from.Format(time.DateOnly), "to": to.Format(time.DateOnly), "slots": out})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -84,20 +85,39 @@ const retryAfter = "5"
 // codePaused is the API error code of a request refused while NATS is down.
 const codePaused = "requests_paused"
 
-// pausable answers 503 at once while cfg.Paused says NATS is unreachable,
-// so a patient is told to retry instead of waiting on publish timeouts.
+// pausable answers 503 at once while cfg.NATS says NATS is unreachable, and
+// cuts short a request in flight when NATS goes, so a patient is told to
+// retry instead of waiting on publish timeouts.
 func (s *Server) pausable(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.cfg.Paused == nil || !s.cfg.Paused() {
+		if s.cfg.NATS == nil {
 			return next(c)
 		}
-		h := c.Response().Header()
-		h.Set("Retry-After", retryAfter)
-		h.Set("Cache-Control", "no-store")
-		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
-			return c.JSON(http.StatusServiceUnavailable, apiError{Code: codePaused,
-				Error: "requests are paused while the relay reconnects to its queue; please retry in a few seconds"})
+		link := s.cfg.NATS()
+		if link.Err() != nil {
+			return s.paused(c)
 		}
-		return c.Render(http.StatusServiceUnavailable, "paused.html", s.pageData(c, map[string]any{"RetryAfter": retryAfter}))
+		req := c.Request()
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		defer context.AfterFunc(link, cancel)()
+		c.SetRequest(req.WithContext(ctx))
+		err := next(c)
+		if err != nil && link.Err() != nil && !c.Response().Committed {
+			return s.paused(c)
+		}
+		return err
 	}
+}
+
+// paused answers 503 with Retry-After: JSON under /api/, a page elsewhere.
+func (s *Server) paused(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("Retry-After", retryAfter)
+	h.Set("Cache-Control", "no-store")
+	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+		return c.JSON(http.StatusServiceUnavailable, apiError{Code: codePaused,
+			Error: "requests are paused while the relay reconnects to its queue; please retry in a few seconds"})
+	}
+	return c.Render(http.StatusServiceUnavailable, "paused.html", s.pageData(c, map[string]any{"RetryAfter": retryAfter}))
 }

@@ -121,12 +121,12 @@ func (s *Server) handleClinic(c echo.Context) error {
 		}
 	}
 	byDay := map[string][]apiSlot{}
-	for _, sl := range s.cfg.Catalog.Slots(cl.ID, today, today.AddDate(0, 0, 13)) {
-		if provider != "" && sl.ProviderID != provider {
+	for _, v := range s.slotViews(cl, s.cfg.Catalog.Slots(cl.ID, today, today.AddDate(0, 0, 13))) {
+		if provider != "" && v.ProviderID != provider {
 			continue
 		}
-		d := services.Date(sl.Start, loc)
-		byDay[d] = append(byDay[d], s.slotView(cl, sl))
+		d := services.Date(v.Start, loc)
+		byDay[d] = append(byDay[d], v)
 	}
 	for d := today; d.Before(today.AddDate(0, 0, 14)); d = d.AddDate(0, 0, 1) {
 		date := d.Format(time.DateOnly)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -26,7 +27,15 @@ func (pausedStatuses) GetStatus(context.Context, string, string) (services.Statu
 // page elsewhere; when it is back they reach their handlers again.
 func TestServer_Paused(t *testing.T) {
 	var paused atomic.Bool
-	s, err := New(Config{Paused: paused.Load, Booker: &services.Booker{Statuses: pausedStatuses{}}})
+	lost, lose := context.WithCancel(context.Background())
+	lose()
+	link := func() context.Context {
+		if paused.Load() {
+			return lost
+		}
+		return context.Background()
+	}
+	s, err := New(Config{NATS: link, Booker: &services.Booker{Statuses: pausedStatuses{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,4 +116,38 @@ func TestServer_Paused(t *testing.T) {
 			t.Errorf("unreachable STATUS: %d Retry-After %q code %q; want 503, 5, no code", w.Code, w.Header().Get("Retry-After"), e.Code)
 		}
 	})
+}
+
+// blockingStatuses answers a status read only when its context ends, as a
+// read sent just before the connection dropped would.
+type blockingStatuses struct{ pausedStatuses }
+
+func (blockingStatuses) GetStatus(ctx context.Context, _, _ string) (services.Status, error) {
+	<-ctx.Done()
+	return services.Status{}, services.Errorf(services.EUnavailable, "the booking service is busy, please try again shortly")
+}
+
+// TestServer_PausedInFlight: a request already waiting on NATS when the
+// connection goes is answered with the paused 503 at once.
+func TestServer_PausedInFlight(t *testing.T) {
+	link, lose := context.WithCancel(context.Background())
+	s, err := New(Config{NATS: func() context.Context { return link }, Booker: &services.Booker{Statuses: blockingStatuses{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, lose)
+	r := httptest.NewRequest("GET", "/api/v1/requests/"+services.StatusToken("maple", services.NewToken()), nil)
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { s.Handler().ServeHTTP(w, r); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("request still waiting 2s after NATS was lost")
+	}
+	var e apiError
+	json.Unmarshal(w.Body.Bytes(), &e)
+	if w.Code != http.StatusServiceUnavailable || e.Code != codePaused || w.Header().Get("Retry-After") != "5" {
+		t.Fatalf("in flight when NATS went: %d %q Retry-After %q; want 503 %q 5", w.Code, e.Code, w.Header().Get("Retry-After"), codePaused)
+	}
 }

@@ -42,11 +42,12 @@ type Config struct {
 	// BodyLimit caps request bodies (default 64KiB, as documented; "K" alone
 	// would mean 1000 bytes).
 	BodyLimit string
-	// Paused, when set and true, makes the routes that need NATS (request
-	// create, status lookups) answer 503 with Retry-After at once instead of
-	// waiting on a connection that is down; pages read from the catalog
-	// still serve. The relay sets it from its NATS connection's state.
-	Paused func() bool
+	// NATS, when set, returns a context that is done while the relay has
+	// lost NATS. The routes that need NATS (request create, status lookups)
+	// then answer 503 with Retry-After at once, and those in flight when it
+	// goes are cut short the same way instead of waiting out their timeouts;
+	// pages read from the catalog still serve.
+	NATS func() context.Context
 }
 
 // Server is the Echo web front.

@@ -46,6 +46,7 @@ type Relay struct {
 	Catalog  *cjs.Catalog
 	ready    chan struct{} // closed when the catalog has caught up
 	stopping atomic.Bool
+	link     *link // the web connection's state
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -59,7 +60,7 @@ func Start(ctx context.Context, cfg Config) (*Relay, error) {
 	if cfg.HoldTTL <= 0 {
 		cfg.HoldTTL = 10 * time.Minute
 	}
-	r := &Relay{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	r := &Relay{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), link: newLink()}
 	if err := r.start(ctx); err != nil {
 		r.Shutdown()
 		return nil, err
@@ -85,8 +86,8 @@ func (r *Relay) start(ctx context.Context) error {
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
-	paused := func() bool { return webConn.Status() != nats.CONNECTED }
-	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now, Paused: paused})
+	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now,
+		NATS: r.link.current})
 	if err != nil {
 		return err
 	}
@@ -125,11 +126,13 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 		// cannot come before its timeout.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			r.link.down()
 			if err != nil && !r.stopping.Load() {
 				r.log.Warn("lost NATS: requests paused until it is back", "err", err.Error())
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			r.link.up()
 			r.log.Info("NATS is back: requests resumed", "server", nc.ConnectedServerName())
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
