@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +24,9 @@ type Catalog struct {
 	holds   *Mirror[json.RawMessage]
 	now     func() time.Time
 	log     *slog.Logger
+	// versions counts the changes to each clinic's keys, so the web front
+	// can keep what it rendered until the clinic changes.
+	versions sync.Map // clinic -> *atomic.Uint64
 }
 
 var _ services.Directory = (*Catalog)(nil)
@@ -32,9 +37,11 @@ func NewCatalog(now func() time.Time) *Catalog {
 		now = time.Now
 	}
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
-	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnInvalid: c.dropped(subjects.BucketClinics)})
-	c.days = NewMirror(MirrorConfig[services.Day]{Decode: decodeDay, OnInvalid: c.dropped(subjects.BucketAvailability)})
-	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnInvalid: c.dropped(subjects.BucketHolds)})
+	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
+		OnInvalid: c.dropped(subjects.BucketClinics)})
+	c.days = NewMirror(MirrorConfig[services.Day]{Decode: decodeDay, OnChange: c.changed,
+		OnInvalid: c.dropped(subjects.BucketAvailability)})
+	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnChange: c.changed, OnInvalid: c.dropped(subjects.BucketHolds)})
 	return c
 }
 
@@ -58,6 +65,22 @@ func decodeClinicValue(key string, b []byte) (clinicValue, error) {
 		err = json.Unmarshal(b, &v.seen)
 	}
 	return v, err
+}
+
+// changed counts a change to a key of the clinic the key starts with.
+func (c *Catalog) changed(key string) {
+	clinic, _, _ := strings.Cut(key, ".")
+	v, _ := c.versions.LoadOrStore(clinic, new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Version changes whenever anything of clinic does: its profile, providers,
+// heartbeat, availability or holds.
+func (c *Catalog) Version(clinic string) uint64 {
+	if v, ok := c.versions.Load(clinic); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
 }
 
 // SetLogger makes the catalog report the values it drops (it is silent by
@@ -184,9 +207,16 @@ func (c *Catalog) FreeSlot(clinic, slotID string) (services.Slot, bool) {
 	if err != nil {
 		return services.Slot{}, false
 	}
-	date := services.Today(start, cl.Location())
-	for _, s := range c.Slots(clinic, date, date) {
+	date := services.Date(start, cl.Location())
+	day, ok := c.days.Get(subjects.AvailabilityKey(clinic, date))
+	if !ok {
+		return services.Slot{}, false
+	}
+	for _, s := range day.Slots {
 		if s.ID == slotID {
+			if !s.Start.After(c.now()) || c.held(clinic, s.ID) {
+				return services.Slot{}, false
+			}
 			return s, true
 		}
 	}

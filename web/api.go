@@ -154,9 +154,29 @@ func (s *Server) handleAPISlotList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The version is read before the slots: a change that lands in between
+	// makes the cached answer stale at once rather than hide it.
+	key, version, now := cl.ID+"/"+from.Format(time.DateOnly)+"/"+to.Format(time.DateOnly), s.cfg.Catalog.Version(cl.ID), s.cfg.Now()
+	if body, ok := s.slots.get(key, version, now); ok {
+		return c.JSONBlob(http.StatusOK, body)
+	}
 	out := s.slotViews(cl, s.cfg.Catalog.Slots(cl.ID, from, to))
-	return c.JSON(http.StatusOK, map[string]any{"clinic": cl.ID, "timezone": cl.TimeZone,
-		"from": from.Format(time.DateOnly), "to": to.Format(time.DateOnly), "slots": out})
+	body, err := json.Marshal(apiSlotList{Clinic: cl.ID, TimeZone: cl.TimeZone, From: from.Format(time.DateOnly),
+		To: to.Format(time.DateOnly), Slots: out})
+	if err != nil {
+		return err
+	}
+	s.slots.put(key, version, now, body)
+	return c.JSONBlob(http.StatusOK, body)
+}
+
+// apiSlotList is the slots API's answer.
+type apiSlotList struct {
+	Clinic   string    `json:"clinic"`
+	TimeZone string    `json:"timezone"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Slots    []apiSlot `json:"slots"`
 }
 
 func (s *Server) handleAPIRequestCreate(c echo.Context) error {

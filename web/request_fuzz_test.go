@@ -280,6 +280,7 @@ func (c fuzzCatalog) NextFree(clinic string, n int) []services.Slot {
 }
 
 func (fuzzCatalog) Clinics() []services.Clinic { return nil }
+func (fuzzCatalog) Version(string) uint64      { return 0 }
 func (fuzzCatalog) Providers(string) []services.Provider {
 	return []services.Provider{{ID: "dr-lee", Name: "Dr Lee"}}
 }

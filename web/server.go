@@ -28,6 +28,8 @@ type Catalog interface {
 	Providers(clinic string) []services.Provider
 	LastSeen(clinic string) services.Heartbeat
 	Slots(clinic string, from, to time.Time) []services.Slot
+	// Version changes whenever anything of the clinic does.
+	Version(clinic string) uint64
 }
 
 // Config wires the web front.
@@ -56,6 +58,7 @@ type Server struct {
 	e     *echo.Echo
 	log   *slog.Logger
 	pages *pages
+	slots slotCache
 }
 
 // New builds the server and its routes.
