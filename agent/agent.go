@@ -29,6 +29,9 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// SyncEvery bounds how long a missed change waits to be published (default 5s).
 	SyncEvery time.Duration
+	// Coalesce is the least time between two publications of changes
+	// (default 50ms): changes within it are published together.
+	Coalesce time.Duration
 	// FullEvery is how often a connector that tracks its changes
 	// (ChangeTracker) has every day published anyway (default 5m).
 	FullEvery time.Duration
@@ -87,6 +90,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 50 * time.Millisecond
 	}
 	if cfg.FullEvery <= 0 {
 		cfg.FullEvery = 5 * time.Minute
@@ -298,17 +304,35 @@ func (a *Agent) loop(ctx context.Context) {
 	defer sync.Stop()
 	a.sync(ctx, true)
 	a.heartbeat(ctx)
+	// Changes that come within Coalesce of the last publication wait for
+	// the rest of it and go together: a busy clinic puts each changed day
+	// once per Coalesce, not once per request.
+	var last time.Time
+	var later <-chan time.Time
+	changed := func() {
+		if wait := a.cfg.Coalesce - time.Since(last); wait > 0 {
+			if later == nil {
+				later = time.After(wait)
+			}
+			return
+		}
+		a.sync(ctx, false)
+		last = time.Now()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.conn.Changed():
-			a.sync(ctx, false)
+			changed()
+		case <-a.stored:
+			changed()
+		case <-later:
+			later = nil
+			changed()
 		case <-a.kick:
 			a.lastFull = time.Time{} // reconnected: publish every day
 			a.sync(ctx, true)
-		case <-a.stored:
-			a.sync(ctx, false)
 		case <-sync.C:
 			a.sync(ctx, true)
 		case <-hb.C:
