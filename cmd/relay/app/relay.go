@@ -217,6 +217,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 // server; safe to call more than once.
 func (r *Relay) Shutdown() {
 	r.stopping.Store(true)
+	t0 := time.Now()
 	if r.ln != nil {
 		r.ln.Close()
 	}
@@ -229,9 +230,11 @@ func (r *Relay) Shutdown() {
 		}
 	}
 	r.conns = nil
+	drained := time.Since(t0)
 	if r.Node != nil {
 		r.Node.Shutdown()
 	}
+	r.log.Info("relay stopped", "drain", drained.Round(time.Millisecond), "total", time.Since(t0).Round(time.Millisecond))
 }
 
 // AgentCreds mints creds for an in-process agent (the demo's and tests').
