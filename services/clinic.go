@@ -1,8 +1,8 @@
 package services
 
 import (
-	"sync"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/subjects"
