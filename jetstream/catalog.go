@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -20,7 +21,7 @@ import (
 // HOLDS, kept current by watches: pages and the slots API never wait on NATS.
 type Catalog struct {
 	clinics *Mirror[clinicValue]
-	days    *Mirror[services.Day]
+	days    *Mirror[*lazyDay]
 	holds   *Mirror[json.RawMessage]
 	now     func() time.Time
 	log     *slog.Logger
@@ -39,8 +40,7 @@ func NewCatalog(now func() time.Time) *Catalog {
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
 	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
 		OnInvalid: c.dropped(subjects.BucketClinics)})
-	c.days = NewMirror(MirrorConfig[services.Day]{Decode: decodeDay, OnChange: c.changed,
-		OnInvalid: c.dropped(subjects.BucketAvailability)})
+	c.days = NewMirror(MirrorConfig[*lazyDay]{Decode: newLazyDay, OnChange: c.changed})
 	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnChange: c.changed, OnInvalid: c.dropped(subjects.BucketHolds)})
 	return c
 }
@@ -65,6 +65,40 @@ func decodeClinicValue(key string, b []byte) (clinicValue, error) {
 		err = json.Unmarshal(b, &v.seen)
 	}
 	return v, err
+}
+
+// lazyDay is an AVAILABILITY value kept as written until it is first read,
+// then decoded and checked once (decodeDay). A relay restarting over
+// thousands of clinics catches up at the speed NATS delivers their days, not
+// at the speed of decoding 60 days of every clinic; a clinic's days are
+// decoded when a patient first asks for them.
+type lazyDay struct {
+	key  string
+	once sync.Once
+	raw  []byte
+	day  services.Day
+	err  error
+}
+
+func newLazyDay(key string, value []byte) (*lazyDay, error) {
+	return &lazyDay{key: key, raw: bytes.Clone(value)}, nil
+}
+
+// day gets a clinic's day: false when there is none or its value was
+// refused (logged once, when first read).
+func (c *Catalog) day(clinic, date string) (services.Day, bool) {
+	l, ok := c.days.Get(subjects.AvailabilityKey(clinic, date))
+	if !ok {
+		return services.Day{}, false
+	}
+	l.once.Do(func() {
+		l.day, l.err = decodeDay(l.key, l.raw)
+		l.raw = nil
+		if l.err != nil {
+			c.dropped(subjects.BucketAvailability)(l.key, l.err)
+		}
+	})
+	return l.day, l.err == nil
 }
 
 // changed counts a change to a key of the clinic the key starts with.
@@ -184,7 +218,7 @@ func (c *Catalog) Slots(clinic string, from, to time.Time) []services.Slot {
 	now := c.now()
 	var out []services.Slot
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
-		day, ok := c.days.Get(subjects.AvailabilityKey(clinic, d.Format(time.DateOnly)))
+		day, ok := c.day(clinic, d.Format(time.DateOnly))
 		if !ok {
 			continue
 		}
@@ -208,7 +242,7 @@ func (c *Catalog) FreeSlot(clinic, slotID string) (services.Slot, bool) {
 		return services.Slot{}, false
 	}
 	date := services.Date(start, cl.Location())
-	day, ok := c.days.Get(subjects.AvailabilityKey(clinic, date))
+	day, ok := c.day(clinic, date)
 	if !ok {
 		return services.Slot{}, false
 	}

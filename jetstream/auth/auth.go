@@ -40,7 +40,6 @@ type Keys struct {
 	OperatorJWT string
 	SysJWT      string
 	appJWT      string
-	agents      map[string][]string // clinic -> agent user public keys issued
 }
 
 // Open loads the key material in dir, creating it on first use.
@@ -48,7 +47,7 @@ func Open(dir string) (*Keys, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("auth dir: %w", err)
 	}
-	k := &Keys{dir: dir, agents: map[string][]string{}}
+	k := &Keys{dir: dir}
 	var err error
 	load := func(name string, create func() (nkeys.KeyPair, error)) nkeys.KeyPair {
 		if err != nil {
@@ -65,7 +64,7 @@ func Open(dir string) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := k.readJSON("agents.json", &k.agents); err != nil {
+	if err := k.splitAgents(); err != nil {
 		return nil, err
 	}
 	if k.OperatorJWT, err = k.operatorJWT(); err != nil {
@@ -111,6 +110,41 @@ func (k *Keys) loadOrCreateKey(name string, create func() (nkeys.KeyPair, error)
 }
 
 // writeFile writes data atomically with mode 0600.
+// agentsFile lists the agent user keys issued for clinic, one file per
+// clinic so that onboarding the ten-thousandth clinic writes one small file.
+func agentsFile(clinic string) string { return filepath.Join("agents", clinic+".json") }
+
+// splitAgents moves a data dir's single agents.json (written before there
+// was a file per clinic) into agents/.
+func (k *Keys) splitAgents() error {
+	unlock, err := k.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.MkdirAll(filepath.Join(k.dir, "agents"), 0o700); err != nil {
+		return fmt.Errorf("agents dir: %w", err)
+	}
+	old := map[string][]string{}
+	if err := k.readJSON("agents.json", &old); err != nil || len(old) == 0 {
+		return err
+	}
+	for clinic, keys := range old {
+		if subjects.ValidClinicID(clinic) != nil {
+			continue
+		}
+		var have []string
+		if err := k.readJSON(agentsFile(clinic), &have); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(append(have, keys...))
+		if err := writeFile(filepath.Join(k.dir, agentsFile(clinic)), b); err != nil {
+			return err
+		}
+	}
+	return os.Remove(filepath.Join(k.dir, "agents.json"))
+}
+
 func writeFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -217,9 +251,12 @@ func (k *Keys) AgentCreds(clinic string) ([]byte, error) {
 		return nil, err
 	}
 	defer unlock()
-	k.agents[clinic] = append(k.agents[clinic], pub)
-	b, _ := json.MarshalIndent(k.agents, "", "  ")
-	if err := writeFile(filepath.Join(k.dir, "agents.json"), b); err != nil {
+	var keys []string
+	if err := k.readJSON(agentsFile(clinic), &keys); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(append(keys, pub))
+	if err := writeFile(filepath.Join(k.dir, agentsFile(clinic)), b); err != nil {
 		return nil, err
 	}
 	seed, _ := user.Seed()
@@ -265,7 +302,10 @@ func (k *Keys) RevokeClinic(clinic string) (string, int, error) {
 	if rev == nil {
 		rev = jwt.RevocationList{}
 	}
-	keys := k.agents[clinic]
+	var keys []string
+	if err := k.readJSON(agentsFile(clinic), &keys); err != nil {
+		return "", 0, err
+	}
 	now := time.Now().Unix() + 1 // creds minted this very second are revoked too
 	for _, pub := range keys {
 		rev.Revoke(pub, time.Unix(now, 0))
@@ -292,12 +332,6 @@ func (k *Keys) lock() (func(), error) {
 		return nil, fmt.Errorf("auth lock: %w", err)
 	}
 	unlock := func() { f.Close(); k.mu.Unlock() }
-	agents := map[string][]string{}
-	if err := k.readJSON("agents.json", &agents); err != nil {
-		unlock()
-		return nil, err
-	}
-	k.agents = agents
 	if b, err := os.ReadFile(filepath.Join(k.dir, "app.jwt")); err == nil {
 		k.appJWT = string(b)
 	}

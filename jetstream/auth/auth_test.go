@@ -23,13 +23,23 @@ func TestOpen_KeepsKeys(t *testing.T) {
 	if k1.OperatorPublicKey() != k2.OperatorPublicKey() || k1.AppPublicKey() != k2.AppPublicKey() {
 		t.Error("second Open made new keys")
 	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		info, _ := e.Info()
-		if info.Mode().Perm() != 0o600 {
-			t.Errorf("%s has mode %v, want 0600", e.Name(), info.Mode().Perm())
-		}
+	if _, err := k1.AgentCreds("maple"); err != nil {
+		t.Fatal(err)
 	}
+	filepath.WalkDir(dir, func(path string, e os.DirEntry, _ error) error {
+		if path == dir {
+			return nil // the test's temp dir
+		}
+		info, _ := e.Info()
+		want := os.FileMode(0o600)
+		if e.IsDir() {
+			want = 0o700
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+		}
+		return nil
+	})
 	if _, err := auth.Open(filepath.Join(dir, "operator.nk")); err == nil {
 		t.Error("Open on a file worked")
 	}
@@ -79,5 +89,28 @@ func TestKeys_AgentCredsAndRevoke(t *testing.T) {
 	}
 	if ac, _ := jwt.DecodeAccountClaims(again.AppJWT()); !ac.IsClaimRevoked(uc) {
 		t.Error("revocation lost on reopen")
+	}
+}
+
+// TestOpen_SplitsAgentsJSON: a data dir from before the file per clinic keeps
+// its issued agent keys, so revoking still cuts them off.
+func TestOpen_SplitsAgentsJSON(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := auth.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"maple":["UAKEY1","UAKEY2"],"birch":["UBKEY"]}`
+	if err := os.WriteFile(filepath.Join(dir, "agents.json"), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "agents.json")); !os.IsNotExist(err) {
+		t.Errorf("agents.json still there: %v", err)
+	}
+	if _, n, err := k.RevokeClinic("maple"); err != nil || n != 2 {
+		t.Errorf("revoke maple: %d keys, %v; want 2", n, err)
 	}
 }
