@@ -352,9 +352,10 @@ func (a *Agent) sync(ctx context.Context, tick bool) {
 	dates, partial := a.changedDays()
 	var err error
 	if !partial || tick && a.fullDue() {
+		start := a.cfg.Now() // what it publishes is as of now, however long it takes
 		err = a.publishAvailability(cctx)
 		if err == nil {
-			a.lastFull = a.cfg.Now()
+			a.lastFull = start
 		}
 	} else {
 		err = a.publishDays(cctx, dates)
