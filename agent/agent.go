@@ -38,7 +38,7 @@ type Config struct {
 	// AckWait is how long the agent has to store a request before the relay
 	// offers it again (default 30s); tests shorten it.
 	AckWait time.Duration
-	// Workers store this many requests at once (default 32): a connector
+	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
 	// Dialer options added last, for tests (e.g. nats.InProcessServer).
@@ -98,7 +98,7 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 		cfg.FullEvery = 5 * time.Minute
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 32
+		cfg.Workers = 128
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, published: map[string]string{},
 		kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
@@ -307,17 +307,22 @@ func (a *Agent) loop(ctx context.Context) {
 	// Changes that come within Coalesce of the last publication wait for
 	// the rest of it and go together: a busy clinic puts each changed day
 	// once per Coalesce, not once per request.
+	// The window stretches to twice the last publication's length, so a
+	// clinic draining a backlog over many days spends at most a third of
+	// its time republishing them.
 	var last time.Time
+	var took time.Duration
 	var later <-chan time.Time
 	changed := func() {
-		if wait := a.cfg.Coalesce - time.Since(last); wait > 0 {
+		if wait := max(a.cfg.Coalesce, min(2*took, time.Second)) - time.Since(last); wait > 0 {
 			if later == nil {
 				later = time.After(wait)
 			}
 			return
 		}
+		t0 := time.Now()
 		a.sync(ctx, false)
-		last = time.Now()
+		last, took = time.Now(), time.Since(t0)
 	}
 	for {
 		select {

@@ -205,11 +205,6 @@ func (b *bench) core(ctx context.Context) error {
 	})
 }
 
-// onboard adds clinic id and returns its agent's creds.
-func onboard(ctx context.Context, a *clinics.Admin, id string) ([]byte, error) {
-	return a.Add(ctx, clinicNamed(id))
-}
-
 // awaitSlots waits until the relay offers at least n slots of clinic.
 func (b *bench) awaitSlots(ctx context.Context, clinic string, days, n int) ([]slot, error) {
 	deadline := time.Now().Add(2 * time.Minute)

@@ -94,16 +94,7 @@ func (b *bench) ingestion(ctx context.Context, a *clinics.Admin, f *fleet) error
 	const n = 8
 	var lists [][]slot
 	for i := range n {
-		id := fmt.Sprintf("ingest-%d", i)
-		creds, err := onboard(ctx, a, id)
-		if err != nil {
-			return err
-		}
-		con, err := f.console(ctx, id, dense())
-		if err != nil {
-			return err
-		}
-		if _, err := f.start(creds, con); err != nil {
+		if _, _, err := f.join(ctx, a, fmt.Sprintf("ingest-%d", i), dense()); err != nil {
 			return err
 		}
 	}
@@ -203,15 +194,8 @@ func (r *rawPublisher) close(ctx context.Context) { r.js.DeleteStream(ctx, rawSt
 // process) answering the very same bytes.
 func (b *bench) reads(ctx context.Context, a *clinics.Admin, f *fleet) error {
 	const id = "reads"
-	creds, err := onboard(ctx, a, id)
+	con, _, err := f.join(ctx, a, id, console.DemoProviders())
 	if err != nil {
-		return err
-	}
-	con, err := f.console(ctx, id, console.DemoProviders())
-	if err != nil {
-		return err
-	}
-	if _, err := f.start(creds, con); err != nil {
 		return err
 	}
 	b.readsConsole = con
@@ -357,15 +341,7 @@ func (b *bench) freshness(ctx context.Context, _ *clinics.Admin, f *fleet) error
 // drain: an agent comes back to a backlog of 10,000 requests.
 func (b *bench) drain(ctx context.Context, a *clinics.Admin, f *fleet) error {
 	const id, backlog = "drain", 10_000
-	creds, err := onboard(ctx, a, id)
-	if err != nil {
-		return err
-	}
-	con, err := f.console(ctx, id, dense())
-	if err != nil {
-		return err
-	}
-	ag, err := f.start(creds, con)
+	con, ag, err := f.join(ctx, a, id, dense())
 	if err != nil {
 		return err
 	}
@@ -394,7 +370,7 @@ func (b *bench) drain(ctx context.Context, a *clinics.Admin, f *fleet) error {
 	before := f.counter(id).Load()
 	b.logf("drain: agent back to %d requests", queued)
 	t0 = time.Now()
-	if _, err := f.start(creds, con); err != nil {
+	if _, err := f.start(ag.creds, con); err != nil {
 		return err
 	}
 	for f.counter(id).Load()-before < int64(queued) {

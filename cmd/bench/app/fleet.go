@@ -14,6 +14,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -34,6 +35,7 @@ type fleet struct {
 }
 
 type benchAgent struct {
+	creds  []byte
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -78,12 +80,26 @@ func (f *fleet) start(creds []byte, con *console.Console) (*benchAgent, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &benchAgent{cancel: cancel, done: make(chan struct{})}
+	a := &benchAgent{creds: creds, cancel: cancel, done: make(chan struct{})}
 	go func() { ag.Run(ctx); close(a.done) }()
 	f.mu.Lock()
 	f.agents = append(f.agents, a)
 	f.mu.Unlock()
 	return a, nil
+}
+
+// join onboards clinic id with the given schedules and starts its agent.
+func (f *fleet) join(ctx context.Context, a *clinics.Admin, id string, sched []services.ProviderSchedule) (*console.Console, *benchAgent, error) {
+	creds, err := a.Add(ctx, clinicNamed(id))
+	if err != nil {
+		return nil, nil, err
+	}
+	con, err := f.console(ctx, id, sched)
+	if err != nil {
+		return nil, nil, err
+	}
+	ag, err := f.start(creds, con)
+	return con, ag, err
 }
 
 func (a *benchAgent) stop() {

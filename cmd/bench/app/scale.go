@@ -61,7 +61,7 @@ func (b *bench) scale(ctx context.Context) error {
 		for range 16 {
 			wg.Go(func() {
 				for i := int(next.Add(1) - 1); i < cfg.Clinics; i = int(next.Add(1) - 1) {
-					c, err := onboard(ctx, a, scaleClinic(i))
+					c, err := a.Add(ctx, clinicNamed(scaleClinic(i)))
 					mu.Lock()
 					if err != nil && first == nil {
 						first = err
