@@ -67,7 +67,7 @@ type Agent struct {
 	stored    chan struct{}     // a request was stored: its hold can go
 
 	mu      sync.Mutex
-	release []services.Status // stored requests whose holds go once availability is out
+	release []heldSlot // stored requests whose holds go once availability is out
 }
 
 // New checks the config; the clinic comes from the creds' clinic tag.
@@ -402,6 +402,13 @@ func (a *Agent) changedDays() (map[string]bool, bool) {
 	return dates, true
 }
 
+// heldSlot is the web's hold on a stored request's slot; rev is the hold's
+// revision when the request carried it (0: look the hold up first).
+type heldSlot struct {
+	slot, requestID string
+	rev             uint64
+}
+
 // releaseHolds drops the web's holds on requests the connector has stored:
 // the availability just published no longer offers their slots, and a slot
 // declined later must become free again.
@@ -410,9 +417,20 @@ func (a *Agent) releaseHolds(ctx context.Context) {
 	todo := a.release
 	a.release = nil
 	a.mu.Unlock()
-	for i, st := range todo {
-		if err := cjs.ReleaseHold(ctx, a.holds, subjects.HoldKey(a.clinic, st.SlotID), st.RequestID); err != nil {
-			a.log.Warn("release hold", "request_id", st.RequestID, "err", err.Error())
+	for i, h := range todo {
+		key := subjects.HoldKey(a.clinic, h.slot)
+		var err error
+		if h.rev > 0 {
+			// Gone or taken since (it expired and another patient holds
+			// it): the revision differs and the hold is left alone.
+			if err = a.holds.Delete(ctx, key, h.rev); errors.Is(err, cjs.ErrRevision) {
+				err = nil
+			}
+		} else {
+			err = cjs.ReleaseHold(ctx, a.holds, key, h.requestID)
+		}
+		if err != nil {
+			a.log.Warn("release hold", "request_id", h.requestID, "err", err.Error())
 			a.mu.Lock()
 			a.release = append(a.release, todo[i:]...)
 			a.mu.Unlock()
@@ -422,9 +440,9 @@ func (a *Agent) releaseHolds(ctx context.Context) {
 }
 
 // releaseLater queues the hold of a stored request for release.
-func (a *Agent) releaseLater(st services.Status) {
+func (a *Agent) releaseLater(h heldSlot) {
 	a.mu.Lock()
-	a.release = append(a.release, st)
+	a.release = append(a.release, h)
 	a.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,7 +45,9 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.NakWithDelay(2 * time.Second)
 		return
 	}
-	if err := a.markDelivered(cctx, req); err != nil {
+	holdRev, _ := strconv.ParseUint(m.Headers().Get(subjects.HeaderHoldRevision), 10, 64)
+	statusRev, _ := strconv.ParseUint(m.Headers().Get(subjects.HeaderStatusRevision), 10, 64)
+	if err := a.markDelivered(cctx, req, statusRev); err != nil {
 		log.Warn("status delivered", "err", err.Error())
 	}
 	// A short wait for the ack: an ack the server drops (the consumer was
@@ -58,7 +61,7 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log.Info("request stored")
-	a.releaseLater(services.Status{RequestID: req.ID, SlotID: req.SlotID})
+	a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID, rev: holdRev})
 	select {
 	case a.stored <- struct{}{}:
 	default:
@@ -76,19 +79,30 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 			log.Warn("status declined", "err", err.Error())
 		}
 		if subjects.ValidSlotID(slot) == nil {
-			a.releaseLater(st)
+			a.releaseLater(heldSlot{slot: slot, requestID: id})
 		}
 	}
 	_ = m.Term()
 }
 
 // markDelivered moves STATUS from received to delivered, never backwards: a
-// redelivered request whose outcome is already set leaves it alone.
-func (a *Agent) markDelivered(ctx context.Context, req services.Request) error {
+// redelivered request whose outcome is already set leaves it alone. With the
+// revision of "received" (rev) it updates at once; the update fails if the
+// status moved on since, which is then left alone.
+func (a *Agent) markDelivered(ctx context.Context, req services.Request, rev uint64) error {
 	key := subjects.StatusKey(a.clinic, req.ID)
+	if rev > 0 {
+		st := services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID,
+			State: services.StateDelivered, UpdatedAt: a.cfg.Now().UTC()}
+		b, _ := json.Marshal(st)
+		if _, err := a.status.Update(ctx, key, b, rev); err != nil && !errors.Is(err, cjs.ErrRevision) {
+			return err
+		}
+		return nil
+	}
+	// Without it (a request queued before relays sent it): read, then write.
 	e, err := a.status.Get(ctx, key)
 	var st services.Status
-	var rev uint64
 	switch {
 	case errors.Is(err, cjs.ErrNotFound):
 		st = services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID}

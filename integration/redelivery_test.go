@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -136,5 +138,41 @@ func TestAgent_Reconnects(t *testing.T) {
 	ag.dialer.mu.Unlock()
 	if dials < 2 {
 		t.Errorf("agent dialled %d times, want a reconnect", dials)
+	}
+}
+
+// TestDelivery_WithoutRevisions: a request queued without the revision
+// headers (by a relay from before them) still moves its status to delivered
+// and releases its hold, reading them first.
+func TestDelivery_WithoutRevisions(t *testing.T) {
+	env := NewEnv(t)
+	ag := env.MustStartAgent(env.MustAddClinic("ash"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, "ash")
+	ctx := context.Background()
+	reqs := cjs.NewRequests(env.Admin.JS)
+	token := services.NewToken()
+	req := services.Request{ID: services.RequestIDFor(token), ClinicID: "ash", SlotID: slot, Name: "Bo Patient",
+		BirthDate: "1990-01-01", Phone: "416-555-0101", Email: "bo@example.org", Consent: true, CreatedAt: time.Now().UTC()}
+	if _, err := reqs.Hold(ctx, "ash", slot, req.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reqs.PutStatus(ctx, services.Status{RequestID: req.ID, ClinicID: "ash", SlotID: slot,
+		State: services.StateReceived, UpdatedAt: req.CreatedAt}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reqs.PublishRequest(ctx, req, services.Revisions{}); err != nil {
+		t.Fatal(err)
+	}
+	awaitState(t, web, services.StatusToken("ash", token), services.StateDelivered)
+	holds := cjs.NewBucket(env.Admin.JS, subjects.BucketHolds)
+	checkFor(t, 10*time.Second, func() error {
+		if _, err := holds.Get(ctx, subjects.HoldKey("ash", slot)); !errors.Is(err, cjs.ErrNotFound) {
+			return fmt.Errorf("hold still there: %v", err)
+		}
+		return nil
+	})
+	if all, _ := ag.Console.Requests(ctx, console.StatusAll); len(all) != 1 || all[0].ID != req.ID {
+		t.Fatalf("console holds %+v, want the one request", all)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,16 +48,16 @@ func unavailable(op string, err error) error {
 }
 
 // Hold creates the hold key exclusively, with a per-key TTL.
-func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
+func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error) {
 	b, _ := json.Marshal(hold{RequestID: requestID})
-	_, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, ttl)
+	rev, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, ttl)
 	if errors.Is(err, ErrRevision) {
-		return services.Errorf(services.EConflict, "that time is no longer free")
+		return 0, services.Errorf(services.EConflict, "that time is no longer free")
 	}
 	if err != nil {
-		return unavailable("hold", err)
+		return 0, unavailable("hold", err)
 	}
-	return nil
+	return rev, nil
 }
 
 // Release drops the hold if requestID still holds it.
@@ -86,7 +87,7 @@ func ReleaseHold(ctx context.Context, holds *Bucket, key, requestID string) erro
 
 // PublishRequest queues req with its ID as Nats-Msg-Id, so a retry within
 // the dedupe window is stored once.
-func (r *Requests) PublishRequest(ctx context.Context, req services.Request) error {
+func (r *Requests) PublishRequest(ctx context.Context, req services.Request, rev services.Revisions) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
@@ -96,6 +97,8 @@ func (r *Requests) PublishRequest(ctx context.Context, req services.Request) err
 	m.Header.Set(subjects.HeaderRequestID, req.ID)
 	m.Header.Set(subjects.HeaderClinicID, req.ClinicID)
 	m.Header.Set(subjects.HeaderSlotID, req.SlotID)
+	m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(rev.Hold, 10))
+	m.Header.Set(subjects.HeaderStatusRevision, strconv.FormatUint(rev.Status, 10))
 	if err := publishOnce(ctx, r.js, m, req.ID); err != nil {
 		// DiscardNewPerSubject refuses a clinic's request past its cap.
 		var apiErr *jetstream.APIError
@@ -124,12 +127,17 @@ func publishOnce(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id st
 	return err
 }
 
-// PutStatus writes st.
-func (r *Requests) PutStatus(ctx context.Context, st services.Status) error {
-	if err := PutJSON(ctx, r.status, subjects.StatusKey(st.ClinicID, st.RequestID), st); err != nil {
-		return unavailable("status", err)
+// PutStatus writes st and returns its revision.
+func (r *Requests) PutStatus(ctx context.Context, st services.Status) (uint64, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return 0, fmt.Errorf("encode status: %w", err)
 	}
-	return nil
+	rev, err := r.status.Put(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b)
+	if err != nil {
+		return 0, unavailable("status", err)
+	}
+	return rev, nil
 }
 
 // GetStatus reads a status.

@@ -9,20 +9,31 @@ import (
 
 // Holds keeps exclusive, expiring holds on slots.
 type Holds interface {
-	// Hold takes the slot for requestID; EConflict when someone holds it.
-	Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error
+	// Hold takes the slot for requestID and returns the hold's revision;
+	// EConflict when someone holds it.
+	Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error)
 	// Release drops the hold on slot if requestID still holds it.
 	Release(ctx context.Context, clinic, slot, requestID string) error
 }
 
 // Outbox carries a request to the clinic's queue, at most once per request ID.
 type Outbox interface {
-	PublishRequest(ctx context.Context, req Request) error
+	// PublishRequest queues req with the revisions of its hold and status.
+	PublishRequest(ctx context.Context, req Request, rev Revisions) error
+}
+
+// Revisions are the versions the relay's writes for a request got. They go
+// with the request so that the clinic's agent updates its status and
+// releases its hold without reading them first, and leaves them alone if
+// they have changed since.
+type Revisions struct {
+	Hold, Status uint64
 }
 
 // Statuses keeps request outcomes.
 type Statuses interface {
-	PutStatus(ctx context.Context, st Status) error
+	// PutStatus writes st and returns its revision.
+	PutStatus(ctx context.Context, st Status) (uint64, error)
 	// GetStatus returns ENotFound for an unknown request.
 	GetStatus(ctx context.Context, clinic, requestID string) (Status, error)
 	DeleteStatus(ctx context.Context, clinic, requestID string) error
@@ -73,14 +84,16 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	}
 	token := NewToken()
 	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now
-	if err := b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
+	var rev Revisions
+	var err error
+	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
 		return Booked{}, err
 	}
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
-	if err := b.Statuses.PutStatus(ctx, st); err != nil {
+	if rev.Status, err = b.Statuses.PutStatus(ctx, st); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, false))
 	}
-	if err := b.Outbox.PublishRequest(ctx, req); err != nil {
+	if err := b.Outbox.PublishRequest(ctx, req, rev); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil

@@ -21,18 +21,18 @@ type memHolds struct {
 
 var _ services.Holds = (*memHolds)(nil)
 
-func (h *memHolds) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) error {
+func (h *memHolds) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if h.err != nil {
-		return h.err
+		return 0, h.err
 	}
 	if _, ok := h.held[clinic+"/"+slot]; ok {
-		return services.Errorf(services.EConflict, "that time is no longer free")
+		return 0, services.Errorf(services.EConflict, "that time is no longer free")
 	}
 	h.held[clinic+"/"+slot] = requestID
-	return nil
+	return uint64(len(h.held)), nil
 }
 
 func (h *memHolds) Release(ctx context.Context, clinic, slot, requestID string) error {
@@ -53,7 +53,7 @@ type memOutbox struct {
 
 var _ services.Outbox = (*memOutbox)(nil)
 
-func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request) error {
+func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request, rev services.Revisions) error {
 	if o.before != nil {
 		o.before()
 	}
@@ -62,6 +62,9 @@ func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request) er
 	}
 	if o.err != nil {
 		return o.err
+	}
+	if rev.Hold == 0 || rev.Status == 0 {
+		return errors.New("published without the hold's and status's revisions")
 	}
 	o.published = append(o.published, req)
 	return nil
@@ -74,15 +77,15 @@ type memStatuses struct {
 
 var _ services.Statuses = (*memStatuses)(nil)
 
-func (s *memStatuses) PutStatus(ctx context.Context, st services.Status) error {
+func (s *memStatuses) PutStatus(ctx context.Context, st services.Status) (uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if s.err != nil {
-		return s.err
+		return 0, s.err
 	}
 	s.byKey[st.ClinicID+"/"+st.RequestID] = st
-	return nil
+	return uint64(len(s.byKey)), nil
 }
 
 func (s *memStatuses) GetStatus(ctx context.Context, clinic, requestID string) (services.Status, error) {

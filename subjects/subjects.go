@@ -121,4 +121,8 @@ const (
 	HeaderRequestID = "Clinicrelay-Request"
 	HeaderClinicID  = "Clinicrelay-Clinic"
 	HeaderSlotID    = "Clinicrelay-Slot"
+	// The revisions of the request's hold and its "received" status, so the
+	// agent updates them without reading them first.
+	HeaderHoldRevision   = "Clinicrelay-Hold-Revision"
+	HeaderStatusRevision = "Clinicrelay-Status-Revision"
 )

@@ -166,7 +166,7 @@ func (h *fuzzServer) reset() {
 }
 
 // PublishRequest is the Outbox: it keeps what the clinic would receive.
-func (h *fuzzServer) PublishRequest(_ context.Context, req services.Request) error {
+func (h *fuzzServer) PublishRequest(_ context.Context, req services.Request, _ services.Revisions) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.out = append(h.out, req)
@@ -289,12 +289,14 @@ func (fuzzCatalog) Slots(string, time.Time, time.Time) []services.Slot { return 
 
 type fuzzHolds struct{}
 
-func (fuzzHolds) Hold(context.Context, string, string, string, time.Duration) error { return nil }
+func (fuzzHolds) Hold(context.Context, string, string, string, time.Duration) (uint64, error) {
+	return 1, nil
+}
 func (fuzzHolds) Release(context.Context, string, string, string) error             { return nil }
 
 type fuzzStatuses struct{}
 
-func (fuzzStatuses) PutStatus(context.Context, services.Status) error { return nil }
+func (fuzzStatuses) PutStatus(context.Context, services.Status) (uint64, error) { return 1, nil }
 func (fuzzStatuses) GetStatus(context.Context, string, string) (services.Status, error) {
 	return services.Status{}, services.Errorf(services.ENotFound, "no such request")
 }
