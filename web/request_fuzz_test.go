@@ -292,7 +292,7 @@ type fuzzHolds struct{}
 func (fuzzHolds) Hold(context.Context, string, string, string, time.Duration) (uint64, error) {
 	return 1, nil
 }
-func (fuzzHolds) Release(context.Context, string, string, string) error             { return nil }
+func (fuzzHolds) Release(context.Context, string, string, string) error { return nil }
 
 type fuzzStatuses struct{}
 
