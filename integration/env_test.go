@@ -81,10 +81,24 @@ func testLogger(t *testing.T) *slog.Logger {
 // NewEnv starts a relay on random ports; it stops at the end of the test.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
-	r, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
-		Logger: testLogger(t)})
+	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0"})
+	ctx := t.Context()
+	a, err := r.Admin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{t: t, Relay: r, DataDir: dir, Admin: a, ctx: ctx}
+}
+
+// startRelay runs a relay in this process with cfg (embedded, or on an
+// existing NATS with cfg.NATSURL), its web front on a random port; it stops
+// at the end of the test.
+func startRelay(t *testing.T, cfg app.Config) *app.Relay {
+	t.Helper()
+	cfg.HTTPAddr, cfg.Logger = "127.0.0.1:0", testLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := app.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -92,11 +106,7 @@ func NewEnv(t *testing.T) *Env {
 	done := make(chan struct{})
 	go func() { r.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; r.Shutdown() })
-	a, err := r.Admin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Env{t: t, Relay: r, DataDir: dir, Admin: a, ctx: ctx}
+	return r
 }
 
 // MustAddClinic onboards a clinic and returns its agent's creds.

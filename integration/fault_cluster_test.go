@@ -65,22 +65,6 @@ func startCluster(t *testing.T, n int) []*server.Server {
 	return servers
 }
 
-// startExternalRelay runs the relay's web front on an existing NATS.
-func startExternalRelay(t *testing.T, cfg app.Config) *app.Relay {
-	t.Helper()
-	cfg.HTTPAddr, cfg.Logger = "127.0.0.1:0", testLogger(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	r, err := app.Start(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { r.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; r.Shutdown() })
-	return r
-}
-
 // seedClinic writes a clinic's profile into CLINICS and denseSchedule's
 // slots from tomorrow (UTC) for days into AVAILABILITY, as the relay and an
 // agent would, so the web takes requests without an agent. It returns the
@@ -166,7 +150,7 @@ func TestFault_ClusterLeaderLoss(t *testing.T) {
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	r := startExternalRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3})
+	r := startRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3})
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func startNATS(t *testing.T, addr, dir string) *server.Server {
 func TestFault_WebLosesNATS(t *testing.T) {
 	addr, dir := freeAddr(t), t.TempDir()
 	ns := startNATS(t, addr, dir)
-	r := startExternalRelay(t, app.Config{NATSURL: "nats://" + addr})
+	r := startRelay(t, app.Config{NATSURL: "nats://" + addr})
 	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
