@@ -35,9 +35,6 @@ type Config struct {
 	// FullEvery is how often a connector that tracks its changes
 	// (ChangeTracker) has every day published anyway (default 5m).
 	FullEvery time.Duration
-	// AckWait is how long the agent has to store a request before the relay
-	// offers it again (default 30s); tests shorten it.
-	AckWait time.Duration
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
@@ -200,10 +197,28 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) consume(ctx context.Context) {
 	sem := make(chan struct{}, a.cfg.Workers)
 	var wg sync.WaitGroup
-	defer waitAtMost(&wg, 5*time.Second) // stores see ctx end; a stuck one is not waited for
+	var mu sync.Mutex
+	stopped := false
+	defer func() {
+		mu.Lock()
+		stopped = true // no store starts after this
+		mu.Unlock()
+		waitAtMost(&wg, 5*time.Second) // stores see ctx end; a stuck one is not waited for
+	}()
 	handle := func(m jetstream.Msg) {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return // not acked: it comes again
+		}
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-sem
+			return
+		}
 		wg.Add(1)
+		mu.Unlock()
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			a.handle(ctx, m)
@@ -211,8 +226,8 @@ func (a *Agent) consume(ctx context.Context) {
 	}
 	for ctx.Err() == nil {
 		var cons jetstream.Consumer
-		if err := retry(ctx, a.log, "create consumer", func(ctx context.Context) (err error) {
-			cons, err = cjs.EnsureAgentConsumer(ctx, a.js, a.clinic, a.cfg.AckWait)
+		if err := retry(ctx, a.log, "consumer", func(ctx context.Context) (err error) {
+			cons, err = cjs.AskAgentConsumer(ctx, a.js, a.clinic)
 			return err
 		}); err != nil {
 			return
@@ -254,11 +269,11 @@ func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
 	}
 }
 
-// consumerLost says the server no longer has the consumer (or never
-// answered for it): make it again.
+// consumerLost says the server no longer has the consumer: ask for it
+// again. A missed heartbeat is not enough (nats.go pulls again by itself).
 func consumerLost(err error) bool {
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrNoHeartbeat)
+		errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
 // drain lets in-flight acks and puts finish, then closes; bounded at 10s.
@@ -356,7 +371,9 @@ func (a *Agent) sync(ctx context.Context, tick bool) {
 	}
 	dates, partial := a.changedDays()
 	var err error
-	if !partial || tick && a.fullDue() {
+	// After a failed publication (lastFull zero) every day goes, so the days
+	// whose changes it took are not lost.
+	if !partial || a.lastFull.IsZero() || tick && a.fullDue() {
 		start := a.cfg.Now() // what it publishes is as of now, however long it takes
 		err = a.publishAvailability(cctx)
 		if err == nil {

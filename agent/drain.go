@@ -86,39 +86,33 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 }
 
 // markDelivered moves STATUS from received to delivered, never backwards: a
-// redelivered request whose outcome is already set leaves it alone. With the
-// revision of "received" (rev) it updates at once; the update fails if the
-// status moved on since, which is then left alone.
+// redelivered request whose outcome is already set leaves it alone. The
+// request carries the revision of its "received" status (rev); without it
+// (queued by a relay from before) the status is read first. The write is
+// conditional on that revision: if the status moved on since, it wins.
 func (a *Agent) markDelivered(ctx context.Context, req services.Request, rev uint64) error {
 	key := subjects.StatusKey(a.clinic, req.ID)
-	if rev > 0 {
-		st := services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID,
-			State: services.StateDelivered, UpdatedAt: a.cfg.Now().UTC()}
-		b, _ := json.Marshal(st)
-		if _, err := a.status.Update(ctx, key, b, rev); err != nil && !errors.Is(err, cjs.ErrRevision) {
+	if rev == 0 {
+		e, err := a.status.Get(ctx, key)
+		switch {
+		case errors.Is(err, cjs.ErrNotFound): // none: create it
+		case err != nil:
 			return err
+		default:
+			var st services.Status
+			if err := json.Unmarshal(e.Value, &st); err != nil {
+				return err
+			}
+			if st.State != services.StateReceived {
+				return nil
+			}
+			rev = e.Revision
 		}
-		return nil
 	}
-	// Without it (a request queued before relays sent it): read, then write.
-	e, err := a.status.Get(ctx, key)
-	var st services.Status
-	switch {
-	case errors.Is(err, cjs.ErrNotFound):
-		st = services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID}
-	case err != nil:
-		return err
-	default:
-		if err := json.Unmarshal(e.Value, &st); err != nil {
-			return err
-		}
-		if st.State != services.StateReceived {
-			return nil
-		}
-		rev = e.Revision
-	}
-	st.State, st.UpdatedAt = services.StateDelivered, a.cfg.Now().UTC()
+	st := services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID,
+		State: services.StateDelivered, UpdatedAt: a.cfg.Now().UTC()}
 	b, _ := json.Marshal(st)
+	var err error
 	if rev == 0 {
 		_, err = a.status.Create(ctx, key, b, 0)
 	} else {

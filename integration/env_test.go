@@ -82,7 +82,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
 	dir := t.TempDir()
-	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0"})
+	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second})
 	ctx := t.Context()
 	a, err := r.Admin(ctx)
 	if err != nil {
@@ -173,7 +173,7 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	}
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, AckWait: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
 		e.t.Fatal(err)

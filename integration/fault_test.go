@@ -90,12 +90,12 @@ type faultAgent struct {
 }
 
 // startAgent runs an agent for creds on conn, dialling url; it publishes a
-// week ahead and has a second to ack before a request is offered again.
+// week ahead (the relay sets how long it has to ack).
 func startAgent(t *testing.T, url string, creds []byte, conn agent.Connector) *faultAgent {
 	t.Helper()
 	d := &crashDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: url, Creds: creds, Logger: testLogger(t), Days: 7,
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, AckWait: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}}, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -79,18 +78,8 @@ func TestIsolation(t *testing.T) {
 	if e, err := own.Get(ctx, "cedar.2030-01-01"); err != nil || string(e.Value) != `{}` {
 		t.Fatalf("own availability read back: %q %v", e.Value, err)
 	}
-	if _, err := cjs.EnsureAgentConsumer(ctx, js, "cedar", 0); err != nil {
-		t.Fatalf("own consumer: %v", err)
-	}
-	// Its own create subject with A's filter in the body: the server
-	// refuses the mismatch (this one is not a permission violation).
-	spy := cjs.AgentConsumer("cedar", 0)
-	spy.FilterSubject = ""
-	spy.FilterSubjects = []string{subjects.ClinicFilter("aspen")}
-	body, _ := json.Marshal(map[string]any{"stream_name": subjects.StreamRequests, "config": spy, "action": "create"})
-	if m, err := nc.Request("$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar.clinic.cedar.>", body, 2*time.Second); err != nil ||
-		!strings.Contains(string(m.Data), `"error"`) {
-		t.Fatalf("own create subject with A's filter_subjects: %v %s", err, m.Data)
+	if _, err := cjs.AskAgentConsumer(ctx, js, "cedar"); err != nil {
+		t.Fatalf("own consumer, from the relay: %v", err)
 	}
 
 	pubs := []struct{ name, subject, body string }{
@@ -108,6 +97,9 @@ func TestIsolation(t *testing.T) {
 		{"create A's consumer", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_aspen.clinic.aspen.>", `{}`},
 		{"own consumer name, A's filter", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar.clinic.aspen.>", `{}`},
 		{"unfiltered create", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar", `{}`},
+		{"own consumer as a push consumer to A's inbox", "$JS.API.CONSUMER.CREATE.REQUESTS.agent_cedar.clinic.cedar.>",
+			`{"stream_name":"REQUESTS","config":{"durable_name":"agent_cedar","filter_subject":"clinic.cedar.>","deliver_subject":"_INBOX_aspen.x","ack_policy":"explicit"}}`},
+		{"ask the relay for A's consumer", "relay.agents.aspen.consumer", ""},
 		{"rewrite A's profile", "$KV.CLINICS.aspen", `{}`},
 		{"rewrite own profile", "$KV.CLINICS.cedar", `{}`},
 		{"publish a request", "clinic.aspen.requests", `{}`},

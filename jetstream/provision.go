@@ -91,9 +91,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 	return nil
 }
 
-// AgentConsumer is the durable pull consumer of one clinic's agent. The agent
-// creates it through the filtered create subject its permissions name
-// (subjects.AgentPermissions), so only clinics with a live agent have one.
+// AgentConsumer is the durable pull consumer of one clinic's agent. The relay
+// makes it when the agent asks (AgentConsumers), so only clinics with a live
+// agent have one, and the agent has no say in its config.
 //
 // Its state is kept in memory: nats-server stops a file-backed consumer in
 // about 10 ms (consumerFileStore.waitOnFlusher polls every 10 ms), one after
@@ -117,14 +117,4 @@ func AgentConsumer(clinic string, ackWait time.Duration) jetstream.ConsumerConfi
 		InactiveThreshold: AgentIdle,
 		MemoryStorage:     true,
 	}
-}
-
-// EnsureAgentConsumer creates the clinic's consumer, or updates it to the
-// current definition; the agent calls it whenever it (re)connects.
-func EnsureAgentConsumer(ctx context.Context, js jetstream.JetStream, clinic string, ackWait time.Duration) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, AgentConsumer(clinic, ackWait))
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", subjects.AgentConsumer(clinic), err)
-	}
-	return c, nil
 }

@@ -59,6 +59,9 @@ type Booker struct {
 	// so a slot stays taken while the clinic is offline.
 	HoldTTL time.Duration
 	Now     func() time.Time
+	// UndoRetry is the first wait before an undo that failed is tried
+	// again (default 1s; it doubles each time).
+	UndoRetry time.Duration
 }
 
 // Booked is what a patient gets back: the secret status token and the status.
@@ -103,6 +106,31 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 // queued. It runs on a context of its own: the caller's is often the one that
 // timed out or was cancelled, and the slot must not stay held.
 func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
+	err := b.tryUndo(ctx, req, status)
+	if err != nil {
+		go b.undoLater(context.WithoutCancel(ctx), req, status)
+	}
+	return err
+}
+
+// undoLater keeps trying an undo that failed (most often NATS was gone),
+// backing off for about eight minutes: otherwise the slot would stay held
+// until it starts. A relay that stops meanwhile leaves it held.
+func (b *Booker) undoLater(ctx context.Context, req Request, status bool) {
+	wait := b.UndoRetry
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for range 10 {
+		time.Sleep(wait)
+		if b.tryUndo(ctx, req, status) == nil {
+			return
+		}
+		wait *= 2
+	}
+}
+
+func (b *Booker) tryUndo(ctx context.Context, req Request, status bool) error {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	var errs []error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,13 +16,23 @@ import (
 // fails once its ctx is done.
 
 type memHolds struct {
-	held map[string]string // clinic/slot → request ID
-	err  error             // returned by Hold when set
+	mu          sync.Mutex
+	held        map[string]string // clinic/slot → request ID
+	err         error             // returned by Hold when set
+	failRelease int               // Release fails this many times first
+}
+
+func (h *memHolds) heldBy(clinic, slot string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held[clinic+"/"+slot]
 }
 
 var _ services.Holds = (*memHolds)(nil)
 
 func (h *memHolds) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -36,8 +47,14 @@ func (h *memHolds) Hold(ctx context.Context, clinic, slot, requestID string, ttl
 }
 
 func (h *memHolds) Release(ctx context.Context, clinic, slot, requestID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if h.failRelease > 0 {
+		h.failRelease--
+		return errors.New("nats: connection closed")
 	}
 	if h.held[clinic+"/"+slot] == requestID {
 		delete(h.held, clinic+"/"+slot)
@@ -278,6 +295,28 @@ func TestBooker_Request_PublishCancelled(t *testing.T) {
 		t.Fatalf("Request() = %v, want %v", err, context.Canceled)
 	}
 	b.assertNothingLeft(t, "")
+}
+
+// TestBooker_Request_UndoRetried: an undo that fails (NATS gone) is tried
+// again until the hold is released, so the slot is not held until it starts.
+func TestBooker_Request_UndoRetried(t *testing.T) {
+	b := newBooking(t)
+	b.Booker.UndoRetry = 10 * time.Millisecond
+	b.holds.failRelease = 3
+	b.outbox.err = services.Errorf(services.EUnavailable, "the booking service is busy")
+	if _, err := b.Request(t.Context(), "maple", bookingRequest()); services.ErrorCode(err) != services.EUnavailable {
+		t.Fatalf("Request() = %v, want unavailable", err)
+	}
+	if b.holds.heldBy("maple", freeSlot.ID) == "" {
+		t.Fatal("the failing release released the hold")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.holds.heldBy("maple", freeSlot.ID) != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("hold still there 5s after the failed undo")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // assertNothingLeft checks that no request was published, no status is kept

@@ -25,16 +25,15 @@ type Permissions struct {
 //
 // Never listed, on purpose: "$JS.>", the bare "$JS.API.DIRECT.GET.<stream>"
 // (its JSON body reads any key, nats-server#5203), "$JS.API.STREAM.MSG.GET.*",
-// an unfiltered CONSUMER.CREATE (filter_subjects cannot be restricted, #6180)
-// or a create for any filter but its own,
+// any CONSUMER.CREATE (filter_subjects cannot be restricted, #6180, and even
+// the filtered create lets the agent pick a deliver_subject, #8274),
 // "_INBOX.>", and "$JS.API.STREAM.INFO.<stream>", whose subjects_filter
 // lists every key of a bucket (the agent uses keys through their subjects).
 func AgentPermissions(clinic string) Permissions {
 	c := AgentConsumer(clinic)
 	pub := []string{
-		// The filtered create: the server refuses a config whose filter is
-		// not the subject's, and filter_subjects with it.
-		"$JS.API.CONSUMER.CREATE." + StreamRequests + "." + c + "." + ClinicFilter(clinic),
+		// The relay makes the consumer, with a config the agent cannot choose.
+		AgentConsumerRequest(clinic),
 		"$JS.API.CONSUMER.INFO." + StreamRequests + "." + c,
 		"$JS.API.CONSUMER.MSG.NEXT." + StreamRequests + "." + c,
 		"$JS.ACK." + StreamRequests + "." + c + ".>",

@@ -84,8 +84,17 @@ func Requests(clinic string) string { return "clinic." + clinic + ".requests" }
 // (requests now; cancellations and intake later), the filter of its consumer.
 func ClinicFilter(clinic string) string { return "clinic." + clinic + ".>" }
 
-// AgentConsumer is "agent_<clinic>": the durable pull consumer the relay makes at onboarding.
+// AgentConsumer is "agent_<clinic>": the durable pull consumer the relay makes
+// when the clinic's agent asks (AgentConsumerRequest).
 func AgentConsumer(clinic string) string { return "agent_" + clinic }
+
+// AgentConsumerRequest is "relay.agents.<clinic>.consumer": an agent asks the
+// relay here to make (or mend) its consumer; AllAgentConsumerRequests is
+// what the relay listens on.
+func AgentConsumerRequest(clinic string) string { return "relay.agents." + clinic + ".consumer" }
+
+// AllAgentConsumerRequests is "relay.agents.*.consumer".
+const AllAgentConsumerRequests = "relay.agents.*.consumer"
 
 // AgentInboxPrefix is "_INBOX_<clinic>": the inbox prefix an agent must use, so
 // that its replies cannot be read by any other clinic.

@@ -54,7 +54,7 @@ func TestValidSlotID(t *testing.T) {
 func TestAgentPermissions(t *testing.T) {
 	want := Permissions{
 		PubAllow: []string{
-			"$JS.API.CONSUMER.CREATE.REQUESTS.agent_maple.clinic.maple.>",
+			"relay.agents.maple.consumer",
 			"$JS.API.CONSUMER.INFO.REQUESTS.agent_maple",
 			"$JS.API.CONSUMER.MSG.NEXT.REQUESTS.agent_maple",
 			"$JS.ACK.REQUESTS.agent_maple.>",

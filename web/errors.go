@@ -103,7 +103,10 @@ func (s *Server) pausable(next echo.HandlerFunc) echo.HandlerFunc {
 		defer context.AfterFunc(link, cancel)()
 		c.SetRequest(req.WithContext(ctx))
 		err := next(c)
-		if err != nil && link.Err() != nil && !c.Response().Committed {
+		// Only an answer NATS was to give becomes "paused"; a 409 or a 422
+		// stays what it is.
+		if err != nil && link.Err() != nil && !c.Response().Committed &&
+			(services.ErrorCode(err) == services.EUnavailable || errors.Is(err, context.Canceled)) {
 			return s.paused(c)
 		}
 		return err

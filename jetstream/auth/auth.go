@@ -109,7 +109,6 @@ func (k *Keys) loadOrCreateKey(name string, create func() (nkeys.KeyPair, error)
 	return kp, nil
 }
 
-// writeFile writes data atomically with mode 0600.
 // agentsFile lists the agent user keys issued for clinic, one file per
 // clinic so that onboarding the ten-thousandth clinic writes one small file.
 func agentsFile(clinic string) string { return filepath.Join("agents", clinic+".json") }
@@ -145,6 +144,7 @@ func (k *Keys) splitAgents() error {
 	return os.Remove(filepath.Join(k.dir, "agents.json"))
 }
 
+// writeFile writes data atomically with mode 0600.
 func writeFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {

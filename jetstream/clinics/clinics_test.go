@@ -3,6 +3,7 @@ package clinics_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -76,8 +77,13 @@ func TestAdmin_AddAndRevoke(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := cjs.EnsureAgentConsumer(ctx, js, "maple", 0); err != nil {
-		t.Fatalf("agent creates its own consumer: %v", err)
+	// The relay makes the agent's consumer when it asks (maple is active).
+	ac := &cjs.AgentConsumers{JS: admin.JS, Logger: slog.New(slog.DiscardHandler), Active: func(c string) bool { return c == "maple" }}
+	if _, err := ac.Serve(admin.JS.Conn()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cjs.AskAgentConsumer(ctx, js, "maple"); err != nil {
+		t.Fatalf("agent gets its consumer: %v", err)
 	}
 	kv := cjs.NewBucket(js, subjects.BucketAvailability)
 	if _, err := kv.Put(ctx, "maple.2026-01-01", []byte("{}")); err != nil {

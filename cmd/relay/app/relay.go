@@ -30,6 +30,7 @@ type Config struct {
 	NATSURL    string // external mode: an existing NATS server or cluster
 	CredsFile  string // external mode: the web front's creds
 	Replicas   int
+	AckWait    time.Duration // how long an agent has to ack a request (tests shorten it)
 	HoldTTL    time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -111,6 +112,12 @@ func (r *Relay) start(ctx context.Context) error {
 			r.log.Error("catalog watch stopped; pages are frozen until restart", "err", err.Error())
 		}
 	}()
+	// Agents ask the relay for their consumers; it makes them to its own config.
+	ac := &cjs.AgentConsumers{JS: adminJS, AckWait: r.cfg.AckWait, Logger: r.log,
+		Active: func(c string) bool { cl, ok := r.Catalog.Clinic(c); return ok && !cl.Revoked }}
+	if _, err := ac.Serve(adminJS.Conn()); err != nil {
+		return err
+	}
 	if r.Node != nil {
 		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL()})
 	}
