@@ -5,17 +5,16 @@ package web
 import (
 	"context"
 	"embed"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/clinicrelay/clinicrelay/internal/httpserve"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -154,40 +153,7 @@ func (s *Server) Handler() http.Handler { return s.e }
 
 // Serve serves on ln until ctx ends, then shuts down within 10s.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	// Connections that have sent nothing yet hold Shutdown for 5 s (net/http
-	// counts them idle only then); clients dial such spares ahead of need.
-	// They are closed at once when the server stops.
-	var mu sync.Mutex
-	fresh := map[net.Conn]bool{}
 	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-		ConnState: func(c net.Conn, st http.ConnState) {
-			mu.Lock()
-			defer mu.Unlock()
-			if st == http.StateNew {
-				fresh[c] = true
-			} else {
-				delete(fresh, c)
-			}
-		}}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(sctx) }()
-	mu.Lock()
-	for c := range fresh {
-		c.Close()
-	}
-	mu.Unlock()
-	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	return httpserve.Serve(ctx, srv, ln, 10*time.Second)
 }

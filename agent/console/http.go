@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/clinicrelay/clinicrelay/internal/httpserve"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -93,21 +94,8 @@ func (c *Console) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	c.log.Info("console listening", "addr", ln.Addr().String())
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("console: serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("console: shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	if err := httpserve.Serve(ctx, srv, ln, shutdownTimeout); err != nil {
 		return fmt.Errorf("console: serve: %w", err)
 	}
 	c.log.Info("console stopped")
