@@ -257,6 +257,10 @@ func (a *Agent) consume(ctx context.Context) {
 		case <-cc.Closed():
 		}
 		cc.Stop()
+		select { // not in a tight loop if it keeps ending at once
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 
