@@ -32,7 +32,17 @@ type Config struct {
 	// nowhere and serves in-process connections only. Port 0 picks a free port.
 	Listen string
 	Logger *slog.Logger
+	// EncryptionKey, when set, encrypts the JetStream store at rest
+	// (ChaCha20-Poly1305). A store once encrypted refuses to start without it.
+	EncryptionKey string
 }
+
+// ErrNeedsKey means the data dir's store is encrypted and no key was given.
+var ErrNeedsKey = errors.New("the JetStream store in this data dir is encrypted: pass --encryption-key-file FILE or set CLINICRELAY_ENCRYPTION_KEY")
+
+// encryptedMark is the file that says the store is encrypted, so that a start
+// without the key stops instead of finding (and re-making) empty streams.
+const encryptedMark = "jetstream.encrypted"
 
 // Node is a running embedded server.
 type Node struct {
@@ -98,6 +108,15 @@ func Start(cfg Config) (*Node, error) {
 }
 
 func start(cfg Config, lock *os.File) (*Node, error) {
+	mark := filepath.Join(cfg.DataDir, encryptedMark)
+	if _, err := os.Stat(mark); err == nil && cfg.EncryptionKey == "" {
+		return nil, ErrNeedsKey
+	}
+	if cfg.EncryptionKey != "" {
+		if err := os.WriteFile(mark, []byte("the JetStream store is encrypted at rest\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
 	keys, err := auth.Open(filepath.Join(cfg.DataDir, "auth"))
 	if err != nil {
 		return nil, err
@@ -144,6 +163,9 @@ func options(cfg Config, keys *auth.Keys) (*server.Options, error) {
 		AccountResolver:  res,
 		NoSigs:           true,
 		MaxPayload:       1 << 20,
+	}
+	if cfg.EncryptionKey != "" {
+		opts.JetStreamKey, opts.JetStreamCipher = cfg.EncryptionKey, server.ChaCha
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true

@@ -50,7 +50,11 @@ func withAdmin(ctx context.Context, dir string, fn func(context.Context, *adminS
 	if err := CheckDataDir(dir); err != nil {
 		return err
 	}
-	n, err := node.Start(node.Config{DataDir: dir})
+	key, err := storeKey(dir, "", false)
+	if err != nil {
+		return err
+	}
+	n, err := node.Start(node.Config{DataDir: dir, EncryptionKey: key})
 	if errors.Is(err, node.ErrRunning) {
 		return withRunning(ctx, dir, fn)
 	}

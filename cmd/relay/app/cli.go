@@ -18,7 +18,7 @@ import (
 )
 
 const usage = `usage:
-  relay serve [--data DIR] [--http ADDR] [--nats-listen ADDR]
+  relay serve [--data DIR] [--http ADDR] [--nats-listen ADDR] [--encryption-key-file FILE]
   relay serve --nats-url URL --creds FILE [--http ADDR]
   relay demo [serve flags] [--console ADDR]
   relay clinic add --slug SLUG --name NAME --timezone ZONE [--out DIR] [--data DIR]

@@ -31,9 +31,11 @@ type Config struct {
 	CredsFile  string // external mode: the web front's creds
 	Replicas   int
 	AckWait    time.Duration // how long an agent has to ack a request (tests shorten it)
-	HoldTTL    time.Duration
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// EncryptionKey encrypts the embedded JetStream store at rest ("": not).
+	EncryptionKey string
+	HoldTTL       time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Relay is a running relay.
@@ -166,7 +168,11 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 		js, _ := jetstream.New(nc)
 		return nc, js, nil
 	}
-	n, err := node.Start(node.Config{DataDir: r.cfg.DataDir, Listen: r.cfg.NATSListen, Logger: r.log})
+	if r.cfg.EncryptionKey == "" {
+		r.log.Warn("the JetStream store is not encrypted at rest: pass --encryption-key-file or set " + keyEnv)
+	}
+	n, err := node.Start(node.Config{DataDir: r.cfg.DataDir, Listen: r.cfg.NATSListen, Logger: r.log,
+		EncryptionKey: r.cfg.EncryptionKey})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -34,6 +34,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	fs.StringVar(&cfg.CredsFile, "creds", "", "creds file for --nats-url")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a cluster)")
 	consoleAddr := fs.String("console", "127.0.0.1:8081", "demo only: the demo clinic's front-desk console")
+	keyFile := fs.String("encryption-key-file", "", "encrypt the JetStream store at rest with the key in FILE (or set "+keyEnv+
+		"; demo generates DATA/"+demoKeyFile+")")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -50,6 +52,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 		if st, err := os.Stat(cfg.DataDir); err == nil && !st.IsDir() {
 			return fmt.Errorf("data dir %s is not a directory", cfg.DataDir)
 		}
+		var err error
+		if cfg.EncryptionKey, err = storeKey(cfg.DataDir, *keyFile, demo); err != nil {
+			return err
+		}
+	} else if *keyFile != "" {
+		return fmt.Errorf("--encryption-key-file is for the embedded NATS; an existing server encrypts its own store: %w", errUsage)
 	}
 	cfg.Logger = logger(stderr)
 	start := time.Now()

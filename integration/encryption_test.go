@@ -1,0 +1,80 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/jetstream/node"
+)
+
+// TestEncryptionAtRest: a request waiting in REQUESTS for an offline clinic
+// can be read from the relay's disk without a key, and cannot with one; an
+// encrypted data dir refuses to start without its key.
+func TestEncryptionAtRest(t *testing.T) {
+	marker := "marker-" + strings.Repeat("q", 8) + time.Now().Format("150405.000000")
+	plain := t.TempDir()
+	queueWithMarker(t, plain, "", marker)
+	if !dirHas(t, plain, marker) {
+		t.Fatal("control: the marker is not on disk without encryption, so this test proves nothing")
+	}
+	sealed := t.TempDir()
+	queueWithMarker(t, sealed, "a-key-of-at-least-16-chars", marker)
+	if dirHas(t, sealed, marker) {
+		t.Fatal("the request's text is readable on the relay's disk with encryption on")
+	}
+	_, err := app.Start(t.Context(), app.Config{DataDir: sealed, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	if !errors.Is(err, node.ErrNeedsKey) {
+		t.Fatalf("start without the key: %v, want %v", err, node.ErrNeedsKey)
+	}
+}
+
+// queueWithMarker runs a relay on dir (encrypted with key when set), queues
+// one request whose reason is marker for a clinic whose agent is away, and
+// stops the relay so that everything is on disk.
+func queueWithMarker(t *testing.T, dir, key, marker string) {
+	t.Helper()
+	r, err := app.Start(t.Context(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
+		EncryptionKey: key, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(t.Context())
+	defer r.Shutdown()
+	env := &Env{t: t, Relay: r, DataDir: dir, ctx: t.Context()}
+	if env.Admin, err = r.Admin(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ag := env.MustStartAgent(env.MustAddClinic("pine"), nil, nil)
+	web := newClient(t, r.HTTPURL())
+	slot := firstSlot(t, web, "pine")
+	ag.Stop()
+	req := validRequest(slot)
+	req["reason"] = marker
+	if code := web.JSON("POST", "/api/v1/clinics/pine/requests", req, nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+}
+
+// dirHas says whether any file under dir contains s.
+func dirHas(t *testing.T, dir, s string) bool {
+	t.Helper()
+	found := false
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
