@@ -38,6 +38,10 @@ type Config struct {
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
+	// CAFile verifies the relay's TLS certificate (default: the system's roots).
+	CAFile string
+	// RequireTLS refuses a relay that does not offer TLS.
+	RequireTLS bool
 	// Dialer options added last, for tests (e.g. nats.InProcessServer).
 	NATSOptions []nats.Option
 	Now         func() time.Time
@@ -145,6 +149,12 @@ func (a *Agent) connect() error {
 			a.log.Info("reconnected to relay")
 			a.signal()
 		}),
+	}
+	if a.cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(a.cfg.CAFile))
+	}
+	if a.cfg.RequireTLS {
+		opts = append(opts, nats.Secure())
 	}
 	nc, err := nats.Connect(a.cfg.NATSURL, append(opts, a.cfg.NATSOptions...)...)
 	if err != nil {

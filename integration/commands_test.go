@@ -99,6 +99,8 @@ func TestCommands_BadInput(t *testing.T) {
 	dir := stoppedDataDir(t)
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, []byte("x"), 0o600)
+	shortKey := filepath.Join(t.TempDir(), "short.key")
+	os.WriteFile(shortKey, []byte("short\n"), 0o600)
 	if code, _, stderr := relayCmd(t, "clinic", "add", "--slug", "dup", "--name", "Dup", "--timezone", "UTC",
 		"--out", t.TempDir(), "--data", dir); code != 0 {
 		t.Fatal(stderr)
@@ -135,6 +137,11 @@ func TestCommands_BadInput(t *testing.T) {
 		{"serve creds without url", []string{"serve", "--creds", "web.creds"}, 2, "goes with --nats-url"},
 		{"serve unreachable nats", []string{"serve", "--nats-url", "nats://127.0.0.1:1", "--http", "127.0.0.1:0"}, 1, "connect nats://127.0.0.1:1"},
 		{"serve bad replicas", []string{"serve", "--replicas", "9"}, 1, "--replicas"},
+		{"serve tls cert without key", []string{"serve", "--tls-cert", "cert.pem"}, 2, "--tls-cert goes with --tls-key"},
+		{"serve require tls without certs", []string{"serve", "--require-tls"}, 1, "--require-tls needs"},
+		{"serve missing tls files", []string{"serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+			"--tls-cert", "nope.pem", "--tls-key", "nope.pem"}, 1, "nats tls"},
+		{"serve short encryption key", []string{"serve", "--data", t.TempDir(), "--encryption-key-file", shortKey}, 1, "at least 16 characters"},
 		{"serve data is a file", []string{"serve", "--data", notDir}, 1, "not a directory"},
 		{"serve bad listen", []string{"serve", "--data", t.TempDir(), "--nats-listen", "nope", "--http", "127.0.0.1:0"}, 1, "nats listen"},
 		{"demo on external nats", []string{"demo", "--nats-url", "nats://x", "--creds", "f"}, 1, "embedded"},

@@ -35,6 +35,9 @@ type Config struct {
 	// EncryptionKey, when set, encrypts the JetStream store at rest
 	// (ChaCha20-Poly1305). A store once encrypted refuses to start without it.
 	EncryptionKey string
+	// TLSCert and TLSKey, when set, make the NATS listener TLS only: a client
+	// that does not speak TLS is refused. In-process connections need none.
+	TLSCert, TLSKey string
 }
 
 // ErrNeedsKey means the data dir's store is encrypted and no key was given.
@@ -167,6 +170,13 @@ func options(cfg Config, keys *auth.Keys) (*server.Options, error) {
 	if cfg.EncryptionKey != "" {
 		opts.JetStreamKey, opts.JetStreamCipher = cfg.EncryptionKey, server.ChaCha
 	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("nats tls: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 2
+	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
 		return opts, nil
@@ -191,7 +201,7 @@ func (n *Node) ClientURL() string {
 	if n.ns.Addr() == nil {
 		return ""
 	}
-	return n.ns.ClientURL()
+	return n.ns.ClientURL() // tls:// when the listener has TLS
 }
 
 // Connect opens a connection with creds, in-process when the node does not listen.

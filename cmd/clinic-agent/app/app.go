@@ -19,6 +19,7 @@ import (
 
 const usage = `usage:
   clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR] [--console-hosts NAMES]
+                   [--ca FILE] [--require-tls]
 `
 
 // errUsage makes Main exit 2 with the usage text.
@@ -37,6 +38,8 @@ type Config struct {
 	ConsoleAddr string
 	// ConsoleHosts are the host names staff use to reach the console.
 	ConsoleHosts []string
+	CAFile       string // verifies the relay's TLS certificate (default: system roots)
+	RequireTLS   bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file from `relay clinic add`")
 	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "local store of the console connector")
 	fs.StringVar(&cfg.ConsoleAddr, "console", "127.0.0.1:8081", "front-desk console listen address (clinic LAN)")
+	fs.StringVar(&cfg.CAFile, "ca", "", "CA certificate (PEM) that signed the relay's TLS certificate (default: system roots)")
+	fs.BoolVar(&cfg.RequireTLS, "require-tls", false, "refuse a relay that does not offer TLS")
 	hosts := fs.String("console-hosts", "", "comma-separated host names the console answers to besides IP addresses and localhost")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
@@ -82,7 +87,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	defer con.Close()
-	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log}, con)
+	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
+		RequireTLS: cfg.RequireTLS}, con)
 	if err != nil {
 		return err
 	}

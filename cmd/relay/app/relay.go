@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,9 +34,13 @@ type Config struct {
 	AckWait    time.Duration // how long an agent has to ack a request (tests shorten it)
 	// EncryptionKey encrypts the embedded JetStream store at rest ("": not).
 	EncryptionKey string
-	HoldTTL       time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// TLSCert/TLSKey make the embedded NATS listener TLS only; HTTPSCert/
+	// HTTPSKey serve the web front over HTTPS.
+	TLSCert, TLSKey     string
+	HTTPSCert, HTTPSKey string
+	HoldTTL             time.Duration
+	Logger              *slog.Logger
+	Now                 func() time.Time
 }
 
 // Relay is a running relay.
@@ -90,13 +95,20 @@ func (r *Relay) start(ctx context.Context) error {
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
 	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now,
-		NATS: r.link.current})
+		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != ""})
 	if err != nil {
 		return err
 	}
 	r.ln, err = net.Listen("tcp", r.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", r.cfg.HTTPAddr, err)
+	}
+	if r.cfg.HTTPSCert != "" || r.cfg.HTTPSKey != "" {
+		cert, err := tls.LoadX509KeyPair(r.cfg.HTTPSCert, r.cfg.HTTPSKey)
+		if err != nil {
+			return fmt.Errorf("https: %w", err)
+		}
+		r.ln = tls.NewListener(r.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	// The catalog must catch up before the relay serves: a page served from
 	// an empty catalog would say no clinic exists.
@@ -172,7 +184,7 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 		r.log.Warn("the JetStream store is not encrypted at rest: pass --encryption-key-file or set " + keyEnv)
 	}
 	n, err := node.Start(node.Config{DataDir: r.cfg.DataDir, Listen: r.cfg.NATSListen, Logger: r.log,
-		EncryptionKey: r.cfg.EncryptionKey})
+		EncryptionKey: r.cfg.EncryptionKey, TLSCert: r.cfg.TLSCert, TLSKey: r.cfg.TLSKey})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -205,7 +217,12 @@ func (r *Relay) options() cjs.Options {
 }
 
 // HTTPURL is the web front's base URL.
-func (r *Relay) HTTPURL() string { return "http://" + r.ln.Addr().String() }
+func (r *Relay) HTTPURL() string {
+	if r.cfg.HTTPSCert != "" {
+		return "https://" + r.ln.Addr().String()
+	}
+	return "http://" + r.ln.Addr().String()
+}
 
 // NATSURL is where agents dial, or "" in external mode.
 func (r *Relay) NATSURL() string {

@@ -36,8 +36,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	consoleAddr := fs.String("console", "127.0.0.1:8081", "demo only: the demo clinic's front-desk console")
 	keyFile := fs.String("encryption-key-file", "", "encrypt the JetStream store at rest with the key in FILE (or set "+keyEnv+
 		"; demo generates DATA/"+demoKeyFile+")")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate (PEM) of the NATS listener: agents then connect over TLS only")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "its private key (PEM)")
+	fs.StringVar(&cfg.HTTPSCert, "https-cert", "", "certificate (PEM) of the web front: it then serves HTTPS only")
+	fs.StringVar(&cfg.HTTPSKey, "https-key", "", "its private key (PEM)")
+	requireTLS := fs.Bool("require-tls", false, "refuse to start unless NATS and HTTP both have TLS")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.HTTPSCert == "") != (cfg.HTTPSKey == "") {
+		return fmt.Errorf("--tls-cert goes with --tls-key, and --https-cert with --https-key: %w", errUsage)
+	}
+	if *requireTLS && (cfg.HTTPSCert == "" || cfg.TLSCert == "" && cfg.NATSURL == "") {
+		return fmt.Errorf("--require-tls needs --https-cert/--https-key, and --tls-cert/--tls-key for the embedded NATS")
 	}
 	if cfg.CredsFile != "" && cfg.NATSURL == "" {
 		return fmt.Errorf("--creds goes with --nats-url (the embedded node makes its own): %w", errUsage)
