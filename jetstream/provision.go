@@ -9,18 +9,19 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
 // Limits that shape the streams. They are variables of the definitions, not
 // flags: changing one is a reviewed change to what every deployment gets.
 const (
-	RequestMaxAge      = 30 * 24 * time.Hour // an undelivered request leaves after 30 days
-	RequestDedupe      = 10 * time.Minute    // Nats-Msg-Id (the request id) window
-	RequestsPerClinic  = 10_000              // per clinic and kind; DiscardNewPerSubject refuses more
-	MaxClinicConsumers = 50_000              // nats-server 2.15 defaults MaxConsumers to 1000 a stream
-	StatusTTL          = 30 * 24 * time.Hour
-	HoldMarkerTTL      = time.Minute // how long a hold's expiry marker stays
+	RequestMaxAge      = services.RequestLifetime // an undelivered request leaves after 30 days
+	RequestDedupe      = 10 * time.Minute         // Nats-Msg-Id (the request id) window
+	RequestsPerClinic  = 10_000                   // per clinic and kind; DiscardNewPerSubject refuses more
+	MaxClinicConsumers = 50_000                   // nats-server 2.15 defaults MaxConsumers to 1000 a stream
+	StatusTTL          = services.StatusLifetime  // 37 days: "expired" stays readable a week
+	HoldMarkerTTL      = time.Minute              // how long a hold's expiry marker stays
 	// Value caps: a day's slots, a status, a hold, a profile. An agent
 	// cannot grow the web front's in-memory mirror past these.
 	MaxDayBytes    = 256 << 10

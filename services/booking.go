@@ -147,5 +147,9 @@ func (b *Booker) Status(ctx context.Context, token string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return b.Statuses.GetStatus(ctx, clinic, id)
+	st, err := b.Statuses.GetStatus(ctx, clinic, id)
+	if err != nil {
+		return st, err
+	}
+	return st.At(b.Now()), nil
 }

@@ -352,3 +352,29 @@ func TestBooker_Status_ErrNotFound(t *testing.T) {
 		}
 	}
 }
+
+// TestBooker_Status_Expired: a request still "received" after
+// RequestLifetime has left the queue undelivered and reads "expired"; one the
+// clinic has is not touched.
+func TestBooker_Status_Expired(t *testing.T) {
+	for _, tt := range []struct {
+		state string
+		age   time.Duration
+		want  string
+	}{
+		{services.StateReceived, services.RequestLifetime - time.Hour, services.StateReceived},
+		{services.StateReceived, services.RequestLifetime + time.Hour, services.StateExpired},
+		{services.StateDelivered, services.RequestLifetime + time.Hour, services.StateDelivered},
+		{services.StateBooked, services.RequestLifetime + time.Hour, services.StateBooked},
+	} {
+		b := newBooking(t)
+		tok := services.NewToken()
+		id := services.RequestIDFor(tok)
+		b.statuses.byKey["maple/"+id] = services.Status{RequestID: id, ClinicID: "maple", State: tt.state,
+			UpdatedAt: bookNow.Add(-tt.age)}
+		st, err := b.Status(t.Context(), services.StatusToken("maple", tok))
+		if err != nil || st.State != tt.want {
+			t.Errorf("%s, %s old: %q %v; want %q", tt.state, tt.age, st.State, err, tt.want)
+		}
+	}
+}

@@ -23,6 +23,24 @@ type Status struct {
 	UpdatedAt    time.Time `json:"updated_at"`
 }
 
+// RequestLifetime is how long a request waits for its clinic: REQUESTS
+// drops it after that (MaxAge), and its status then reads "expired".
+const RequestLifetime = 30 * 24 * time.Hour
+
+// StatusLifetime is how long a status is kept: a week past RequestLifetime,
+// so a patient can still read that their request expired.
+const StatusLifetime = RequestLifetime + 7*24*time.Hour
+
+// At is the status as it stands at now: a request still "received" after
+// RequestLifetime has left the clinic's queue undelivered and reads
+// "expired".
+func (s Status) At(now time.Time) Status {
+	if s.State == StateReceived && now.Sub(s.UpdatedAt) > RequestLifetime {
+		s.State = StateExpired
+	}
+	return s
+}
+
 // Final reports whether the clinic has decided.
 func (s Status) Final() bool {
 	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired
