@@ -119,6 +119,10 @@ func IsClinicKey(key string) bool { return !strings.Contains(key, ".") }
 // ClinicSubKey is "<clinic>.<suffix>" in CLINICS: a key the agent writes (KeySeen, KeyProviders).
 func ClinicSubKey(clinic, suffix string) string { return clinic + "." + suffix }
 
+// KVKeyUnder is "<clinic>.*": every key one token under a clinic in any
+// bucket, the filter that finds them all.
+func KVKeyUnder(clinic string) string { return clinic + ".*" }
+
 // KVSubject is "$KV.<bucket>.<key>": the subject a KV key is stored under.
 func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 

@@ -25,6 +25,7 @@ const usage = `usage:
   relay clinic add --slug SLUG --name NAME --timezone ZONE [--out DIR] [--data DIR]
   relay clinic list [--data DIR]
   relay clinic revoke SLUG [--data DIR]
+  relay clinic purge SLUG [--data DIR]
   relay creds operator [--out FILE] [--data DIR]
 `
 
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdClinicList(ctx, rest[1:], stdout, stderr)
 		case "revoke":
 			return cmdClinicRevoke(ctx, rest[1:], stdout, stderr)
+		case "purge":
+			return cmdClinicPurge(ctx, rest[1:], stdout, stderr)
 		}
 	case "creds":
 		if len(rest) > 0 && rest[0] == "operator" {
@@ -157,32 +160,54 @@ func cmdClinicList(ctx context.Context, args []string, stdout, stderr io.Writer)
 	})
 }
 
-func cmdClinicRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("clinic revoke", stderr)
-	data := fs.String("data", "./data", "relay data dir")
-	// Accept the slug before or after the flags.
-	var slug string
+// slugCommand parses `relay clinic NAME SLUG [--data DIR]`, the slug before
+// or after the flags.
+func slugCommand(name string, args []string, stderr io.Writer) (slug, data string, err error) {
+	fs := newFlags("clinic "+name, stderr)
+	dataDir := fs.String("data", "./data", "relay data dir")
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		slug, args = args[0], args[1:]
 	}
 	if err := parse(fs, args, 1); err != nil {
-		return err
+		return "", "", err
 	}
 	if slug == "" {
 		slug = fs.Arg(0)
 	}
 	if slug == "" {
-		return fmt.Errorf("clinic revoke needs a SLUG: %w", errUsage)
+		return "", "", fmt.Errorf("clinic %s needs a SLUG: %w", name, errUsage)
 	}
-	if err := subjects.ValidClinicID(slug); err != nil {
+	return slug, *dataDir, subjects.ValidClinicID(slug)
+}
+
+func cmdClinicRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	slug, data, err := slugCommand("revoke", args, stderr)
+	if err != nil {
 		return err
 	}
-	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+	return withAdmin(ctx, data, func(ctx context.Context, a *adminSession) error {
 		n, err := a.Revoke(ctx, slug)
 		if err != nil {
 			return fieldError(err)
 		}
 		fmt.Fprintf(stdout, "clinic %s revoked: %d agent credential(s) cut off; requests already queued stay in REQUESTS.\n", slug, n)
+		return nil
+	})
+}
+
+func cmdClinicPurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	slug, data, err := slugCommand("purge", args, stderr)
+	if err != nil {
+		return err
+	}
+	return withAdmin(ctx, data, func(ctx context.Context, a *adminSession) error {
+		p, err := a.Purge(ctx, slug)
+		if err != nil {
+			return fieldError(err)
+		}
+		fmt.Fprintf(stdout, "clinic %s purged: %d agent credential(s) revoked, %d queued request(s) removed, keys purged: "+
+			"%d CLINICS, %d AVAILABILITY, %d HOLDS, %d STATUS.\n", slug, p.Credentials, p.Requests,
+			p.Keys[subjects.BucketClinics], p.Keys[subjects.BucketAvailability], p.Keys[subjects.BucketHolds], p.Keys[subjects.BucketStatus])
 		return nil
 	})
 }

@@ -1,0 +1,98 @@
+package clinics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Purged says what Purge removed.
+type Purged struct {
+	Credentials int // agent credentials revoked
+	Requests    int // requests still queued for the clinic
+	Keys        map[string]int
+}
+
+// Purge erases everything the relay keeps of clinic: its agents' creds are
+// revoked, its queued requests and its consumer are removed, and every key
+// of it in CLINICS, AVAILABILITY, HOLDS and STATUS is purged (each leaves a
+// purge marker that names the key and holds no value, so that watchers such
+// as the web front drop it at once).
+func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
+	p := Purged{Keys: map[string]int{}}
+	if err := subjects.ValidClinicID(id); err != nil {
+		return p, services.Errorf(services.EInvalid, "%s", err)
+	}
+	if _, err := a.profiles().Get(ctx, subjects.ClinicKey(id)); err != nil {
+		return p, services.Errorf(services.ENotFound, "no clinic %q", id)
+	}
+	token, n, err := a.Keys.RevokeClinic(id)
+	if err != nil {
+		return p, err
+	}
+	if err := PushAccount(ctx, a.Sys, token); err != nil {
+		return p, err
+	}
+	p.Credentials = n
+	if err := a.JS.DeleteConsumer(ctx, subjects.StreamRequests, subjects.AgentConsumer(id)); err != nil &&
+		!errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return p, fmt.Errorf("purge %s: consumer: %w", id, err)
+	}
+	s, err := a.JS.Stream(ctx, subjects.StreamRequests)
+	if err != nil {
+		return p, fmt.Errorf("purge %s: %w", id, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.ClinicFilter(id)))
+	if err != nil {
+		return p, fmt.Errorf("purge %s: %w", id, err)
+	}
+	for _, c := range info.State.Subjects {
+		p.Requests += int(c)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subjects.ClinicFilter(id))); err != nil {
+		return p, fmt.Errorf("purge %s: requests: %w", id, err)
+	}
+	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus, subjects.BucketClinics} {
+		n, err := a.purgeKeys(ctx, b, id)
+		if err != nil {
+			return p, err
+		}
+		p.Keys[b] = n
+	}
+	return p, nil
+}
+
+// purgeKeys purges clinic's keys of bucket: "<clinic>.*", and "<clinic>"
+// itself in CLINICS.
+func (a *Admin) purgeKeys(ctx context.Context, bucket, clinic string) (int, error) {
+	kv, err := a.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		return 0, fmt.Errorf("purge %s: %w", bucket, err)
+	}
+	filters := []string{subjects.KVKeyUnder(clinic)}
+	if bucket == subjects.BucketClinics {
+		filters = append(filters, subjects.ClinicKey(clinic))
+	}
+	l, err := kv.ListKeysFiltered(ctx, filters...)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("purge %s: %w", bucket, err)
+	}
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := kv.Purge(ctx, k); err != nil {
+			return 0, fmt.Errorf("purge %s %s: %w", bucket, k, err)
+		}
+	}
+	return len(keys), nil
+}
