@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
@@ -38,6 +39,9 @@ type Config struct {
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
+	// SealKey is the clinic's curve key pair (LoadSealKey): requests are
+	// sealed to its public half, which the agent publishes to CLINICS.
+	SealKey nkeys.KeyPair
 	// CAFile verifies the relay's TLS certificate (default: the system's roots).
 	CAFile string
 	// RequireTLS refuses a relay that does not offer TLS.
@@ -76,6 +80,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	clinic, err := auth.CredsClinic(cfg.Creds)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.SealKey == nil {
+		return nil, errors.New("agent: a seal key is required (LoadSealKey)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -319,7 +326,9 @@ func (a *Agent) open(ctx context.Context) error {
 	}
 	a.loc = loc
 	a.conn.SetClinic(c)
-	return nil
+	// Requests are sealed to this key: the relay takes none until it is out.
+	pub, _ := a.cfg.SealKey.PublicKey()
+	return cjs.PutJSON(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), pub)
 }
 
 // loop publishes availability, outcomes and the heartbeat on every change,

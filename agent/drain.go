@@ -25,12 +25,14 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	log := a.log.With("request_id", id)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var req services.Request
-	if err := json.Unmarshal(m.Data(), &req); err != nil || req.ID != id || req.ClinicID != a.clinic ||
-		subjects.ValidRequestID(req.ID) != nil {
-		// Not readable: retrying cannot help. Terminate it and tell the
-		// patient (no body in the log).
-		a.refuse(cctx, m, log, id, m.Headers().Get(subjects.HeaderSlotID), "unreadable request")
+	h := m.Headers()
+	req, err := services.OpenRequest(services.Sealed{To: h.Get(subjects.HeaderSealedTo),
+		From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()}, a.cfg.SealKey)
+	if err != nil || req.ID != id || req.ClinicID != a.clinic || subjects.ValidRequestID(req.ID) != nil {
+		// Not sealed to this clinic, tampered with, or not readable:
+		// retrying cannot help. Terminate it and tell the patient (no body
+		// in the log).
+		a.refuse(cctx, m, log, id, h.Get(subjects.HeaderSlotID), "unreadable request")
 		return
 	}
 	if err := a.conn.Store(cctx, req); err != nil {

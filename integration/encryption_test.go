@@ -12,22 +12,27 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// TestEncryptionAtRest: a request waiting in REQUESTS for an offline clinic
-// can be read from the relay's disk without a key, and cannot with one; an
-// encrypted data dir refuses to start without its key.
+// TestEncryptionAtRest: the relay's disk holds no request's text at all
+// (requests are sealed to the clinic), and with a key not even the clinic's
+// name, which it shows without one; an encrypted data dir refuses to start
+// without its key.
 func TestEncryptionAtRest(t *testing.T) {
 	marker := "marker-" + strings.Repeat("q", 8) + time.Now().Format("150405.000000")
 	plain := t.TempDir()
 	queueWithMarker(t, plain, "", marker)
-	if !dirHas(t, plain, marker) {
-		t.Fatal("control: the marker is not on disk without encryption, so this test proves nothing")
+	if dirHas(t, plain, "reason-"+marker) {
+		t.Fatal("a queued request's text is on the relay's disk")
+	}
+	if !dirHas(t, plain, "name-"+marker) {
+		t.Fatal("control: the clinic's name is not on disk without encryption, so this test proves nothing")
 	}
 	sealed := t.TempDir()
 	queueWithMarker(t, sealed, "a-key-of-at-least-16-chars", marker)
 	if dirHas(t, sealed, marker) {
-		t.Fatal("the request's text is readable on the relay's disk with encryption on")
+		t.Fatal("the clinic's name or a request's text is readable on the relay's disk with encryption on")
 	}
 	_, err := app.Start(t.Context(), app.Config{DataDir: sealed, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
 	if !errors.Is(err, node.ErrNeedsKey) {
@@ -35,9 +40,10 @@ func TestEncryptionAtRest(t *testing.T) {
 	}
 }
 
-// queueWithMarker runs a relay on dir (encrypted with key when set), queues
-// one request whose reason is marker for a clinic whose agent is away, and
-// stops the relay so that everything is on disk.
+// queueWithMarker runs a relay on dir (encrypted with key when set), adds a
+// clinic named "name-<marker>", queues one request whose reason is
+// "reason-<marker>" while its agent is away, and stops the relay so that
+// everything is on disk.
 func queueWithMarker(t *testing.T, dir, key, marker string) {
 	t.Helper()
 	r, err := app.Start(t.Context(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
@@ -51,12 +57,16 @@ func queueWithMarker(t *testing.T, dir, key, marker string) {
 	if env.Admin, err = r.Admin(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ag := env.MustStartAgent(env.MustAddClinic("pine"), nil, nil)
+	creds, err := env.Admin.Add(t.Context(), services.Clinic{ID: "pine", Name: "name-" + marker, TimeZone: "America/Toronto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := env.MustStartAgent(creds, nil, nil)
 	web := newClient(t, r.HTTPURL())
 	slot := firstSlot(t, web, "pine")
 	ag.Stop()
 	req := validRequest(slot)
-	req["reason"] = marker
+	req["reason"] = "reason-" + marker
 	if code := web.JSON("POST", "/api/v1/clinics/pine/requests", req, nil); code != 201 {
 		t.Fatalf("create: %d", code)
 	}

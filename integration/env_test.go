@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -173,6 +175,7 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	}
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
+		SealKey:   agentSealKey(e.t, creds),
 		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
@@ -183,6 +186,25 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	go func() { ag.Run(ctx); close(a.done) }()
 	e.t.Cleanup(a.Stop)
 	return a
+}
+
+var sealKeys sync.Map // test name + "/" + clinic -> nkeys.KeyPair
+
+// agentSealKey is the seal key of the creds' clinic in this test: the same
+// for every agent the test starts for it, as a restarted agent reads the
+// key file it made.
+func agentSealKey(t *testing.T, creds []byte) nkeys.KeyPair {
+	t.Helper()
+	clinic, err := auth.CredsClinic(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := sealKeys.LoadOrStore(t.Name()+"/"+clinic, kp)
+	return k.(nkeys.KeyPair)
 }
 
 // Stop stops the agent and waits for it.

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -65,7 +66,7 @@ func startCluster(t *testing.T, n int) []*server.Server {
 	return servers
 }
 
-// seedClinic writes a clinic's profile into CLINICS and denseSchedule's
+// seedClinic writes a clinic's profile and seal key into CLINICS and denseSchedule's
 // slots from tomorrow (UTC) for days into AVAILABILITY, as the relay and an
 // agent would, so the web takes requests without an agent. It returns the
 // first day and the slot IDs.
@@ -85,6 +86,9 @@ func seedClinic(t *testing.T, js jetstream.JetStream, clinic string, days int) (
 	}
 	put(subjects.BucketClinics, subjects.ClinicKey(clinic), services.Clinic{ID: clinic, Name: "Clinic " + clinic,
 		TimeZone: "UTC", CreatedAt: time.Now().UTC()})
+	sealKey, _ := nkeys.CreateCurveKeys()
+	pub, _ := sealKey.PublicKey()
+	put(subjects.BucketClinics, subjects.ClinicSubKey(clinic, subjects.KeySealKey), pub)
 	from := services.Today(time.Now(), time.UTC).AddDate(0, 0, 1)
 	var ids []string
 	for i := range days {

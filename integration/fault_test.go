@@ -94,7 +94,7 @@ type faultAgent struct {
 func startAgent(t *testing.T, url string, creds []byte, conn agent.Connector) *faultAgent {
 	t.Helper()
 	d := &crashDialer{}
-	ag, err := agent.New(agent.Config{NATSURL: url, Creds: creds, Logger: testLogger(t), Days: 7,
+	ag, err := agent.New(agent.Config{NATSURL: url, Creds: creds, Logger: testLogger(t), Days: 7, SealKey: agentSealKey(t, creds),
 		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}}, conn)
 	if err != nil {

@@ -146,7 +146,8 @@ func TestAgent_Reconnects(t *testing.T) {
 // and releases its hold, reading them first.
 func TestDelivery_WithoutRevisions(t *testing.T) {
 	env := NewEnv(t)
-	ag := env.MustStartAgent(env.MustAddClinic("ash"), nil, nil)
+	creds := env.MustAddClinic("ash")
+	ag := env.MustStartAgent(creds, nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
 	slot := firstSlot(t, web, "ash")
 	ctx := context.Background()
@@ -161,7 +162,12 @@ func TestDelivery_WithoutRevisions(t *testing.T) {
 		State: services.StateReceived, UpdatedAt: req.CreatedAt}); err != nil {
 		t.Fatal(err)
 	}
-	if err := reqs.PublishRequest(ctx, req, services.Revisions{}); err != nil {
+	pub, _ := agentSealKey(t, creds).PublicKey()
+	sealed, err := services.SealRequest(req, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reqs.PublishRequest(ctx, services.Queued{RequestID: req.ID, ClinicID: "ash", SlotID: slot, Sealed: sealed}); err != nil {
 		t.Fatal(err)
 	}
 	awaitState(t, web, services.StatusToken("ash", token), services.StateDelivered)

@@ -58,7 +58,7 @@ func TestTLS(t *testing.T) {
 	if err := con.SeedDemo(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, CAFile: caFile, RequireTLS: true,
+	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, CAFile: caFile, RequireTLS: true, SealKey: agentSealKey(t, creds),
 		Logger: testLogger(t), SyncEvery: 200 * time.Millisecond}, con)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -51,6 +53,7 @@ type clinicValue struct {
 	clinic    services.Clinic
 	providers []services.Provider
 	seen      services.Heartbeat
+	sealKey   string
 }
 
 func decodeClinicValue(key string, b []byte) (clinicValue, error) {
@@ -63,6 +66,10 @@ func decodeClinicValue(key string, b []byte) (clinicValue, error) {
 		err = json.Unmarshal(b, &v.providers)
 	case subjects.KeySeen:
 		err = json.Unmarshal(b, &v.seen)
+	case subjects.KeySealKey:
+		if err = json.Unmarshal(b, &v.sealKey); err == nil && !nkeys.IsValidPublicCurveKey(v.sealKey) {
+			err = fmt.Errorf("%q is not a public curve key", v.sealKey)
+		}
 	}
 	return v, err
 }
@@ -194,6 +201,12 @@ func (c *Catalog) Clinic(id string) (services.Clinic, bool) {
 func (c *Catalog) Providers(id string) []services.Provider {
 	v, _ := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeyProviders))
 	return v.providers
+}
+
+// SealKey is the public curve key the clinic's agent published.
+func (c *Catalog) SealKey(id string) (string, bool) {
+	v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeySealKey))
+	return v.sealKey, ok
 }
 
 // LastSeen is the agent's last heartbeat, its time taken from the server's

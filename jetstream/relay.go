@@ -85,21 +85,20 @@ func ReleaseHold(ctx context.Context, holds *Bucket, key, requestID string) erro
 	return nil
 }
 
-// PublishRequest queues req with its ID as Nats-Msg-Id, so a retry within
-// the dedupe window is stored once.
-func (r *Requests) PublishRequest(ctx context.Context, req services.Request, rev services.Revisions) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	m := nats.NewMsg(subjects.Requests(req.ClinicID))
-	m.Data = body
-	m.Header.Set(subjects.HeaderRequestID, req.ID)
-	m.Header.Set(subjects.HeaderClinicID, req.ClinicID)
-	m.Header.Set(subjects.HeaderSlotID, req.SlotID)
-	m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(rev.Hold, 10))
-	m.Header.Set(subjects.HeaderStatusRevision, strconv.FormatUint(rev.Status, 10))
-	if err := publishOnce(ctx, r.js, m, req.ID); err != nil {
+// PublishRequest queues the sealed request with its ID as Nats-Msg-Id, so a
+// retry within the dedupe window is stored once. Headers carry routing IDs
+// and keys only, never patient data.
+func (r *Requests) PublishRequest(ctx context.Context, q services.Queued) error {
+	m := nats.NewMsg(subjects.Requests(q.ClinicID))
+	m.Data = q.Sealed.Box
+	m.Header.Set(subjects.HeaderRequestID, q.RequestID)
+	m.Header.Set(subjects.HeaderClinicID, q.ClinicID)
+	m.Header.Set(subjects.HeaderSlotID, q.SlotID)
+	m.Header.Set(subjects.HeaderSealedTo, q.Sealed.To)
+	m.Header.Set(subjects.HeaderSealedFrom, q.Sealed.From)
+	m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(q.Rev.Hold, 10))
+	m.Header.Set(subjects.HeaderStatusRevision, strconv.FormatUint(q.Rev.Status, 10))
+	if err := publishOnce(ctx, r.js, m, q.RequestID); err != nil {
 		// DiscardNewPerSubject refuses a clinic's request past its cap.
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {

@@ -18,8 +18,8 @@ type Holds interface {
 
 // Outbox carries a request to the clinic's queue, at most once per request ID.
 type Outbox interface {
-	// PublishRequest queues req with the revisions of its hold and status.
-	PublishRequest(ctx context.Context, req Request, rev Revisions) error
+	// PublishRequest queues a sealed request.
+	PublishRequest(ctx context.Context, q Queued) error
 }
 
 // Revisions are the versions the relay's writes for a request got. They go
@@ -46,6 +46,8 @@ type Directory interface {
 	FreeSlot(clinic, slotID string) (Slot, bool)
 	// NextFree lists up to n free slots from now.
 	NextFree(clinic string, n int) []Slot
+	// SealKey is the clinic's public curve key, which its agent publishes.
+	SealKey(clinic string) (string, bool)
 }
 
 // Booker turns a patient's form into a held slot, a queued request and a status.
@@ -85,10 +87,17 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	if !ok || !slot.Start.After(now) {
 		return Booked{}, Errorf(EConflict, "that time is no longer free")
 	}
+	to, ok := b.Directory.SealKey(clinicID)
+	if !ok {
+		return Booked{}, Errorf(EUnavailable, "the clinic is not ready to take requests yet")
+	}
 	token := NewToken()
 	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now
+	sealed, err := SealRequest(req, to)
+	if err != nil {
+		return Booked{}, err
+	}
 	var rev Revisions
-	var err error
 	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
 		return Booked{}, err
 	}
@@ -96,7 +105,8 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	if rev.Status, err = b.Statuses.PutStatus(ctx, st); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, false))
 	}
-	if err := b.Outbox.PublishRequest(ctx, req, rev); err != nil {
+	q := Queued{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, Sealed: sealed, Rev: rev}
+	if err := b.Outbox.PublishRequest(ctx, q); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil

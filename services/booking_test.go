@@ -1,8 +1,11 @@
 package services_test
 
 import (
+	"fmt"
+
 	"context"
 	"errors"
+	"github.com/nats-io/nkeys"
 	"strings"
 	"sync"
 	"testing"
@@ -63,14 +66,15 @@ func (h *memHolds) Release(ctx context.Context, clinic, slot, requestID string) 
 }
 
 type memOutbox struct {
-	published []services.Request
-	err       error  // returned by PublishRequest when set
-	before    func() // runs first in PublishRequest, e.g. to cancel the caller's ctx
+	published []services.Request // opened with key, as the clinic would
+	key       nkeys.KeyPair      // the clinic's
+	err       error              // returned by PublishRequest when set
+	before    func()             // runs first in PublishRequest, e.g. to cancel the caller's ctx
 }
 
 var _ services.Outbox = (*memOutbox)(nil)
 
-func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request, rev services.Revisions) error {
+func (o *memOutbox) PublishRequest(ctx context.Context, q services.Queued) error {
 	if o.before != nil {
 		o.before()
 	}
@@ -80,8 +84,15 @@ func (o *memOutbox) PublishRequest(ctx context.Context, req services.Request, re
 	if o.err != nil {
 		return o.err
 	}
-	if rev.Hold == 0 || rev.Status == 0 {
+	if q.Rev.Hold == 0 || q.Rev.Status == 0 {
 		return errors.New("published without the hold's and status's revisions")
+	}
+	req, err := services.OpenRequest(q.Sealed, o.key)
+	if err != nil {
+		return err
+	}
+	if req.ID != q.RequestID || req.ClinicID != q.ClinicID || req.SlotID != q.SlotID {
+		return fmt.Errorf("routing IDs %s/%s/%s differ from the sealed request's", q.RequestID, q.ClinicID, q.SlotID)
 	}
 	o.published = append(o.published, req)
 	return nil
@@ -127,7 +138,10 @@ func (s *memStatuses) DeleteStatus(ctx context.Context, clinic, requestID string
 type memDirectory struct {
 	clinics map[string]services.Clinic
 	free    map[string]services.Slot // clinic/slot → slot
+	sealKey string                   // every clinic's, "" for none
 }
+
+func (d *memDirectory) SealKey(string) (string, bool) { return d.sealKey, d.sealKey != "" }
 
 var _ services.Directory = (*memDirectory)(nil)
 
@@ -157,6 +171,7 @@ type booking struct {
 	holds    *memHolds
 	outbox   *memOutbox
 	statuses *memStatuses
+	dir      *memDirectory
 }
 
 func newBooking(t *testing.T) *booking {
@@ -172,7 +187,9 @@ func newBooking(t *testing.T) *booking {
 			"gone/" + freeSlot.ID:  freeSlot,
 		},
 	}
-	b := &booking{holds: &memHolds{held: map[string]string{}}, outbox: &memOutbox{},
+	key, _ := nkeys.CreateCurveKeys()
+	dir.sealKey, _ = key.PublicKey()
+	b := &booking{holds: &memHolds{held: map[string]string{}}, outbox: &memOutbox{key: key}, dir: dir,
 		statuses: &memStatuses{byKey: map[string]services.Status{}}}
 	b.Booker = &services.Booker{Holds: b.holds, Outbox: b.outbox, Statuses: b.statuses, Directory: dir,
 		HoldTTL: 10 * time.Minute, Now: func() time.Time { return bookNow }}
@@ -377,4 +394,15 @@ func TestBooker_Status_Expired(t *testing.T) {
 			t.Errorf("%s, %s old: %q %v; want %q", tt.state, tt.age, st.State, err, tt.want)
 		}
 	}
+}
+
+// TestBooker_Request_NoSealKey: a clinic whose agent has not published its
+// key yet takes no request, and nothing is held.
+func TestBooker_Request_NoSealKey(t *testing.T) {
+	b := newBooking(t)
+	b.dir.sealKey = ""
+	if _, err := b.Request(t.Context(), "maple", bookingRequest()); services.ErrorCode(err) != services.EUnavailable {
+		t.Fatalf("Request() = %v, want unavailable", err)
+	}
+	b.assertNothingLeft(t, "")
 }

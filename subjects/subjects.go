@@ -35,6 +35,9 @@ const (
 	KeySeen = "seen"
 	// KeyProviders is the agent's published provider list: <clinic>.providers.
 	KeyProviders = "providers"
+	// KeySealKey is the clinic's public curve key, which requests are sealed
+	// to: <clinic>.sealkey.
+	KeySealKey = "sealkey"
 )
 
 var (
@@ -136,6 +139,10 @@ const (
 	HeaderSlotID    = "Clinicrelay-Slot"
 	// The revisions of the request's hold and its "received" status, so the
 	// agent updates them without reading them first.
-	HeaderHoldRevision   = "Clinicrelay-Hold-Revision"
+	HeaderHoldRevision = "Clinicrelay-Hold-Revision"
+	// The sealed body's recipient (the clinic's public curve key) and its
+	// one-time sender key.
+	HeaderSealedTo       = "Clinicrelay-Sealed-To"
+	HeaderSealedFrom     = "Clinicrelay-Sealed-From"
 	HeaderStatusRevision = "Clinicrelay-Status-Revision"
 )

@@ -14,6 +14,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -165,13 +167,21 @@ func (h *fuzzServer) reset() {
 	h.out, h.log = nil, nil
 }
 
-// PublishRequest is the Outbox: it keeps what the clinic would receive.
-func (h *fuzzServer) PublishRequest(_ context.Context, req services.Request, _ services.Revisions) error {
+// PublishRequest is the Outbox: it opens the sealed request as the clinic
+// would, and keeps it.
+func (h *fuzzServer) PublishRequest(_ context.Context, q services.Queued) error {
+	req, err := services.OpenRequest(q.Sealed, fuzzKey)
+	if err != nil {
+		return err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.out = append(h.out, req)
 	return nil
 }
+
+// fuzzKey is the clinic's curve key pair.
+var fuzzKey, _ = nkeys.CreateCurveKeys()
 
 // checkRefused fails if a refused request reached the clinic or the log.
 func (h *fuzzServer) checkRefused(t *testing.T) {
@@ -281,6 +291,10 @@ func (c fuzzCatalog) NextFree(clinic string, n int) []services.Slot {
 
 func (fuzzCatalog) Clinics() []services.Clinic { return nil }
 func (fuzzCatalog) Version(string) uint64      { return 0 }
+func (fuzzCatalog) SealKey(string) (string, bool) {
+	pub, err := fuzzKey.PublicKey()
+	return pub, err == nil
+}
 func (fuzzCatalog) Providers(string) []services.Provider {
 	return []services.Provider{{ID: "dr-lee", Name: "Dr Lee"}}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -75,7 +76,15 @@ func (f *fleet) console(ctx context.Context, clinic string, sched []services.Pro
 
 // start runs an agent for creds over con.
 func (f *fleet) start(creds []byte, con *console.Console) (*benchAgent, error) {
-	ag, err := agent.New(agent.Config{NATSURL: f.natsURL, Creds: creds}, timed{con, f})
+	clinic, err := auth.CredsClinic(creds)
+	if err != nil {
+		return nil, err
+	}
+	key, err := agent.LoadSealKey(filepath.Join(f.dir, clinic+".nk"))
+	if err != nil {
+		return nil, err
+	}
+	ag, err := agent.New(agent.Config{NATSURL: f.natsURL, Creds: creds, SealKey: key}, timed{con, f})
 	if err != nil {
 		return nil, err
 	}

@@ -87,8 +87,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	defer con.Close()
+	key, err := agent.LoadSealKey(filepath.Join(cfg.DataDir, "seal.nk"))
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
-		RequireTLS: cfg.RequireTLS}, con)
+		RequireTLS: cfg.RequireTLS, SealKey: key}, con)
 	if err != nil {
 		return err
 	}

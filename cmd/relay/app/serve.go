@@ -160,7 +160,13 @@ func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop fu
 		con.Close()
 		return nil, err
 	}
-	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: r.log.With("component", "agent")}, con)
+	key, err := agent.LoadSealKey(filepath.Join(dir, "seal.nk"))
+	if err != nil {
+		con.Close()
+		return nil, err
+	}
+	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: r.log.With("component", "agent"),
+		SealKey: key}, con)
 	if err != nil {
 		con.Close()
 		return nil, err
