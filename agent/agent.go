@@ -56,6 +56,7 @@ type Agent struct {
 	cfg    Config
 	clinic string
 	conn   Connector
+	opener *services.Opener // opens requests sealed to the clinic's key
 	log    *slog.Logger
 
 	nc     *nats.Conn
@@ -84,6 +85,10 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	if cfg.SealKey == nil {
 		return nil, errors.New("agent: a seal key is required (LoadSealKey)")
 	}
+	opener, err := services.NewOpener(cfg.SealKey)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +113,7 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 128
 	}
-	return &Agent{cfg: cfg, clinic: clinic, conn: conn, published: map[string]string{},
+	return &Agent{cfg: cfg, clinic: clinic, conn: conn, opener: opener, published: map[string]string{},
 		kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
 		log: cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
 }
@@ -327,8 +332,7 @@ func (a *Agent) open(ctx context.Context) error {
 	a.loc = loc
 	a.conn.SetClinic(c)
 	// Requests are sealed to this key: the relay takes none until it is out.
-	pub, _ := a.cfg.SealKey.PublicKey()
-	return cjs.PutJSON(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), pub)
+	return cjs.PutJSON(ctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), a.opener.PublicKey())
 }
 
 // loop publishes availability, outcomes and the heartbeat on every change,

@@ -26,8 +26,8 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	h := m.Headers()
-	req, err := services.OpenRequest(services.Sealed{To: h.Get(subjects.HeaderSealedTo),
-		From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()}, a.cfg.SealKey)
+	req, err := a.opener.Open(services.Sealed{To: h.Get(subjects.HeaderSealedTo),
+		From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()})
 	if err != nil || req.ID != id || req.ClinicID != a.clinic || subjects.ValidRequestID(req.ID) != nil {
 		// Not sealed to this clinic, tampered with, or not readable:
 		// retrying cannot help. Terminate it and tell the patient (no body

@@ -67,7 +67,7 @@ func (h *memHolds) Release(ctx context.Context, clinic, slot, requestID string) 
 
 type memOutbox struct {
 	published []services.Request // opened with key, as the clinic would
-	key       nkeys.KeyPair      // the clinic's
+	clinic    *services.Opener   // the clinic's key
 	err       error              // returned by PublishRequest when set
 	before    func()             // runs first in PublishRequest, e.g. to cancel the caller's ctx
 }
@@ -87,7 +87,7 @@ func (o *memOutbox) PublishRequest(ctx context.Context, q services.Queued) error
 	if q.Rev.Hold == 0 || q.Rev.Status == 0 {
 		return errors.New("published without the hold's and status's revisions")
 	}
-	req, err := services.OpenRequest(q.Sealed, o.key)
+	req, err := o.clinic.Open(q.Sealed)
 	if err != nil {
 		return err
 	}
@@ -188,8 +188,9 @@ func newBooking(t *testing.T) *booking {
 		},
 	}
 	key, _ := nkeys.CreateCurveKeys()
-	dir.sealKey, _ = key.PublicKey()
-	b := &booking{holds: &memHolds{held: map[string]string{}}, outbox: &memOutbox{key: key}, dir: dir,
+	opener, _ := services.NewOpener(key)
+	dir.sealKey = opener.PublicKey()
+	b := &booking{holds: &memHolds{held: map[string]string{}}, outbox: &memOutbox{clinic: opener}, dir: dir,
 		statuses: &memStatuses{byKey: map[string]services.Status{}}}
 	b.Booker = &services.Booker{Holds: b.holds, Outbox: b.outbox, Statuses: b.statuses, Directory: dir,
 		HoldTTL: 10 * time.Minute, Now: func() time.Time { return bookNow }}

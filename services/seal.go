@@ -45,18 +45,32 @@ func SealRequest(req Request, to string) (Sealed, error) {
 	return Sealed{To: to, From: from, Box: box}, nil
 }
 
-// OpenRequest opens s with the clinic's key pair. A box that was tampered
-// with, or sealed to another key, does not open.
-func OpenRequest(s Sealed, kp nkeys.KeyPair) (Request, error) {
-	var req Request
+// Opener opens requests sealed to one clinic's key.
+type Opener struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+// NewOpener is an Opener for the clinic's curve key pair.
+func NewOpener(kp nkeys.KeyPair) (*Opener, error) {
 	pub, err := kp.PublicKey()
 	if err != nil {
-		return req, fmt.Errorf("open: %w", err)
+		return nil, fmt.Errorf("seal key: %w", err)
 	}
-	if s.To != pub {
-		return req, fmt.Errorf("open: sealed to %s, not to this clinic's key %s", s.To, pub)
+	return &Opener{kp: kp, pub: pub}, nil
+}
+
+// PublicKey is the key requests are sealed to.
+func (o *Opener) PublicKey() string { return o.pub }
+
+// Open opens s. A box that was tampered with, or sealed to another key, does
+// not open.
+func (o *Opener) Open(s Sealed) (Request, error) {
+	var req Request
+	if s.To != o.pub {
+		return req, fmt.Errorf("open: sealed to %s, not to this clinic's key %s", s.To, o.pub)
 	}
-	body, err := kp.Open(s.Box, s.From)
+	body, err := o.kp.Open(s.Box, s.From)
 	if err != nil {
 		return req, fmt.Errorf("open: %w", err)
 	}

@@ -22,17 +22,22 @@ func TestSealRequest(t *testing.T) {
 	if bytes.Contains(s.Box, []byte("Ada Patient")) || bytes.Contains(s.Box, []byte("sore knee")) {
 		t.Fatal("the sealed box shows the patient's data")
 	}
-	got, err := services.OpenRequest(s, clinic)
+	o, _ := services.NewOpener(clinic)
+	if o.PublicKey() != pub {
+		t.Fatalf("opener key %s, want %s", o.PublicKey(), pub)
+	}
+	wrong, _ := services.NewOpener(other)
+	got, err := o.Open(s)
 	if err != nil || got != req {
 		t.Fatalf("open = %+v, %v; want %+v", got, err, req)
 	}
-	if _, err := services.OpenRequest(s, other); err == nil {
+	if _, err := wrong.Open(s); err == nil {
 		t.Error("another key opened it")
 	}
 	tampered := s
 	tampered.Box = bytes.Clone(s.Box)
 	tampered.Box[len(tampered.Box)/2] ^= 1
-	if _, err := services.OpenRequest(tampered, clinic); err == nil {
+	if _, err := o.Open(tampered); err == nil {
 		t.Error("a tampered box opened")
 	}
 	if _, err := services.SealRequest(req, "not-a-key"); err == nil {

@@ -170,7 +170,7 @@ func (h *fuzzServer) reset() {
 // PublishRequest is the Outbox: it opens the sealed request as the clinic
 // would, and keeps it.
 func (h *fuzzServer) PublishRequest(_ context.Context, q services.Queued) error {
-	req, err := services.OpenRequest(q.Sealed, fuzzKey)
+	req, err := fuzzKey.Open(q.Sealed)
 	if err != nil {
 		return err
 	}
@@ -180,8 +180,12 @@ func (h *fuzzServer) PublishRequest(_ context.Context, q services.Queued) error 
 	return nil
 }
 
-// fuzzKey is the clinic's curve key pair.
-var fuzzKey, _ = nkeys.CreateCurveKeys()
+// fuzzKey opens what is sealed to the clinic's curve key.
+var fuzzKey = func() *services.Opener {
+	kp, _ := nkeys.CreateCurveKeys()
+	o, _ := services.NewOpener(kp)
+	return o
+}()
 
 // checkRefused fails if a refused request reached the clinic or the log.
 func (h *fuzzServer) checkRefused(t *testing.T) {
@@ -289,12 +293,9 @@ func (c fuzzCatalog) NextFree(clinic string, n int) []services.Slot {
 	return []services.Slot{s}[:min(n, 1)]
 }
 
-func (fuzzCatalog) Clinics() []services.Clinic { return nil }
-func (fuzzCatalog) Version(string) uint64      { return 0 }
-func (fuzzCatalog) SealKey(string) (string, bool) {
-	pub, err := fuzzKey.PublicKey()
-	return pub, err == nil
-}
+func (fuzzCatalog) Clinics() []services.Clinic    { return nil }
+func (fuzzCatalog) Version(string) uint64         { return 0 }
+func (fuzzCatalog) SealKey(string) (string, bool) { return fuzzKey.PublicKey(), true }
 func (fuzzCatalog) Providers(string) []services.Provider {
 	return []services.Provider{{ID: "dr-lee", Name: "Dr Lee"}}
 }
