@@ -39,9 +39,11 @@ type Config struct {
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
-	// SealKey is the clinic's curve key pair (LoadSealKey): requests are
+	// SealKey is the clinic's curve key pair (LoadSealKeys): requests are
 	// sealed to its public half, which the agent publishes to CLINICS.
 	SealKey nkeys.KeyPair
+	// OldSealKeys open requests sealed before the last rotations.
+	OldSealKeys []nkeys.KeyPair
 	// CAFile verifies the relay's TLS certificate (default: the system's roots).
 	CAFile string
 	// RequireTLS refuses a relay that does not offer TLS.
@@ -83,9 +85,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.SealKey == nil {
-		return nil, errors.New("agent: a seal key is required (LoadSealKey)")
+		return nil, errors.New("agent: a seal key is required (LoadSealKeys)")
 	}
-	opener, err := services.NewOpener(cfg.SealKey)
+	opener, err := services.NewOpener(cfg.SealKey, cfg.OldSealKeys...)
 	if err != nil {
 		return nil, err
 	}

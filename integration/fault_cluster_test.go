@@ -109,9 +109,12 @@ func seedClinic(t *testing.T, js jetstream.JetStream, clinic string, days int) (
 // awaitSeeded waits until the web offers every seeded slot.
 func awaitSeeded(t *testing.T, c *Client, clinic string, from time.Time, days, n int) {
 	t.Helper()
+	path := "/api/v1/clinics/" + clinic + "/slots?from=" + from.Format(time.DateOnly) + "&to=" +
+		from.AddDate(0, 0, days-1).Format(time.DateOnly)
 	checkFor(t, 15*time.Second, func() error {
-		if got := len(slotIDs(t, c, clinic, from, days)); got != n {
-			return fmt.Errorf("web offers %d slots, want %d", got, n)
+		var got slotsResp
+		if code := c.JSON("GET", path, nil, &got); code != 200 || len(got.Slots) != n {
+			return fmt.Errorf("web offers %d slots (%d), want %d", len(got.Slots), code, n)
 		}
 		return nil
 	})

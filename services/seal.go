@@ -45,19 +45,28 @@ func SealRequest(req Request, to string) (Sealed, error) {
 	return Sealed{To: to, From: from, Box: box}, nil
 }
 
-// Opener opens requests sealed to one clinic's key.
+// Opener opens requests sealed to a clinic's key, or to one of its former
+// keys: requests sealed before a rotation still open until they are drained.
 type Opener struct {
-	kp  nkeys.KeyPair
-	pub string
+	keys map[string]nkeys.KeyPair // public key -> pair
+	pub  string                   // the current key's
 }
 
-// NewOpener is an Opener for the clinic's curve key pair.
-func NewOpener(kp nkeys.KeyPair) (*Opener, error) {
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("seal key: %w", err)
+// NewOpener is an Opener for the clinic's current curve key pair and its
+// former ones.
+func NewOpener(current nkeys.KeyPair, former ...nkeys.KeyPair) (*Opener, error) {
+	o := &Opener{keys: map[string]nkeys.KeyPair{}}
+	for i, kp := range append([]nkeys.KeyPair{current}, former...) {
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("seal key: %w", err)
+		}
+		if i == 0 {
+			o.pub = pub
+		}
+		o.keys[pub] = kp
 	}
-	return &Opener{kp: kp, pub: pub}, nil
+	return o, nil
 }
 
 // PublicKey is the key requests are sealed to.
@@ -67,10 +76,11 @@ func (o *Opener) PublicKey() string { return o.pub }
 // not open.
 func (o *Opener) Open(s Sealed) (Request, error) {
 	var req Request
-	if s.To != o.pub {
-		return req, fmt.Errorf("open: sealed to %s, not to this clinic's key %s", s.To, o.pub)
+	kp, ok := o.keys[s.To]
+	if !ok {
+		return req, fmt.Errorf("open: sealed to %s, not to a key of this clinic's", s.To)
 	}
-	body, err := o.kp.Open(s.Box, s.From)
+	body, err := kp.Open(s.Box, s.From)
 	if err != nil {
 		return req, fmt.Errorf("open: %w", err)
 	}

@@ -80,7 +80,7 @@ func (f *fleet) start(creds []byte, con *console.Console) (*benchAgent, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := agent.LoadSealKey(filepath.Join(f.dir, clinic+".nk"))
+	key, _, err := agent.LoadSealKeys(filepath.Join(f.dir, clinic+".nk"))
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 const usage = `usage:
   clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR] [--console-hosts NAMES]
                    [--ca FILE] [--require-tls]
+  clinic-agent rotate-key [--data DIR]
 `
 
 // errUsage makes Main exit 2 with the usage text.
@@ -42,7 +43,13 @@ type Config struct {
 	RequireTLS   bool
 }
 
+// SealKeyFile holds the clinic's seal keys in the agent's data dir.
+const SealKeyFile = "seal.nk"
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "rotate-key" {
+		return rotateKey(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "run" {
 		return errUsage
 	}
@@ -87,12 +94,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	defer con.Close()
-	key, err := agent.LoadSealKey(filepath.Join(cfg.DataDir, "seal.nk"))
+	key, old, err := agent.LoadSealKeys(filepath.Join(cfg.DataDir, SealKeyFile))
 	if err != nil {
 		return err
 	}
 	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
-		RequireTLS: cfg.RequireTLS, SealKey: key}, con)
+		RequireTLS: cfg.RequireTLS, SealKey: key, OldSealKeys: old}, con)
 	if err != nil {
 		return err
 	}
@@ -110,4 +117,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		err = err2
 	}
 	return err
+}
+
+// rotateKey makes a new seal key current; requests sealed to the former ones
+// still open. The agent publishes the new key when it next starts.
+func rotateKey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rotate-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./agent-data", "the agent's data dir")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	pub, err := agent.RotateSealKey(filepath.Join(*data, SealKeyFile))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "new seal key %s; restart the agent to publish it (requests sealed to the old key still open)\n", pub)
+	return nil
 }

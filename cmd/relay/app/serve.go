@@ -160,13 +160,13 @@ func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop fu
 		con.Close()
 		return nil, err
 	}
-	key, err := agent.LoadSealKey(filepath.Join(dir, "seal.nk"))
+	key, old, err := agent.LoadSealKeys(filepath.Join(dir, "seal.nk"))
 	if err != nil {
 		con.Close()
 		return nil, err
 	}
 	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: r.log.With("component", "agent"),
-		SealKey: key}, con)
+		SealKey: key, OldSealKeys: old}, con)
 	if err != nil {
 		con.Close()
 		return nil, err
