@@ -84,3 +84,40 @@ func TestSealing(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCommands_ClinicShow: `relay clinic show` prints the fingerprint of the
+// key the relay seals to, the same the clinic's console shows; before the
+// agent connects it says there is none.
+func TestCommands_ClinicShow(t *testing.T) {
+	env := NewEnv(t)
+	creds := env.MustAddClinic("ash")
+	_, out, _ := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
+	if !strings.Contains(out, "none yet") {
+		t.Errorf("before the agent: %q, want no seal key", out)
+	}
+	key := agentSealKey(t, creds)
+	pub, _ := key.PublicKey()
+	con, err := console.Open(console.Config{Path: t.TempDir() + "/console.db", Addr: "127.0.0.1:0", SealKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { con.Close() })
+	if err := con.SeedDemo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	a := env.MustStartAgent(creds, nil, con)
+	web := newClient(t, env.Relay.HTTPURL())
+	firstSlot(t, web, "ash")
+	fp := services.Fingerprint(pub)
+	code, out, stderr := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
+	if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) {
+		t.Errorf("show: %d %q %s; want key %s, fingerprint %s", code, out, stderr, pub, fp)
+	}
+	page := newClient(t, a.HTTP.URL)
+	if _, _, body := page.Do("GET", "/", "", nil); !strings.Contains(body, fp) {
+		t.Errorf("the console does not show the fingerprint %s", fp)
+	}
+	if code, _, _ := relayCmd(t, "clinic", "show", "nope", "--data", env.DataDir); code != 1 {
+		t.Errorf("show of an unknown clinic: exit %d, want 1", code)
+	}
+}

@@ -1,6 +1,8 @@
 package services
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -88,4 +90,13 @@ func (o *Opener) Open(s Sealed) (Request, error) {
 		return req, fmt.Errorf("open: %w", err)
 	}
 	return req, nil
+}
+
+// Fingerprint is a short, readable digest of a public seal key, for people to
+// compare: the console shows it, `relay clinic show` prints what the relay
+// seals to, and the two must match.
+func Fingerprint(pub string) string {
+	sum := sha256.Sum256([]byte(pub))
+	h := hex.EncodeToString(sum[:8])
+	return h[0:4] + " " + h[4:8] + " " + h[8:12] + " " + h[12:16]
 }

@@ -36,6 +36,9 @@ type Config struct {
 	// AllowedHosts are host names (besides IP literals and localhost) the
 	// console answers to, e.g. "frontdesk.maple.lan".
 	AllowedHosts []string
+	// SealKey is the public key requests are sealed to; the page shows its
+	// fingerprint, for staff to compare with `relay clinic show`.
+	SealKey string
 }
 
 // Console is the front-desk connector. Its methods are safe for concurrent use.
@@ -47,6 +50,7 @@ type Console struct {
 	now          func() time.Time
 	changed      chan struct{}
 	echo         *echo.Echo
+	sealKey      string
 
 	mu       sync.Mutex
 	clinic   services.Clinic
@@ -98,6 +102,7 @@ func Open(cfg Config) (*Console, error) {
 		loc:          time.UTC,
 		dirtyAll:     true,
 		allowedHosts: map[string]bool{},
+		sealKey:      cfg.SealKey,
 	}
 	for _, h := range cfg.AllowedHosts {
 		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true

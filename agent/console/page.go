@@ -44,15 +44,17 @@ func mustRead(name string) []byte {
 
 // pageData is what templates/page.html renders. It holds PHI.
 type pageData struct {
-	Clinic    string
-	Zone      string
-	CSRF      string
-	Error     string
-	Fields    map[string]string
-	Pending   []pendingItem
-	Decided   []Entry
-	Providers []providerForm
-	New       providerForm
+	Clinic string
+	Zone   string
+	// Fingerprint is the seal key's, when the console was given it.
+	Fingerprint string
+	CSRF        string
+	Error       string
+	Fields      map[string]string
+	Pending     []pendingItem
+	Decided     []Entry
+	Providers   []providerForm
+	New         providerForm
 
 	loc   *time.Location
 	names map[string]string
@@ -138,6 +140,9 @@ func (c *Console) render(ctx echo.Context, flash error, draft *providerForm) err
 	cl, loc := c.clinicInfo()
 	token, _ := ctx.Get("csrf").(string)
 	d := &pageData{Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm()}
+	if c.sealKey != "" {
+		d.Fingerprint = services.Fingerprint(c.sealKey)
+	}
 	status := http.StatusOK
 	if flash != nil {
 		var body errorBody

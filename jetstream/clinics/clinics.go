@@ -143,3 +143,23 @@ func PushAccount(ctx context.Context, sys *nats.Conn, token string) error {
 	}
 	return nil
 }
+
+// Show returns the clinic's profile and the seal key its agent published
+// ("" before its agent first connected).
+func (a *Admin) Show(ctx context.Context, id string) (services.Clinic, string, error) {
+	var c services.Clinic
+	if err := subjects.ValidClinicID(id); err != nil {
+		return c, "", services.Errorf(services.EInvalid, "%s", err)
+	}
+	if _, err := cjs.GetJSON(ctx, a.profiles(), subjects.ClinicKey(id), &c); errors.Is(err, cjs.ErrNotFound) {
+		return c, "", services.Errorf(services.ENotFound, "no clinic %q", id)
+	} else if err != nil {
+		return c, "", err
+	}
+	var key string
+	if _, err := cjs.GetJSON(ctx, a.profiles(), subjects.ClinicSubKey(id, subjects.KeySealKey), &key); err != nil &&
+		!errors.Is(err, cjs.ErrNotFound) {
+		return c, "", err
+	}
+	return c, key, nil
+}

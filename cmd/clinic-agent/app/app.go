@@ -88,16 +88,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	con, err := console.Open(console.Config{Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
+	key, old, err := agent.LoadSealKeys(filepath.Join(cfg.DataDir, SealKeyFile))
+	if err != nil {
+		return err
+	}
+	pub, _ := key.PublicKey()
+	con, err := console.Open(console.Config{SealKey: pub, Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
 		AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
 	defer con.Close()
-	key, old, err := agent.LoadSealKeys(filepath.Join(cfg.DataDir, SealKeyFile))
-	if err != nil {
-		return err
-	}
 	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
 		RequireTLS: cfg.RequireTLS, SealKey: key, OldSealKeys: old}, con)
 	if err != nil {

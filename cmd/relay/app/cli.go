@@ -25,6 +25,7 @@ const usage = `usage:
   relay clinic add --slug SLUG --name NAME --timezone ZONE [--out DIR] [--data DIR]
   relay clinic list [--data DIR]
   relay clinic revoke SLUG [--data DIR]
+  relay clinic show SLUG [--data DIR]
   relay clinic purge SLUG [--data DIR]
   relay creds operator [--out FILE] [--data DIR]
 `
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdClinicRevoke(ctx, rest[1:], stdout, stderr)
 		case "purge":
 			return cmdClinicPurge(ctx, rest[1:], stdout, stderr)
+		case "show":
+			return cmdClinicShow(ctx, rest[1:], stdout, stderr)
 		}
 	case "creds":
 		if len(rest) > 0 && rest[0] == "operator" {
@@ -240,4 +243,29 @@ func cmdCredsOperator(ctx context.Context, args []string, stdout, stderr io.Writ
 // logger is the relay's slog handler: text to stderr.
 func logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func cmdClinicShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	slug, data, err := slugCommand("show", args, stderr)
+	if err != nil {
+		return err
+	}
+	return withAdmin(ctx, data, func(ctx context.Context, a *adminSession) error {
+		c, key, err := a.Show(ctx, slug)
+		if err != nil {
+			return fieldError(err)
+		}
+		state := "active"
+		if c.Revoked {
+			state = "revoked"
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "slug:\t%s\nname:\t%s\ntimezone:\t%s\nstate:\t%s\n", c.ID, c.Name, c.TimeZone, state)
+		if key == "" {
+			fmt.Fprintln(tw, "seal key:\tnone yet (its agent has not connected): it takes no requests")
+		} else {
+			fmt.Fprintf(tw, "seal key:\t%s\nfingerprint:\t%s\t(the clinic's console must show the same)\n", key, services.Fingerprint(key))
+		}
+		return tw.Flush()
+	})
 }

@@ -151,17 +151,17 @@ func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop fu
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: consoleAddr,
+	key, old, err := agent.LoadSealKeys(filepath.Join(dir, "seal.nk"))
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := key.PublicKey()
+	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: consoleAddr, SealKey: pub,
 		Logger: r.log.With("component", "console")})
 	if err != nil {
 		return nil, err
 	}
 	if err := con.SeedDemo(ctx); err != nil {
-		con.Close()
-		return nil, err
-	}
-	key, old, err := agent.LoadSealKeys(filepath.Join(dir, "seal.nk"))
-	if err != nil {
 		con.Close()
 		return nil, err
 	}
