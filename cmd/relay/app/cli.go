@@ -28,6 +28,8 @@ const usage = `usage:
   relay clinic show SLUG [--data DIR]
   relay clinic purge SLUG [--data DIR]
   relay creds operator [--out FILE] [--data DIR]
+  relay backup --out FILE [--data DIR]
+  relay restore FILE --operator-key FILE [--data DIR] [--encryption-key-file FILE]
 `
 
 // errUsage makes Main exit 2 with the usage text.
@@ -63,6 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "show":
 			return cmdClinicShow(ctx, rest[1:], stdout, stderr)
 		}
+	case "backup":
+		return cmdBackup(ctx, rest, stdout, stderr)
+	case "restore":
+		return cmdRestore(ctx, rest, stdout, stderr)
 	case "creds":
 		if len(rest) > 0 && rest[0] == "operator" {
 			return cmdCredsOperator(ctx, rest[1:], stdout, stderr)
@@ -268,4 +274,56 @@ func cmdClinicShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return tw.Flush()
 	})
+}
+
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("backup", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	out := fs.String("out", "", "archive to write (encrypted with a key derived from the operator's seed)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("backup needs --out FILE: %w", errUsage)
+	}
+	if err := CheckDataDir(*data); err != nil {
+		return err
+	}
+	n, err := Backup(ctx, *data, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backup of %s written to %s (%d records, encrypted); restore needs %s\n", *data, *out, n,
+		filepath.Join(*data, "auth", "operator.nk"))
+	return nil
+}
+
+func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("restore", stderr)
+	data := fs.String("data", "./data", "new, empty relay data dir")
+	opKey := fs.String("operator-key", "", "the operator's seed (DATA/auth/operator.nk of the relay backed up)")
+	keyFile := fs.String("encryption-key-file", "", "encrypt the restored JetStream store with the key in FILE")
+	var in string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		in, args = args[0], args[1:]
+	}
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if in == "" {
+		in = fs.Arg(0)
+	}
+	if in == "" || *opKey == "" {
+		return fmt.Errorf("restore needs FILE and --operator-key FILE: %w", errUsage)
+	}
+	key, err := storeKey(*data, *keyFile, false)
+	if err != nil {
+		return err
+	}
+	n, err := Restore(ctx, in, *opKey, *data, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %d messages into %s; start it with relay serve --data %s\n", n, *data, *data)
+	return nil
 }
