@@ -159,16 +159,7 @@ func (d *killDialer) Kill() {
 func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Console) *Agent {
 	e.t.Helper()
 	if con == nil {
-		var err error
-		con, err = console.Open(console.Config{Path: e.t.TempDir() + "/console.db", Addr: "127.0.0.1:0",
-			Logger: testLogger(e.t)})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		e.t.Cleanup(func() { con.Close() })
-		if err := con.SeedDemo(context.Background()); err != nil {
-			e.t.Fatal(err)
-		}
+		con = openDemoConsole(e.t, console.Config{})
 	}
 	if conn == nil {
 		conn = con
@@ -205,6 +196,22 @@ func agentSealKey(t *testing.T, creds []byte) nkeys.KeyPair {
 	}
 	k, _ := sealKeys.LoadOrStore(t.Name()+"/"+clinic, kp)
 	return k.(nkeys.KeyPair)
+}
+
+// openDemoConsole opens a console store in a temp dir with the demo
+// providers; cfg may set more (its Path, Addr and Logger are set here).
+func openDemoConsole(t *testing.T, cfg console.Config) *console.Console {
+	t.Helper()
+	cfg.Path, cfg.Addr, cfg.Logger = t.TempDir()+"/console.db", "127.0.0.1:0", testLogger(t)
+	con, err := console.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { con.Close() })
+	if err := con.SeedDemo(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return con
 }
 
 // Stop stops the agent and waits for it.

@@ -20,14 +20,7 @@ func TestKeyRotation(t *testing.T) {
 	env := NewEnv(t)
 	creds := env.MustAddClinic("elm")
 	path := filepath.Join(t.TempDir(), "seal.nk")
-	con, err := console.Open(console.Config{Path: filepath.Join(t.TempDir(), "console.db"), Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { con.Close() })
-	if err := con.SeedDemo(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	con := openDemoConsole(t, console.Config{})
 	run := func() (stop func()) {
 		key, old, err := agent.LoadSealKeys(path)
 		if err != nil {

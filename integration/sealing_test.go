@@ -97,14 +97,7 @@ func TestCommands_ClinicShow(t *testing.T) {
 	}
 	key := agentSealKey(t, creds)
 	pub, _ := key.PublicKey()
-	con, err := console.Open(console.Config{Path: t.TempDir() + "/console.db", Addr: "127.0.0.1:0", SealKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { con.Close() })
-	if err := con.SeedDemo(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	con := openDemoConsole(t, console.Config{SealKey: pub})
 	a := env.MustStartAgent(creds, nil, con)
 	web := newClient(t, env.Relay.HTTPURL())
 	firstSlot(t, web, "ash")

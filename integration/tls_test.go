@@ -50,14 +50,7 @@ func TestTLS(t *testing.T) {
 
 	// An agent that trusts the CA connects and publishes its slots, which
 	// a patient reads over HTTPS.
-	con, err := console.Open(console.Config{Path: filepath.Join(t.TempDir(), "console.db"), Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { con.Close() })
-	if err := con.SeedDemo(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	con := openDemoConsole(t, console.Config{})
 	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, CAFile: caFile, RequireTLS: true, SealKey: agentSealKey(t, creds),
 		Logger: testLogger(t), SyncEvery: 200 * time.Millisecond}, con)
 	if err != nil {

@@ -31,12 +31,16 @@ func backupKey(operatorSeed []byte) []byte {
 	return sum[:]
 }
 
-func sealBackup(key, plain []byte) ([]byte, error) {
+func backupAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
-	gcm, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+func sealBackup(key, plain []byte) ([]byte, error) {
+	gcm, err := backupAEAD(key)
 	if err != nil {
 		return nil, err
 	}
@@ -50,11 +54,7 @@ func openBackup(key, sealed []byte) ([]byte, error) {
 	if !ok {
 		return nil, errors.New("not a clinicrelay backup")
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := backupAEAD(key)
 	if err != nil {
 		return nil, err
 	}
