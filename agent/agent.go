@@ -66,6 +66,7 @@ type Agent struct {
 	avail  *cjs.Bucket
 	status *cjs.Bucket
 	meta   *cjs.Bucket
+	audit  *cjs.Auditor
 	holds  *cjs.Bucket
 	loc    *time.Location
 
@@ -176,6 +177,7 @@ func (a *Agent) connect() error {
 	}
 	a.nc = nc
 	a.js, err = jetstream.New(nc)
+	a.audit = &cjs.Auditor{JS: a.js, Logger: a.log}
 	return err
 }
 
@@ -499,4 +501,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySeen), hb); err != nil {
 		a.log.Warn("heartbeat", "err", err.Error())
 	}
+}
+
+// record audits an access of the agent to one of its clinic's requests.
+func (a *Agent) record(ctx context.Context, action, requestID, detail string) {
+	a.audit.Audit(ctx, services.AuditEvent{At: a.cfg.Now().UTC(), Clinic: a.clinic, Action: action, Actor: "agent",
+		RequestID: requestID, Detail: detail})
 }

@@ -35,6 +35,7 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		a.refuse(cctx, m, log, id, h.Get(subjects.HeaderSlotID), "unreadable request")
 		return
 	}
+	a.record(cctx, services.AuditRequestOpened, req.ID, a.conn.Name())
 	if err := a.conn.Store(cctx, req); err != nil {
 		if services.ErrorCode(err) == services.EInvalid {
 			a.refuse(cctx, m, log, req.ID, req.SlotID, err.Error())
@@ -63,6 +64,7 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	log.Info("request stored")
+	a.record(cctx, services.AuditRequestDelivered, req.ID, a.conn.Name())
 	a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID, rev: holdRev})
 	select {
 	case a.stored <- struct{}{}:

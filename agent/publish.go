@@ -30,6 +30,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 			return err
 		}
 		a.log.Info("outcome published", "request_id", st.RequestID, "state", st.State)
+		a.record(ctx, services.AuditOutcomeSet, st.RequestID, st.State)
 	}
 	return nil
 }

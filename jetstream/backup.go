@@ -28,7 +28,7 @@ type backupRecord struct {
 
 // BackupStreams are the streams a backup holds: the queue and the buckets.
 func BackupStreams() []string {
-	out := []string{subjects.StreamRequests}
+	out := []string{subjects.StreamRequests, subjects.StreamAudit}
 	for _, b := range []string{subjects.BucketClinics, subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus} {
 		out = append(out, subjects.KVStream(b))
 	}

@@ -28,6 +28,7 @@ const (
 	MaxSmallBytes  = 16 << 10
 	RequestMaxSize = 64 << 10
 	AgentAckWait   = 30 * time.Second
+	AuditMaxAge    = 6 * 365 * 24 * time.Hour // HIPAA keeps records six years
 	// AgentIdle is how long an agent's consumer outlives its last pull.
 	// Its requests stay in REQUESTS meanwhile; the agent re-creates the
 	// consumer when it comes back and gets them all.
@@ -65,6 +66,21 @@ func RequestsStream(o Options) jetstream.StreamConfig {
 	}
 }
 
+// AuditStream is AUDIT: one event per access to patient data, never
+// deleted or purged before AuditMaxAge.
+func AuditStream(o Options) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subjects.StreamAudit,
+		Description: "every access to patient data: ids and actors, never PHI",
+		Subjects:    []string{subjects.AllAudit},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      AuditMaxAge,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		Replicas:    o.replicas(),
+	}
+}
+
 // Buckets lists the KV buckets.
 func Buckets(o Options) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
@@ -81,8 +97,10 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 
 // Provision creates or updates every stream and bucket; running it twice changes nothing.
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
-	if _, err := js.CreateOrUpdateStream(ctx, RequestsStream(o)); err != nil {
-		return fmt.Errorf("provision %s: %w", subjects.StreamRequests, err)
+	for _, s := range []jetstream.StreamConfig{RequestsStream(o), AuditStream(o)} {
+		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
+			return fmt.Errorf("provision %s: %w", s.Name, err)
+		}
 	}
 	for _, b := range Buckets(o) {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {

@@ -24,6 +24,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 func TestDefinitions_Golden(t *testing.T) {
 	got, err := json.MarshalIndent(map[string]any{
 		"requests": cjs.RequestsStream(cjs.Options{}),
+		"audit":    cjs.AuditStream(cjs.Options{}),
 		"buckets":  cjs.Buckets(cjs.Options{}),
 		"consumer": cjs.AgentConsumer("maple", 0),
 	}, "", "  ")

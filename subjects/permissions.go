@@ -46,6 +46,8 @@ func AgentPermissions(clinic string) Permissions {
 		own := KVSubject(b, clinic) + ".*"
 		pub = append(pub, own, "$JS.API.DIRECT.GET."+KVStream(b)+"."+own)
 	}
+	// Its own clinic's audit trail: delivered, opened, outcome set.
+	pub = append(pub, AuditFilter(clinic))
 	// The agent reads, but never writes, its own public profile.
 	pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(BucketClinics)+"."+KVSubject(BucketClinics, ClinicKey(clinic)))
 	return Permissions{PubAllow: pub, SubAllow: []string{AgentInboxPrefix(clinic) + ".>"}}
@@ -55,7 +57,7 @@ func AgentPermissions(clinic string) Permissions {
 // and write statuses, and watch the buckets it serves from memory
 // (CLINICS, AVAILABILITY, HOLDS), nothing more.
 func WebPermissions() Permissions {
-	pub := []string{Requests("*"), "$JS.FC.>"}
+	pub := []string{Requests("*"), "$JS.FC.>", AllAudit}
 	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics} { // watched
 		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b),
 			"$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")

@@ -13,6 +13,11 @@ import (
 const (
 	// StreamRequests is the work queue of patient requests, one subject per clinic and kind.
 	StreamRequests = "REQUESTS"
+	// StreamAudit is the trail of every access to patient data: ids and
+	// actors, never PHI; it refuses delete and purge.
+	StreamAudit = "AUDIT"
+	// AllAudit is "audit.>", what AUDIT stores.
+	AllAudit = "audit.>"
 	// BucketAvailability maps <clinic>.<YYYY-MM-DD> to that day's free slots.
 	BucketAvailability = "AVAILABILITY"
 	// BucketHolds maps <clinic>.<slot> to a short-lived exclusive hold.
@@ -146,3 +151,10 @@ const (
 	HeaderSealedFrom     = "Clinicrelay-Sealed-From"
 	HeaderStatusRevision = "Clinicrelay-Status-Revision"
 )
+
+// Audit is "audit.<clinic>.<action>": where an access to a clinic's patient
+// data is recorded ("_relay" for the relay's own, such as operator creds).
+func Audit(clinic, action string) string { return "audit." + clinic + "." + action }
+
+// AuditFilter is "audit.<clinic>.>": one clinic's trail.
+func AuditFilter(clinic string) string { return "audit." + clinic + ".>" }

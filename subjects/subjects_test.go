@@ -67,6 +67,7 @@ func TestAgentPermissions(t *testing.T) {
 			"$JS.API.DIRECT.GET.KV_CLINICS.$KV.CLINICS.maple.*",
 			"$KV.HOLDS.maple.*",
 			"$JS.API.DIRECT.GET.KV_HOLDS.$KV.HOLDS.maple.*",
+			"audit.maple.>",
 			"$JS.API.DIRECT.GET.KV_CLINICS.$KV.CLINICS.maple",
 		},
 		SubAllow: []string{"_INBOX_maple.>"},

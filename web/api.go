@@ -192,6 +192,7 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 		return err
 	}
 	s.log.Info("request accepted", "clinic_id", booked.Status.ClinicID, "request_id", booked.Status.RequestID)
+	s.audit(c, booked.Status.ClinicID, services.AuditRequestCreated, booked.Status.RequestID)
 	return c.JSON(http.StatusCreated, map[string]string{
 		"id":         booked.Status.RequestID,
 		"token":      booked.Token,
@@ -245,5 +246,6 @@ func (s *Server) handleAPIRequestGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.audit(c, st.ClinicID, services.AuditStatusViewed, st.RequestID)
 	return c.JSON(http.StatusOK, s.statusView(st))
 }

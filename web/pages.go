@@ -185,6 +185,7 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
 	if err == nil {
 		s.log.Info("request accepted", "clinic_id", cl.ID, "request_id", booked.Status.RequestID)
+		s.audit(c, cl.ID, services.AuditRequestCreated, booked.Status.RequestID)
 		return c.Redirect(http.StatusSeeOther, "/r/"+booked.Token)
 	}
 	v := formView{Values: req}
@@ -216,6 +217,7 @@ func (s *Server) handleStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.audit(c, st.ClinicID, services.AuditStatusViewed, st.RequestID)
 	c.Response().Header().Set("Cache-Control", "no-store")
 	steps := []string{services.StateReceived, services.StateDelivered}
 	return c.Render(http.StatusOK, "status.html", s.pageData(c, map[string]any{

@@ -50,6 +50,8 @@ type Config struct {
 	// goes are cut short the same way instead of waiting out their timeouts;
 	// pages read from the catalog still serve.
 	NATS func() context.Context
+	// Audit, when set, records request creations and status reads.
+	Audit services.Auditor
 }
 
 // Server is the Echo web front.
@@ -156,4 +158,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	return httpserve.Serve(ctx, srv, ln, 10*time.Second)
+}
+
+// audit records an access by the patient at the other end of c.
+func (s *Server) audit(c echo.Context, clinic, action, requestID string) {
+	if s.cfg.Audit != nil {
+		s.cfg.Audit.Audit(c.Request().Context(), services.AuditEvent{At: s.cfg.Now().UTC(), Clinic: clinic,
+			Action: action, Actor: "patient", RequestID: requestID, IP: c.RealIP()})
+	}
 }

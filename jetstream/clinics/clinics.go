@@ -68,7 +68,25 @@ func (a *Admin) Add(ctx context.Context, c services.Clinic) ([]byte, error) {
 			return nil, fmt.Errorf("re-register %s: %w", c.ID, err)
 		}
 	}
-	return a.Keys.AgentCreds(c.ID)
+	creds, err := a.Keys.AgentCreds(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return creds, a.record(ctx, c.ID, services.AuditCredsIssued, "agent creds")
+}
+
+// record audits an operator action, and waits for AUDIT to store it.
+func (a *Admin) record(ctx context.Context, clinic, action, detail string) error {
+	ev := services.AuditEvent{Clinic: clinic, Action: action, Actor: "operator", Detail: detail}
+	if err := (&cjs.Auditor{JS: a.JS}).AuditNow(ctx, ev); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// RecordOperatorCreds audits that operator creds were issued.
+func (a *Admin) RecordOperatorCreds(ctx context.Context) error {
+	return a.record(ctx, services.AuditClinicRelay, services.AuditCredsIssued, "operator creds")
 }
 
 // List returns every clinic profile, sorted by ID.
@@ -119,7 +137,7 @@ func (a *Admin) Revoke(ctx context.Context, id string) (int, error) {
 	if err := cjs.PutJSON(ctx, bucket, subjects.ClinicKey(id), c); err != nil {
 		return n, err
 	}
-	return n, nil
+	return n, a.record(ctx, id, services.AuditClinicRevoked, "")
 }
 
 // PushAccount hands an account JWT to the server's full resolver, which

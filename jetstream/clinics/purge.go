@@ -64,7 +64,7 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 		}
 		p.Keys[b] = n
 	}
-	return p, nil
+	return p, a.record(ctx, id, services.AuditClinicPurged, fmt.Sprintf("%d requests", p.Requests))
 }
 
 // purgeKeys purges clinic's keys of bucket: "<clinic>.*", and "<clinic>"

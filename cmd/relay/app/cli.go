@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -28,6 +30,7 @@ const usage = `usage:
   relay clinic show SLUG [--data DIR]
   relay clinic purge SLUG [--data DIR]
   relay creds operator [--out FILE] [--data DIR]
+  relay audit --clinic SLUG [--since DURATION] [--format text|json|fhir] [--data DIR]
   relay backup --out FILE [--data DIR]
   relay restore FILE --operator-key FILE [--data DIR] [--encryption-key-file FILE]
 `
@@ -65,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "show":
 			return cmdClinicShow(ctx, rest[1:], stdout, stderr)
 		}
+	case "audit":
+		return cmdAudit(ctx, rest, stdout, stderr)
 	case "backup":
 		return cmdBackup(ctx, rest, stdout, stderr)
 	case "restore":
@@ -236,6 +241,9 @@ func cmdCredsOperator(ctx context.Context, args []string, stdout, stderr io.Writ
 		if err != nil {
 			return err
 		}
+		if err := a.RecordOperatorCreds(ctx); err != nil {
+			return err
+		}
 		if err := os.WriteFile(*out, creds, 0o600); err != nil {
 			return fmt.Errorf("write creds: %w", err)
 		}
@@ -326,4 +334,46 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "restored %d messages into %s; start it with relay serve --data %s\n", n, *data, *data)
 	return nil
+}
+
+func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	clinic := fs.String("clinic", "", "the clinic whose trail to print (_relay for the relay's own)")
+	since := fs.Duration("since", 0, "only events this recent, e.g. 720h (default: all)")
+	format := fs.String("format", "text", "text, json (one event a line) or fhir (FHIR R4 AuditEvent resources)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *clinic == "" || *format != "text" && *format != "json" && *format != "fhir" {
+		return fmt.Errorf("audit needs --clinic SLUG and --format text, json or fhir: %w", errUsage)
+	}
+	if *clinic != services.AuditClinicRelay {
+		if err := subjects.ValidClinicID(*clinic); err != nil {
+			return err
+		}
+	}
+	var from time.Time
+	if *since > 0 {
+		from = time.Now().Add(-*since)
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		enc := json.NewEncoder(stdout)
+		var err error
+		rerr := cjs.ReadAudit(ctx, a.JS, *clinic, from, func(ev services.AuditEvent) {
+			if err != nil {
+				return
+			}
+			switch *format {
+			case "json":
+				err = enc.Encode(ev)
+			case "fhir":
+				err = enc.Encode(fhirAuditEvent(ev))
+			default:
+				_, err = fmt.Fprintf(stdout, "%s  %-18s %-8s %s %s %s\n", ev.At.Format(time.RFC3339), ev.Action, ev.Actor,
+					ev.RequestID, ev.IP, ev.Detail)
+			}
+		})
+		return errors.Join(rerr, err)
+	})
 }

@@ -95,7 +95,7 @@ func (r *Relay) start(ctx context.Context) error {
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
 	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now,
-		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != ""})
+		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log}})
 	if err != nil {
 		return err
 	}
