@@ -469,12 +469,12 @@ func (a *Agent) releaseHolds(ctx context.Context) {
 		key := subjects.HoldKey(a.clinic, h.slot)
 		var err error
 		if h.rev > 0 {
-			// Gone or taken since (it expired and another patient holds
-			// it): the revision differs and the hold is left alone.
-			if err = a.holds.Delete(ctx, key, h.rev); errors.Is(err, cjs.ErrRevision) {
-				err = nil
-			}
-		} else {
+			err = a.holds.Delete(ctx, key, h.rev)
+		}
+		if h.rev == 0 || errors.Is(err, cjs.ErrRevision) {
+			// No revision, or a stale one (a restored relay), or the hold
+			// expired and another patient holds it: release it only if it
+			// is still this request's.
 			err = cjs.ReleaseHold(ctx, a.holds, key, h.requestID)
 		}
 		if err != nil {

@@ -26,8 +26,16 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	h := m.Headers()
-	req, err := a.opener.Open(services.Sealed{To: h.Get(subjects.HeaderSealedTo),
-		From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()})
+	sealed := services.Sealed{To: h.Get(subjects.HeaderSealedTo), From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()}
+	if sealed.To != "" && !a.opener.Has(sealed.To) {
+		// Sealed to a key this agent does not hold (a reinstall with a new
+		// seal.nk, or another agent's): keep it for the agent that does.
+		log.Error("request sealed to a key this agent does not hold; restore seal.nk from the old data dir",
+			"sealed_to", sealed.To)
+		_ = m.NakWithDelay(time.Minute)
+		return
+	}
+	req, err := a.opener.Open(sealed)
 	if err != nil || req.ID != id || req.ClinicID != a.clinic || subjects.ValidRequestID(req.ID) != nil {
 		// Not sealed to this clinic, tampered with, or not readable:
 		// retrying cannot help. Terminate it and tell the patient (no body
@@ -77,9 +85,9 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, id, slot, why string) {
 	log.Error("request refused and terminated", "why", why)
 	if subjects.ValidRequestID(id) == nil {
-		st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
-			Reason: "The clinic could not read this request. Please request again.", UpdatedAt: a.cfg.Now().UTC()}
-		if err := cjs.PutJSON(ctx, a.status, subjects.StatusKey(a.clinic, id), st); err != nil {
+		// Only a status still "received" (or none) is declined: a forged or
+		// replayed copy under a real request's ID must not undo its outcome.
+		if err := a.declineUnread(ctx, id, slot); err != nil {
 			log.Warn("status declined", "err", err.Error())
 		}
 		if subjects.ValidSlotID(slot) == nil {
@@ -91,32 +99,36 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 
 // markDelivered moves STATUS from received to delivered, never backwards: a
 // redelivered request whose outcome is already set leaves it alone. The
-// request carries the revision of its "received" status (rev); without it
-// (queued by a relay from before) the status is read first. The write is
-// conditional on that revision: if the status moved on since, it wins.
-func (a *Agent) markDelivered(ctx context.Context, req services.Request, rev uint64) error {
+// request carries the revision of its "received" status (hint), which saves
+// reading it first; when the hint is missing or stale (a request queued by an
+// older relay, or restored from a backup), the status is read and written
+// against its actual revision.
+func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint uint64) error {
 	key := subjects.StatusKey(a.clinic, req.ID)
-	if rev == 0 {
-		e, err := a.status.Get(ctx, key)
-		switch {
-		case errors.Is(err, cjs.ErrNotFound): // none: create it
-		case err != nil:
-			return err
-		default:
-			var st services.Status
-			if err := json.Unmarshal(e.Value, &st); err != nil {
-				return err
-			}
-			if st.State != services.StateReceived {
-				return nil
-			}
-			rev = e.Revision
-		}
-	}
 	st := services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID,
 		State: services.StateDelivered, UpdatedAt: a.cfg.Now().UTC()}
 	b, _ := json.Marshal(st)
-	var err error
+	if hint > 0 {
+		if _, err := a.status.Update(ctx, key, b, hint); !errors.Is(err, cjs.ErrRevision) {
+			return err
+		}
+	}
+	var rev uint64
+	e, err := a.status.Get(ctx, key)
+	switch {
+	case errors.Is(err, cjs.ErrNotFound): // none: create it
+	case err != nil:
+		return err
+	default:
+		var cur services.Status
+		if err := json.Unmarshal(e.Value, &cur); err != nil {
+			return err
+		}
+		if cur.State != services.StateReceived {
+			return nil // the outcome is set, or it is delivered already
+		}
+		rev = e.Revision
+	}
 	if rev == 0 {
 		_, err = a.status.Create(ctx, key, b, 0)
 	} else {
@@ -124,6 +136,37 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, rev uin
 	}
 	if errors.Is(err, cjs.ErrRevision) {
 		return nil // the outcome was written meanwhile; it wins
+	}
+	return err
+}
+
+// declineUnread sets the status of request id to declined because the clinic
+// could not read it, unless the status has moved past "received".
+func (a *Agent) declineUnread(ctx context.Context, id, slot string) error {
+	key := subjects.StatusKey(a.clinic, id)
+	var rev uint64
+	e, err := a.status.Get(ctx, key)
+	switch {
+	case errors.Is(err, cjs.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		var st services.Status
+		if json.Unmarshal(e.Value, &st) == nil && st.State != services.StateReceived {
+			return nil
+		}
+		rev = e.Revision
+	}
+	st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
+		Reason: "The clinic could not read this request. Please request again.", UpdatedAt: a.cfg.Now().UTC()}
+	b, _ := json.Marshal(st)
+	if rev == 0 {
+		_, err = a.status.Create(ctx, key, b, 0)
+	} else {
+		_, err = a.status.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, cjs.ErrRevision) {
+		return nil
 	}
 	return err
 }

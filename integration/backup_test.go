@@ -21,7 +21,18 @@ func TestBackupRestore(t *testing.T) {
 	creds := env.MustAddClinic("birch")
 	ag := env.MustStartAgent(creds, nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	slots := awaitSlots(t, web, "birch", 2)
+	slots := awaitSlots(t, web, "birch", 3)
+	// One request the clinic has, and booked: its status was rewritten
+	// against a revision, which restore must not replay.
+	var booked map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/birch/requests", validRequest(slots[2]), &booked); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, booked["token"], "delivered")
+	if _, err := ag.Console.Confirm(t.Context(), booked["id"]); err != nil {
+		t.Fatal(err)
+	}
+	awaitState(t, web, booked["token"], "booked")
 	ag.Stop()
 	var queued map[string]string
 	if code := web.JSON("POST", "/api/v1/clinics/birch/requests", validRequest(slots[0]), &queued); code != 201 {
@@ -56,6 +67,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal("the restored relay does not offer the clinic's availability")
 	}
 	awaitState(t, web2, queued["token"], "received")
+	awaitState(t, web2, booked["token"], "booked")
 	restored.MustStartAgent(creds, nil, nil) // its creds from before still work
 	awaitState(t, web2, queued["token"], "delivered")
 }

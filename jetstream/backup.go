@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,7 +106,16 @@ func ReadBackup(ctx context.Context, js jetstream.JetStream, r io.Reader, file f
 				continue
 			}
 			m := nats.NewMsg(rec.Subject)
-			m.Header, m.Data = rec.Header, rec.Data
+			m.Data = rec.Data
+			for k, v := range rec.Header {
+				// Of the server's headers only the dedupe ID and the TTL
+				// go back: the rest describe the old stream (its
+				// sequences, the revision a write expected, the stream's
+				// name) and would be read as this one's.
+				if !strings.HasPrefix(k, "Nats-") || k == nats.MsgIdHdr || k == "Nats-TTL" {
+					m.Header[k] = v
+				}
+			}
 			if _, err := js.PublishMsg(ctx, m); err != nil {
 				return msgs, fmt.Errorf("restore %s %s: %w", rec.Stream, rec.Subject, err)
 			}

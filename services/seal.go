@@ -71,6 +71,9 @@ func NewOpener(current nkeys.KeyPair, former ...nkeys.KeyPair) (*Opener, error) 
 	return o, nil
 }
 
+// Has says whether the Opener holds the key pub.
+func (o *Opener) Has(pub string) bool { _, ok := o.keys[pub]; return ok }
+
 // PublicKey is the key requests are sealed to.
 func (o *Opener) PublicKey() string { return o.pub }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -28,8 +29,15 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 	if err := subjects.ValidClinicID(id); err != nil {
 		return p, services.Errorf(services.EInvalid, "%s", err)
 	}
-	if _, err := a.profiles().Get(ctx, subjects.ClinicKey(id)); err != nil {
+	var c services.Clinic
+	if _, err := cjs.GetJSON(ctx, a.profiles(), subjects.ClinicKey(id), &c); err != nil {
 		return p, services.Errorf(services.ENotFound, "no clinic %q", id)
+	}
+	// Revoked first, so that the web front takes no new request for it
+	// while the rest is purged.
+	c.Revoked = true
+	if err := cjs.PutJSON(ctx, a.profiles(), subjects.ClinicKey(id), c); err != nil {
+		return p, fmt.Errorf("purge %s: %w", id, err)
 	}
 	token, n, err := a.Keys.RevokeClinic(id)
 	if err != nil {

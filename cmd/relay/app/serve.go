@@ -47,8 +47,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.HTTPSCert == "") != (cfg.HTTPSKey == "") {
 		return fmt.Errorf("--tls-cert goes with --tls-key, and --https-cert with --https-key: %w", errUsage)
 	}
-	if *requireTLS && (cfg.HTTPSCert == "" || cfg.TLSCert == "" && cfg.NATSURL == "") {
-		return fmt.Errorf("--require-tls needs --https-cert/--https-key, and --tls-cert/--tls-key for the embedded NATS")
+	if *requireTLS && (cfg.HTTPSCert == "" || cfg.TLSCert == "" && cfg.NATSURL == "" ||
+		cfg.NATSURL != "" && !strings.HasPrefix(cfg.NATSURL, "tls://")) {
+		return fmt.Errorf("--require-tls needs --https-cert/--https-key, and --tls-cert/--tls-key for the embedded NATS or a tls:// --nats-url")
 	}
 	if cfg.CredsFile != "" && cfg.NATSURL == "" {
 		return fmt.Errorf("--creds goes with --nats-url (the embedded node makes its own): %w", errUsage)
