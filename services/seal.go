@@ -85,6 +85,11 @@ func (o *Opener) Open(s Sealed) (Request, error) {
 	if !ok {
 		return req, fmt.Errorf("open: sealed to %s, not to a key of this clinic's", s.To)
 	}
+	// nkeys' Open panics on a sender key longer than a curve key (it
+	// decodes into a fixed array); the header is not trusted, so check it.
+	if !nkeys.IsValidPublicCurveKey(s.From) {
+		return req, fmt.Errorf("open: the sender key is not a public curve key")
+	}
 	body, err := kp.Open(s.Box, s.From)
 	if err != nil {
 		return req, fmt.Errorf("open: %w", err)
