@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,24 +19,9 @@ import (
 // NATS server (here one with JetStream and no auth, as in docker-compose.yml)
 // and serves from it.
 func TestServe_ExternalNATS(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r, err := app.Start(ctx, app.Config{NATSURL: ns.ClientURL(), HTTPAddr: "127.0.0.1:0", Logger: testLogger(t)})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { r.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; r.Shutdown() })
+	ns := startNATS(t, freeAddr(t), t.TempDir())
+	r := startRelay(t, app.Config{NATSURL: ns.ClientURL()})
+	ctx := t.Context()
 	if r.Node != nil {
 		t.Fatal("external mode started an embedded node")
 	}

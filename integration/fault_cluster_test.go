@@ -106,6 +106,24 @@ func seedClinic(t *testing.T, js jetstream.JetStream, clinic string, days int) (
 	return from, ids
 }
 
+// seededExternalRelay starts a relay on the existing NATS of cfg, seeds
+// clinic with days of slots through a connection of its own (which
+// reconnects forever), and waits until the web offers them all.
+func seededExternalRelay(t *testing.T, cfg app.Config, clinic string, days int) (*app.Relay, jetstream.JetStream, *Client, []string) {
+	t.Helper()
+	r := startRelay(t, cfg)
+	nc, err := nats.Connect(cfg.NATSURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	from, slots := seedClinic(t, js, clinic, days)
+	web := newClient(t, r.HTTPURL())
+	awaitSeeded(t, web, clinic, from, days, len(slots))
+	return r, js, web, slots
+}
+
 // awaitSeeded waits until the web offers every seeded slot.
 func awaitSeeded(t *testing.T, c *Client, clinic string, from time.Time, days, n int) {
 	t.Helper()
@@ -157,16 +175,7 @@ func TestFault_ClusterLeaderLoss(t *testing.T) {
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	r := startRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3})
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	from, slots := seedClinic(t, js, "elm", 2)
-	web := newClient(t, r.HTTPURL())
-	awaitSeeded(t, web, "elm", from, 2, len(slots))
+	r, js, web, slots := seededExternalRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3}, "elm", 2)
 
 	ctx := context.Background()
 	stream, err := js.Stream(ctx, subjects.StreamRequests)

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -41,16 +39,8 @@ func startNATS(t *testing.T, addr, dir string) *server.Server {
 func TestFault_WebLosesNATS(t *testing.T) {
 	addr, dir := freeAddr(t), t.TempDir()
 	ns := startNATS(t, addr, dir)
-	r := startRelay(t, app.Config{NATSURL: "nats://" + addr})
-	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	from, slots := seedClinic(t, js, "willow", 1)
-	web := newClient(t, r.HTTPURL())
-	awaitSeeded(t, web, "willow", from, 1, len(slots))
+	_, _, web, slots := seededExternalRelay(t, app.Config{NATSURL: "nats://" + addr}, "willow", 1)
+	_, first, _ := services.ParseSlotID(slots[0]) // the seeded day
 
 	var before map[string]string
 	if code := web.JSON("POST", "/api/v1/clinics/willow/requests", validRequest(slots[0]), &before); code != 201 {
@@ -91,7 +81,7 @@ func TestFault_WebLosesNATS(t *testing.T) {
 		{"RequestCreate", "POST", "/c/willow/request", "application/x-www-form-urlencoded", form, 503, "Requests are paused"},
 		{"Status", "GET", before["status_url"], "", "", 503, "Requests are paused"},
 		{"ClinicPage", "GET", "/c/willow", "", "", 200, "Clinic willow"},
-		{"SlotList", "GET", "/api/v1/clinics/willow/slots?from=" + from.Format(time.DateOnly), "", "", 200, slots[2]},
+		{"SlotList", "GET", "/api/v1/clinics/willow/slots?from=" + first.Format(time.DateOnly), "", "", 200, slots[2]},
 	} {
 		start := time.Now()
 		code, hdr, got := web.Do(tt.method, tt.path, tt.ctype, strings.NewReader(tt.body))
