@@ -176,7 +176,7 @@ func (a *Agent) connect() error {
 		return fmt.Errorf("connect %s: %w", a.cfg.NATSURL, err)
 	}
 	a.nc = nc
-	a.js, err = jetstream.New(nc)
+	a.js, err = jetstream.New(nc, cjs.AuditErrHandler(a.log))
 	a.audit = &cjs.Auditor{JS: a.js, Logger: a.log}
 	return err
 }

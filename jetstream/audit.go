@@ -6,14 +6,16 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// Auditor publishes audit events to AUDIT without waiting: the stream's ack
-// is checked in the background, and an event it refused is logged (by IDs).
+// Auditor publishes audit events to AUDIT without waiting. The stream's acks
+// come back on the JetStream context, which must be made with
+// AuditErrHandler so that an event AUDIT refused is logged.
 type Auditor struct {
 	JS     jetstream.JetStream
 	Logger *slog.Logger
@@ -27,18 +29,17 @@ func (a *Auditor) Audit(_ context.Context, ev services.AuditEvent) {
 		ev.At = time.Now().UTC()
 	}
 	b, _ := json.Marshal(ev)
-	f, err := a.JS.PublishAsync(subjects.Audit(ev.Clinic, ev.Action), b)
-	if err != nil {
+	if _, err := a.JS.PublishAsync(subjects.Audit(ev.Clinic, ev.Action), b); err != nil {
 		a.lost(ev, err)
-		return
 	}
-	go func() {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			a.lost(ev, err)
-		}
-	}()
+}
+
+// AuditErrHandler logs an asynchronous publish that JetStream refused: for
+// an audit event its subject names the clinic and the action.
+func AuditErrHandler(log *slog.Logger) jetstream.JetStreamOpt {
+	return jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+		log.Error("async publish lost", "subject", m.Subject, "err", err.Error())
+	})
 }
 
 // AuditNow records ev and waits for AUDIT to store it: for commands, which

@@ -86,7 +86,7 @@ func (r *Relay) start(ctx context.Context) error {
 	if err := cjs.Provision(pctx, adminJS, r.options()); err != nil {
 		return err
 	}
-	js, _ := jetstream.New(webConn)
+	js, _ := jetstream.New(webConn, cjs.AuditErrHandler(r.log))
 	reqs := cjs.NewRequests(js)
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
 	r.Catalog.SetLogger(r.log)
