@@ -78,28 +78,85 @@ func (p ProviderSchedule) Validate(prefix string) error {
 }
 
 // Slots lists the provider's slots that start on local dates [from, to) in loc.
-// Local wall-clock times are resolved in loc day by day, so hours stay right
-// across daylight-saving changes.
+// Slots follow the wall clock: one starts at every opening time plus a whole
+// number of slot lengths, at each instant the clock in loc reads that time on
+// that date. On a spring-forward day the skipped times have no slot; on a
+// fall-back day the repeated times have two, an hour apart. A slot that would
+// overlap the one before, or run past closing time, is left out.
 func (p ProviderSchedule) Slots(from, to time.Time, loc *time.Location) []Slot {
 	var out []Slot
 	step := time.Duration(p.SlotMinutes) * time.Minute
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		date := d.Format(time.DateOnly)
-		if slices.Contains(p.Closures, date) {
+		if slices.Contains(p.Closures, date) || p.SlotMinutes <= 0 {
 			continue
 		}
 		for _, iv := range p.Hours[weekdays[d.Weekday()]] {
 			s, err1 := clock(iv.Start)
 			e, err2 := clock(iv.End)
-			if err1 != nil || err2 != nil || step <= 0 {
+			if err1 != nil || err2 != nil {
 				continue
 			}
-			start := time.Date(d.Year(), d.Month(), d.Day(), s/60, s%60, 0, 0, loc)
-			end := time.Date(d.Year(), d.Month(), d.Day(), e/60, e%60, 0, 0, loc)
-			for t := start; !t.Add(step).After(end); t = t.Add(step) {
-				out = append(out, Slot{ID: SlotID(p.ID, t), ProviderID: p.ID, Start: t.UTC(), End: t.Add(step).UTC()})
+			var starts []time.Time
+			for m := s; m+p.SlotMinutes <= e; m += p.SlotMinutes {
+				starts = append(starts, wallInstants(d, m, loc)...)
+			}
+			slices.SortFunc(starts, time.Time.Compare)
+			closing := closingInstant(d, e, loc)
+			var prevEnd time.Time
+			for _, t := range starts {
+				if t.Before(prevEnd) || t.Add(step).After(closing) {
+					continue
+				}
+				prevEnd = t.Add(step)
+				out = append(out, Slot{ID: SlotID(p.ID, t), ProviderID: p.ID, Start: t.UTC(), End: prevEnd.UTC()})
 			}
 		}
 	}
 	return out
+}
+
+// wallInstants lists, earliest first, the instants at which the clock in loc
+// reads minute m of d's date: none in a spring-forward gap, two in a
+// fall-back overlap, else one. time.Date cannot be used for this: it picks
+// one instant of an overlap, and for a time in a gap one an hour early in
+// zones west of UTC (02:30 on 8 March 2026 in Toronto gives 01:30 EST).
+func wallInstants(d time.Time, m int, loc *time.Location) []time.Time {
+	wall := time.Date(d.Year(), d.Month(), d.Day(), m/60, m%60, 0, 0, time.UTC)
+	var out []time.Time
+	// The offsets a day either side cover any change on that date.
+	for _, probe := range []time.Time{wall.Add(-24 * time.Hour), wall.Add(24 * time.Hour)} {
+		_, off := probe.In(loc).Zone()
+		t := wall.Add(-time.Duration(off) * time.Second)
+		if sameWall(t.In(loc), wall) && !slices.ContainsFunc(out, t.Equal) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 { // no change that day, or a change not at the probes' offsets
+		if t := time.Date(wall.Year(), wall.Month(), wall.Day(), m/60, m%60, 0, 0, loc); sameWall(t, wall) {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// closingInstant is the last instant the clock in loc reads minute m of d's
+// date, or the instant it jumps past it when that time is skipped.
+func closingInstant(d time.Time, m int, loc *time.Location) time.Time {
+	if ts := wallInstants(d, m, loc); len(ts) > 0 {
+		return ts[len(ts)-1]
+	}
+	// In a gap: the clock jumps forward at the start of the zone period in
+	// force just after it.
+	wall := time.Date(d.Year(), d.Month(), d.Day(), m/60, m%60, 0, 0, time.UTC)
+	_, before := wall.Add(-24 * time.Hour).In(loc).Zone()
+	start, _ := wall.Add(-time.Duration(before) * time.Second).In(loc).ZoneBounds()
+	return start
+}
+
+func sameWall(t, wall time.Time) bool {
+	y, mo, d := t.Date()
+	wy, wmo, wd := wall.Date()
+	return y == wy && mo == wmo && d == wd && t.Hour() == wall.Hour() && t.Minute() == wall.Minute()
 }
