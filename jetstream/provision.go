@@ -92,6 +92,8 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 			Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL, MaxValueSize: MaxSmallBytes},
 		{Bucket: subjects.BucketClinics, Description: "clinic profiles and agent keys", History: 1,
 			Storage: jetstream.FileStorage, Replicas: o.replicas(), MaxValueSize: MaxSmallBytes},
+		{Bucket: subjects.BucketPending, Description: "requests not yet final per patient: <clinic>.<hmac of email or phone>",
+			History: 1, Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL, MaxValueSize: MaxSmallBytes},
 	}
 }
 

@@ -56,6 +56,9 @@ type Booker struct {
 	Outbox    Outbox
 	Statuses  Statuses
 	Directory Directory
+	// Pending, when set, caps the requests one email or phone has waiting
+	// at a clinic (services/limits.go).
+	Pending Pending
 	// HoldTTL is the shortest a hold lasts. A hold lasts until the clinic's
 	// agent has the request (it then releases it) or until the slot starts,
 	// so a slot stays taken while the clinic is offline.
@@ -98,7 +101,11 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		return Booked{}, err
 	}
 	var rev Revisions
+	if err = b.reserve(ctx, req, slot.Start); err != nil {
+		return Booked{}, err
+	}
 	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
+		b.unreserve(ctx, req)
 		return Booked{}, err
 	}
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}

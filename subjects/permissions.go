@@ -62,7 +62,7 @@ func WebPermissions() Permissions {
 		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b),
 			"$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
 	}
-	for _, b := range []string{BucketHolds, BucketStatus} { // read and written by key
+	for _, b := range []string{BucketHolds, BucketStatus, BucketPending} { // read and written by key
 		pub = append(pub, KVSubject(b, ">"), "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, ">"))
 	}
 	return Permissions{PubAllow: pub, SubAllow: []string{WebInboxPrefix + ".>"}}

@@ -26,6 +26,9 @@ const (
 	BucketStatus = "STATUS"
 	// BucketClinics maps <clinic> to its public profile and <clinic>.<suffix> to keys the agent owns.
 	BucketClinics = "CLINICS"
+	// BucketPending maps <clinic>.<hash> to the requests not yet final of
+	// one patient's email or phone (hash: the relay's keyed HMAC of it).
+	BucketPending = "PENDING"
 )
 
 // Filters: the wildcard half of each subject pair.
@@ -113,6 +116,10 @@ func AvailabilityKey(clinic, date string) string { return clinic + "." + date }
 
 // HoldKey is "<clinic>.<slot>" in HOLDS.
 func HoldKey(clinic, slot string) string { return clinic + "." + slot }
+
+// PendingKey is "<clinic>.<hash>" in PENDING; hash is hex, never the
+// address itself.
+func PendingKey(clinic, hash string) string { return clinic + "." + hash }
 
 // StatusKey is "<clinic>.<request>" in STATUS.
 func StatusKey(clinic, request string) string { return clinic + "." + request }

@@ -65,7 +65,8 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subjects.ClinicFilter(id))); err != nil {
 		return p, fmt.Errorf("purge %s: requests: %w", id, err)
 	}
-	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus, subjects.BucketClinics} {
+	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus, subjects.BucketClinics,
+		subjects.BucketPending} {
 		n, err := a.purgeKeys(ctx, b, id)
 		if err != nil {
 			return p, err
