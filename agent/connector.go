@@ -21,6 +21,10 @@ type Connector interface {
 	// Store keeps req durably. Storing an ID already stored is a no-op that
 	// returns nil, so a redelivered request is stored once.
 	Store(ctx context.Context, req services.Request) error
+	// Apply carries out a patient's cancellation or new time (see
+	// services.Change): idempotent, ENotFound while the request is not
+	// stored, and the outcome queued in PendingOutcomes.
+	Apply(ctx context.Context, ch services.Change) error
 	// FreeSlots lists the providers and the free slots that start on the local
 	// dates [from, to) in loc.
 	FreeSlots(ctx context.Context, from, to time.Time, loc *time.Location) ([]services.Provider, []services.Slot, error)

@@ -21,6 +21,10 @@ const ackTimeout = 2 * time.Second
 // handle stores one request and acks it only once it is stored. A request
 // that cannot be stored is not acked: it is redelivered after a delay.
 func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
+	if subjects.IsChange(m.Subject()) {
+		a.handleChange(ctx, m)
+		return
+	}
 	id := m.Headers().Get(subjects.HeaderRequestID)
 	log := a.log.With("request_id", id)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

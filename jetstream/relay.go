@@ -29,7 +29,9 @@ type Requests struct {
 var (
 	_ services.Holds    = (*Requests)(nil)
 	_ services.Outbox   = (*Requests)(nil)
-	_ services.Statuses = (*Requests)(nil)
+	_ services.Statuses      = (*Requests)(nil)
+	_ services.StatusSwapper = (*Requests)(nil)
+	_ services.ChangeOutbox  = (*Requests)(nil)
 )
 
 // NewRequests returns the adapter over js.
@@ -155,4 +157,56 @@ func (r *Requests) GetStatus(ctx context.Context, clinic, requestID string) (ser
 // DeleteStatus removes a status.
 func (r *Requests) DeleteStatus(ctx context.Context, clinic, requestID string) error {
 	return r.status.Delete(ctx, subjects.StatusKey(clinic, requestID), 0)
+}
+
+// GetStatusRev reads a status with its revision.
+func (r *Requests) GetStatusRev(ctx context.Context, clinic, requestID string) (services.Status, uint64, error) {
+	var st services.Status
+	rev, err := GetJSON(ctx, r.status, subjects.StatusKey(clinic, requestID), &st)
+	if errors.Is(err, ErrNotFound) {
+		return st, 0, services.Errorf(services.ENotFound, "no such request")
+	}
+	if err != nil {
+		return st, 0, unavailable("status", err)
+	}
+	return st, rev, nil
+}
+
+// SwapStatus writes st over revision rev only.
+func (r *Requests) SwapStatus(ctx context.Context, st services.Status, rev uint64) (uint64, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return 0, fmt.Errorf("encode status: %w", err)
+	}
+	nrev, err := r.status.Update(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b, rev)
+	if errors.Is(err, ErrRevision) {
+		return 0, services.Errorf(services.EConflict, "the clinic has just updated this request; please look again")
+	}
+	if err != nil {
+		return 0, unavailable("status", err)
+	}
+	return nrev, nil
+}
+
+// PublishChange queues a sealed change on the clinic's queue, once per
+// change ID.
+func (r *Requests) PublishChange(ctx context.Context, q services.QueuedChange) error {
+	m := nats.NewMsg(subjects.Changes(q.ClinicID))
+	m.Data = q.Sealed.Box
+	m.Header.Set(subjects.HeaderRequestID, q.RequestID)
+	m.Header.Set(subjects.HeaderClinicID, q.ClinicID)
+	if q.SlotID != "" {
+		m.Header.Set(subjects.HeaderSlotID, q.SlotID)
+		m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(q.HoldRev, 10))
+	}
+	m.Header.Set(subjects.HeaderSealedTo, q.Sealed.To)
+	m.Header.Set(subjects.HeaderSealedFrom, q.Sealed.From)
+	if err := publishOnce(ctx, r.js, m, q.ID); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {
+			return services.Errorf(services.EUnavailable, "the clinic has too many changes waiting; please try again later")
+		}
+		return unavailable("publish", err)
+	}
+	return nil
 }

@@ -12,6 +12,9 @@ const (
 	AuditRequestOpened    = "request-opened"    // agent: the sealed request was opened
 	AuditOutcomeSet       = "outcome-set"       // agent: booked, declined or proposed
 	AuditStatusViewed     = "status-viewed"     // web: a status page or API read
+	AuditRequestCancelled = "request-cancelled" // web: the patient cancelled
+	AuditRequestMoved     = "request-moved"     // web: the patient chose another time
+	AuditChangeApplied    = "change-applied"    // agent: a cancellation or new time reached the clinic's system
 	AuditCredsIssued      = "creds-issued"      // operator: agent or operator creds
 	AuditClinicRevoked    = "clinic-revoked"
 	AuditClinicPurged     = "clinic-purged"

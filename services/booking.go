@@ -56,6 +56,9 @@ type Booker struct {
 	Outbox    Outbox
 	Statuses  Statuses
 	Directory Directory
+	// Swapper and Changes serve a patient's cancellations and reschedules.
+	Swapper StatusSwapper
+	Changes ChangeOutbox
 	// Pending, when set, caps the requests one email or phone has waiting
 	// at a clinic (services/limits.go).
 	Pending Pending

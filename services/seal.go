@@ -27,11 +27,14 @@ type Queued struct {
 }
 
 // SealRequest seals req to the clinic's public curve key to.
-func SealRequest(req Request, to string) (Sealed, error) {
+func SealRequest(req Request, to string) (Sealed, error) { return seal(req, to) }
+
+// seal seals v, as JSON, to the public curve key to with a one-time sender key.
+func seal(v any, to string) (Sealed, error) {
 	if !nkeys.IsValidPublicCurveKey(to) {
 		return Sealed{}, fmt.Errorf("seal: %q is not a public curve key", to)
 	}
-	body, err := json.Marshal(req)
+	body, err := json.Marshal(v)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal: %w", err)
 	}
@@ -81,23 +84,33 @@ func (o *Opener) PublicKey() string { return o.pub }
 // not open.
 func (o *Opener) Open(s Sealed) (Request, error) {
 	var req Request
+	return req, o.open(s, &req)
+}
+
+// OpenChange opens a sealed change (a cancellation or a new time).
+func (o *Opener) OpenChange(s Sealed) (Change, error) {
+	var ch Change
+	return ch, o.open(s, &ch)
+}
+
+func (o *Opener) open(s Sealed, v any) error {
 	kp, ok := o.keys[s.To]
 	if !ok {
-		return req, fmt.Errorf("open: sealed to %s, not to a key of this clinic's", s.To)
+		return fmt.Errorf("open: sealed to %s, not to a key of this clinic's", s.To)
 	}
 	// nkeys' Open panics on a sender key longer than a curve key (it
 	// decodes into a fixed array); the header is not trusted, so check it.
 	if !nkeys.IsValidPublicCurveKey(s.From) {
-		return req, fmt.Errorf("open: the sender key is not a public curve key")
+		return fmt.Errorf("open: the sender key is not a public curve key")
 	}
 	body, err := kp.Open(s.Box, s.From)
 	if err != nil {
-		return req, fmt.Errorf("open: %w", err)
+		return fmt.Errorf("open: %w", err)
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return req, fmt.Errorf("open: %w", err)
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("open: %w", err)
 	}
-	return req, nil
+	return nil
 }
 
 // Fingerprint is a short, readable digest of a public seal key, for people to

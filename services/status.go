@@ -10,6 +10,9 @@ const (
 	StateDeclined  = "declined"
 	StateProposed  = "proposed" // the clinic proposed another time
 	StateExpired   = "expired"
+	// StateCancelled: the patient cancelled. The cancellation goes to the
+	// clinic like a request; the clinic's agent frees the slot.
+	StateCancelled = "cancelled"
 )
 
 // Status is a request's outcome as kept in STATUS: IDs and times only, no PHI.
@@ -43,5 +46,13 @@ func (s Status) At(now time.Time) Status {
 
 // Final reports whether the clinic has decided.
 func (s Status) Final() bool {
-	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired
+	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired ||
+		s.State == StateCancelled
+}
+
+// Closed reports whether nothing can change the request any more: declined,
+// expired or cancelled. A booked or proposed request can still be
+// cancelled or moved by the patient.
+func (s Status) Closed() bool {
+	return s.State == StateDeclined || s.State == StateExpired || s.State == StateCancelled
 }

@@ -53,12 +53,13 @@ func AgentPermissions(clinic string) Permissions {
 	return Permissions{PubAllow: pub, SubAllow: []string{AgentInboxPrefix(clinic) + ".>"}}
 }
 
-// WebPermissions is the web front's list: publish requests, hold slots, read
-// and write statuses, and watch the buckets it serves from memory
-// (CLINICS, AVAILABILITY, HOLDS), nothing more.
+// WebPermissions is the web front's list: publish requests and changes, hold
+// slots, read and write statuses, and watch the buckets it serves from memory
+// (CLINICS, AVAILABILITY, HOLDS) and STATUS (for live status pages), nothing
+// more.
 func WebPermissions() Permissions {
-	pub := []string{Requests("*"), "$JS.FC.>", AllAudit}
-	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics} { // watched
+	pub := []string{Requests("*"), Changes("*"), "$JS.FC.>", AllAudit}
+	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics, BucketStatus} { // watched
 		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b),
 			"$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
 	}

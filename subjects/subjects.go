@@ -91,6 +91,13 @@ func ValidSlotID(id string) error {
 // Requests is "clinic.<clinic>.requests": where the web front publishes a clinic's new requests.
 func Requests(clinic string) string { return "clinic." + clinic + ".requests" }
 
+// Changes is "clinic.<clinic>.changes": where the web front publishes a
+// patient's cancellations and reschedules of a clinic's requests.
+func Changes(clinic string) string { return "clinic." + clinic + ".changes" }
+
+// IsChange reports whether subject is a Changes subject.
+func IsChange(subject string) bool { return strings.HasSuffix(subject, ".changes") }
+
 // ClinicFilter is "clinic.<clinic>.>": everything REQUESTS holds for one clinic
 // (requests now; cancellations and intake later), the filter of its consumer.
 func ClinicFilter(clinic string) string { return "clinic." + clinic + ".>" }

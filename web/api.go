@@ -207,24 +207,33 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 // HTTP errors of status 400 or 413; the fields are checked later, by the Booker.
 func decodeAPIRequest(body io.Reader) (services.Request, error) {
 	var in apiRequest
+	if err := decodeJSON(body, &in); err != nil {
+		return services.Request{}, err
+	}
+	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
+		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, nil
+}
+
+// decodeJSON reads the first JSON value of an API body into v (what follows
+// it is ignored). Its errors are echo HTTP errors of status 400 or 413.
+func decodeJSON(body io.Reader, v any) error {
 	// Read it all first: decoding straight from the body can complete a
 	// value from the very read that crossed the body limit.
 	b, err := io.ReadAll(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
-			return services.Request{}, echo.ErrStatusRequestEntityTooLarge
+			return echo.ErrStatusRequestEntityTooLarge
 		}
-		return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body could not be read")
+		return echo.NewHTTPError(http.StatusBadRequest, "request body could not be read")
 	}
-	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&in); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
+			return echo.NewHTTPError(http.StatusBadRequest, "request body is empty")
 		}
-		return services.Request{}, echo.NewHTTPError(http.StatusBadRequest, "request body is not valid JSON")
+		return echo.NewHTTPError(http.StatusBadRequest, "request body is not valid JSON")
 	}
-	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
-		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, nil
+	return nil
 }
 
 func (s *Server) statusView(st services.Status) apiStatus {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -210,18 +209,5 @@ var stateText = map[string]string{
 	services.StateDeclined:  "Declined: the clinic could not take this appointment.",
 	services.StateProposed:  "The clinic proposed another time.",
 	services.StateExpired:   "Expired: the clinic did not receive your request in time.",
-}
-
-func (s *Server) handleStatus(c echo.Context) error {
-	st, err := s.cfg.Booker.Status(c.Request().Context(), c.Param("token"))
-	if err != nil {
-		return err
-	}
-	s.audit(c, st.ClinicID, services.AuditStatusViewed, st.RequestID)
-	c.Response().Header().Set("Cache-Control", "no-store")
-	steps := []string{services.StateReceived, services.StateDelivered}
-	return c.Render(http.StatusOK, "status.html", s.pageData(c, map[string]any{
-		"S": s.statusView(st), "Text": stateText[st.State], "Final": st.Final(),
-		"Step": slices.Index(steps, st.State),
-	}))
+	services.StateCancelled: "Cancelled: you cancelled this request, and the clinic is told.",
 }

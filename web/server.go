@@ -61,6 +61,7 @@ type Server struct {
 	log   *slog.Logger
 	pages *pages
 	slots slotCache
+	hub   statusHub
 }
 
 // New builds the server and its routes.
@@ -118,6 +119,11 @@ func (s *Server) routes() {
 	e.GET("/c/:slug/request", s.handleRequestForm)
 	e.POST("/c/:slug/request", s.handleRequestCreate, s.pausable)
 	e.GET("/r/:token", s.handleStatus, s.pausable)
+	e.GET("/r/:token/events", s.handleStatusEvents, s.pausable)
+	e.GET("/r/:token/cancel", s.handleCancelForm, s.pausable)
+	e.POST("/r/:token/cancel", s.handleCancel, s.pausable)
+	e.GET("/r/:token/reschedule", s.handleRescheduleForm, s.pausable)
+	e.POST("/r/:token/reschedule", s.handleReschedule, s.pausable)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
 
@@ -128,6 +134,8 @@ func (s *Server) routes() {
 	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
 	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore, s.pausable)
 	api.GET("/requests/:token", s.handleAPIRequestGet, noStore, s.pausable)
+	api.POST("/requests/:token/cancel", s.handleAPIRequestCancel, noStore, s.pausable)
+	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.pausable)
 }
 
 // headAsGet answers HEAD like GET; net/http drops the body because the

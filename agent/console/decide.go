@@ -170,7 +170,7 @@ func (c *Console) MarkPublished(ctx context.Context, st services.Status) error {
 		if err != nil {
 			return err
 		}
-		if rec.State != st.State || rec.State == services.StateDelivered || rec.Published {
+		if rec.State != st.State || rec.Published {
 			return nil
 		}
 		rec.Published = true

@@ -16,11 +16,12 @@ import (
 // clinic has not decided yet (services.StateDelivered); the others are the
 // services states of the same name.
 const (
-	StatusPending  = "pending"
-	StatusBooked   = services.StateBooked
-	StatusDeclined = services.StateDeclined
-	StatusProposed = services.StateProposed
-	StatusAll      = "all"
+	StatusPending   = "pending"
+	StatusBooked    = services.StateBooked
+	StatusDeclined  = services.StateDeclined
+	StatusProposed  = services.StateProposed
+	StatusCancelled = services.StateCancelled
+	StatusAll       = "all"
 )
 
 // Entry is a stored request as the front desk sees it. It holds PHI.
@@ -34,7 +35,7 @@ type Entry struct {
 	Phone         string    `json:"phone"`
 	Email         string    `json:"email"`
 	Reason        string    `json:"reason"`
-	Status        string    `json:"status"` // StatusPending, StatusBooked, StatusDeclined or StatusProposed
+	Status        string    `json:"status"` // StatusPending, StatusBooked, StatusDeclined, StatusProposed or StatusCancelled
 	DeclineReason string    `json:"decline_reason"`
 	ProposedSlot  string    `json:"proposed_slot"`
 	ReceivedAt    time.Time `json:"received_at"`
@@ -74,9 +75,9 @@ func (c *Console) Requests(ctx context.Context, status string) ([]Entry, error) 
 	switch status {
 	case "":
 		status = StatusAll
-	case StatusAll, StatusPending, StatusBooked, StatusDeclined, StatusProposed:
+	case StatusAll, StatusPending, StatusBooked, StatusDeclined, StatusProposed, StatusCancelled:
 	default:
-		return nil, fieldError("status", "status must be one of pending, booked, declined, proposed, all")
+		return nil, fieldError("status", "status must be one of pending, booked, declined, proposed, cancelled, all")
 	}
 	out := []Entry{}
 	err := c.db.View(func(tx *bolt.Tx) error {

@@ -90,7 +90,7 @@ func (r *Relay) start(ctx context.Context) error {
 	reqs := cjs.NewRequests(js)
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
 	r.Catalog.SetLogger(r.log)
-	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog,
+	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog, Swapper: reqs, Changes: reqs,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
@@ -126,6 +126,8 @@ func (r *Relay) start(ctx context.Context) error {
 			r.log.Error("catalog watch stopped; pages are frozen until restart", "err", err.Error())
 		}
 	}()
+	// Live status pages follow STATUS through one watch.
+	go (&cjs.StatusFeed{JS: js, Logger: r.log}).Run(ctx, r.web.StatusChanged)
 	// Agents ask the relay for their consumers; it makes them to its own config.
 	ac := &cjs.AgentConsumers{JS: adminJS, AckWait: r.cfg.AckWait, Logger: r.log,
 		Active: func(c string) bool { cl, ok := r.Catalog.Clinic(c); return ok && !cl.Revoked }}

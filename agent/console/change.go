@@ -1,0 +1,106 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// ReasonMoveRefused is the note a patient sees when the new time they chose
+// was no longer free at the clinic: the request keeps its time.
+const ReasonMoveRefused = "The new time you chose was not free at the clinic; your request keeps its time."
+
+// Apply carries out a patient's change: a cancellation frees the slot; a new
+// time frees the old slot, takes the new one and waits for the front desk
+// again, except that accepting the time the clinic proposed books it at
+// once. Applying a change twice does nothing more. A request not stored yet
+// is ENotFound; the outcome is queued for publication like a decision.
+func (c *Console) Apply(ctx context.Context, ch services.Change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var rec *record
+	var freed []string
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if rec, err = getRecord(tx, ch.RequestID); err != nil {
+			return err
+		}
+		old := []string{rec.Request.SlotID, rec.ProposedSlot}
+		changed, err := c.apply(tx, rec, ch)
+		if err != nil || !changed {
+			return err
+		}
+		freed = append(old, rec.Request.SlotID)
+		rec.DecidedAt, rec.Published = c.now(), false
+		if err := tx.Bucket(bucketOutbox).Put([]byte(rec.Request.ID), nil); err != nil {
+			return err
+		}
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		var e *services.Error
+		if errors.As(err, &e) {
+			return err
+		}
+		return fmt.Errorf("console: apply change to %s: %w", ch.RequestID, err)
+	}
+	if freed != nil {
+		c.log.Info("change applied", "request_id", ch.RequestID, "action", ch.Action, "state", rec.State)
+		c.notifySlots(freed...)
+	}
+	return nil
+}
+
+// apply changes rec in tx and reports whether it changed.
+func (c *Console) apply(tx *bolt.Tx, rec *record, ch services.Change) (bool, error) {
+	switch {
+	case rec.State == services.StateCancelled:
+		return false, nil // cancelled is final; a late change is moot
+	case ch.Action == services.ActionCancel:
+		if err := releaseAll(tx, rec); err != nil {
+			return false, err
+		}
+		rec.State, rec.DeclineReason = services.StateCancelled, ""
+		return true, nil
+	case rec.Request.SlotID == ch.SlotID && rec.State != services.StateProposed:
+		return false, nil // applied already
+	case rec.State == services.StateProposed && ch.SlotID == rec.ProposedSlot:
+		// The patient accepted the clinic's proposal: the console holds
+		// that slot for this request already.
+		if err := release(tx, rec.Request.SlotID, rec.Request.ID); err != nil {
+			return false, err
+		}
+		rec.Request.SlotID, rec.ProposedSlot, rec.State = ch.SlotID, "", services.StateBooked
+		return true, nil
+	case rec.State == services.StateDeclined:
+		return false, nil // declined is final; the patient requests anew
+	}
+	if err := c.checkFree(tx, ch.SlotID); err != nil {
+		// Not free here: the request keeps its time, and publishing its
+		// outcome again puts the patient's status back.
+		rec.DeclineReason = ReasonMoveRefused
+		return true, nil
+	}
+	if err := releaseAll(tx, rec); err != nil {
+		return false, err
+	}
+	rec.Request.SlotID, rec.ProposedSlot, rec.DeclineReason = ch.SlotID, "", ""
+	rec.State = services.StateDelivered
+	return true, tx.Bucket(bucketTaken).Put([]byte(ch.SlotID), []byte(rec.Request.ID))
+}
+
+// releaseAll frees the slots rec holds: its own and the one proposed to it.
+func releaseAll(tx *bolt.Tx, rec *record) error {
+	if err := release(tx, rec.Request.SlotID, rec.Request.ID); err != nil {
+		return err
+	}
+	if rec.ProposedSlot != "" {
+		return release(tx, rec.ProposedSlot, rec.Request.ID)
+	}
+	return nil
+}
