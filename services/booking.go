@@ -56,12 +56,16 @@ type Booker struct {
 	Outbox    Outbox
 	Statuses  Statuses
 	Directory Directory
-	// Swapper and Changes serve a patient's cancellations and reschedules.
-	Swapper StatusSwapper
-	Changes ChangeOutbox
+	// Contacts, when set, keeps the patient's address for email notices;
+	// ContactFailed hears of one it could not keep (the request goes on).
+	Contacts      ContactKeeper
+	ContactFailed func(clinic, requestID string, err error)
 	// Pending, when set, caps the requests one email or phone has waiting
 	// at a clinic (services/limits.go).
 	Pending Pending
+	// Swapper and Changes serve a patient's cancellations and reschedules.
+	Swapper StatusSwapper
+	Changes ChangeOutbox
 	// HoldTTL is the shortest a hold lasts. A hold lasts until the clinic's
 	// agent has the request (it then releases it) or until the slot starts,
 	// so a slot stays taken while the clinic is offline.
@@ -111,6 +115,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		b.unreserve(ctx, req)
 		return Booked{}, err
 	}
+	b.keepContact(ctx, req, token, slot) // before the status, which the notifier follows
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
 	if rev.Status, err = b.Statuses.PutStatus(ctx, st); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, false))

@@ -26,6 +26,9 @@ type Request struct {
 	Reason    string    `json:"reason"`
 	Consent   bool      `json:"consent"`
 	CreatedAt time.Time `json:"created_at"`
+	// Lang is the patient's language for email notices ("en", "fr"); the
+	// relay keeps it with the contact, it does not go to the clinic.
+	Lang string `json:"-"`
 }
 
 // Validate checks every patient field and names each one at fault.

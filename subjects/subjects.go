@@ -29,6 +29,21 @@ const (
 	// BucketPending maps <clinic>.<hash> to the requests not yet final of
 	// one patient's email or phone (hash: the relay's keyed HMAC of it).
 	BucketPending = "PENDING"
+	// BucketContacts maps <clinic>.<request> to the patient's email address
+	// and status link, encrypted by the relay, kept while notices are due.
+	BucketContacts = "CONTACTS"
+	// StreamNotify is the work queue of notices to send: IDs only, never PHI.
+	StreamNotify = "NOTIFY"
+	// AllNotify is "notify.>", what NOTIFY stores.
+	AllNotify = "notify.>"
+	// AllNotifyEmail is "notify.email.*": every clinic's email notices, the
+	// filter of the sender's consumer (NotifySender).
+	AllNotifyEmail = "notify.email.*"
+	// NotifyFollower is the relay's durable consumer on KV_STATUS that turns
+	// status changes into notices.
+	NotifyFollower = "notify_status"
+	// NotifySender is the relay's durable consumer on AllNotifyEmail.
+	NotifySender = "notify_email"
 )
 
 // Filters: the wildcard half of each subject pair.
@@ -164,6 +179,29 @@ const (
 	HeaderSealedTo       = "Clinicrelay-Sealed-To"
 	HeaderSealedFrom     = "Clinicrelay-Sealed-From"
 	HeaderStatusRevision = "Clinicrelay-Status-Revision"
+)
+
+// NotifyEmail is "notify.email.<clinic>": an email notice to send.
+func NotifyEmail(clinic string) string { return "notify.email." + clinic }
+
+// NotifyReminder is "notify.remind.<clinic>.<request>": the schedule of a
+// request's reminder, one per request (a new one replaces it); when it fires
+// the server publishes the notice to NotifyEmail.
+func NotifyReminder(clinic, request string) string { return "notify.remind." + clinic + "." + request }
+
+// NotifyFailed is "notify.failed.<clinic>": a notice given up on after its
+// last attempt, kept for operators (relay notices --failed).
+func NotifyFailed(clinic string) string { return "notify.failed." + clinic }
+
+// AllNotifyFailed is "notify.failed.*".
+const AllNotifyFailed = "notify.failed.*"
+
+// ContactKey is "<clinic>.<request>" in CONTACTS.
+func ContactKey(clinic, request string) string { return clinic + "." + request }
+
+// Headers of a NOTIFY message: IDs only.
+const (
+	HeaderNoticeKind = "Clinicrelay-Notice"
 )
 
 // Audit is "audit.<clinic>.<action>": where an access to a clinic's patient
