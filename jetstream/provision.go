@@ -94,12 +94,13 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 			Storage: jetstream.FileStorage, Replicas: o.replicas(), MaxValueSize: MaxSmallBytes},
 		{Bucket: subjects.BucketPending, Description: "requests not yet final per patient: <clinic>.<hmac of email or phone>",
 			History: 1, Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL, MaxValueSize: MaxSmallBytes},
+		ContactsBucket(o),
 	}
 }
 
 // Provision creates or updates every stream and bucket; running it twice changes nothing.
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
-	for _, s := range []jetstream.StreamConfig{RequestsStream(o), AuditStream(o)} {
+	for _, s := range []jetstream.StreamConfig{RequestsStream(o), AuditStream(o), NotifyStream(o)} {
 		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
 			return fmt.Errorf("provision %s: %w", s.Name, err)
 		}

@@ -23,10 +23,13 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 // stream, bucket or consumer definition must change testdata on purpose.
 func TestDefinitions_Golden(t *testing.T) {
 	got, err := json.MarshalIndent(map[string]any{
-		"requests": cjs.RequestsStream(cjs.Options{}),
-		"audit":    cjs.AuditStream(cjs.Options{}),
-		"buckets":  cjs.Buckets(cjs.Options{}),
-		"consumer": cjs.AgentConsumer("maple", 0),
+		"requests":        cjs.RequestsStream(cjs.Options{}),
+		"audit":           cjs.AuditStream(cjs.Options{}),
+		"buckets":         cjs.Buckets(cjs.Options{}),
+		"consumer":        cjs.AgentConsumer("maple", 0),
+		"notify":          cjs.NotifyStream(cjs.Options{}),
+		"notify_follower": cjs.FollowerConsumer(),
+		"notify_sender":   cjs.SenderConsumer(len(cjs.DefaultRetries) + 1),
 	}, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,253 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Mailer hands one message to a mail server; nil means it accepted it.
+type Mailer interface {
+	Send(ctx context.Context, from, to string, msg []byte) error
+}
+
+// NoticeDirectory is what the sender reads from the catalog: the clinic's
+// name and zone, and slots, whose length gives an appointment's end.
+type NoticeDirectory interface {
+	Clinic(id string) (services.Clinic, bool)
+	Slots(clinic string, from, to time.Time) []services.Slot
+}
+
+// NotifierConfig wires the notifier. JS must be allowed to make consumers
+// on KV_STATUS and NOTIFY (the relay's admin user).
+type NotifierConfig struct {
+	JS        jetstream.JetStream
+	Contacts  *Contacts
+	Directory NoticeDirectory
+	Mailer    Mailer
+	// Permanent reports a refusal that another attempt cannot change (an
+	// SMTP 5xx); Describe says what went wrong without the server's text,
+	// which may quote the address. Both may be nil.
+	Permanent func(error) bool
+	Describe  func(error) string
+	From      string // the From address
+	BaseURL   string // the web front's public URL, for status links
+	// Retries are the waits before each new attempt at a notice; after the
+	// last one it is given up (notify.failed.<clinic>, an ERROR log line and
+	// the failed counter). Default DefaultRetries.
+	Retries []time.Duration
+	// ReminderAt is when to remind of an appointment starting at start
+	// (default 24 hours before); tests bring it near.
+	ReminderAt func(start time.Time) time.Time
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// DefaultRetries: eight attempts over about three hours.
+var DefaultRetries = []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute,
+	30 * time.Minute, time.Hour, time.Hour}
+
+// NotifyAckWait is how long the sender has to send one notice before the
+// server offers it again; it outlasts the SMTP timeout (30s).
+const NotifyAckWait = 2 * time.Minute
+
+// NotifyMetrics count what the notifier did since the relay started.
+type NotifyMetrics struct {
+	Queued, Sent, Skipped, Retried, Failed, ContactErrors atomic.Int64
+}
+
+// Notifier turns STATUS changes into email notices and sends them.
+type Notifier struct {
+	cfg     NotifierConfig
+	log     *slog.Logger
+	stream  jetstream.Stream
+	status  *Bucket
+	Metrics NotifyMetrics
+}
+
+// FollowerConsumer follows STATUS from the moment it is made: each change
+// once, across restarts.
+func FollowerConsumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: subjects.NotifyFollower, Description: "status changes to notices",
+		FilterSubject: subjects.KVSubject(subjects.BucketStatus, ">"), DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1000}
+}
+
+// SenderConsumer sends the notices; the waits between attempts are the
+// sender's (NakWithDelay), not the consumer's BackOff, which would also
+// cut the ack wait of a send in progress to the first wait.
+func SenderConsumer(attempts int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: subjects.NotifySender, Description: "email notices",
+		FilterSubject: subjects.AllNotifyEmail, AckPolicy: jetstream.AckExplicitPolicy, AckWait: NotifyAckWait,
+		MaxDeliver: attempts, MaxAckPending: 100}
+}
+
+// NewNotifier checks cfg.
+func NewNotifier(cfg NotifierConfig) *Notifier {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Retries) == 0 {
+		cfg.Retries = DefaultRetries
+	}
+	if cfg.ReminderAt == nil {
+		cfg.ReminderAt = func(start time.Time) time.Time { return start.Add(-24 * time.Hour) }
+	}
+	if cfg.Permanent == nil {
+		cfg.Permanent = func(error) bool { return false }
+	}
+	if cfg.Describe == nil {
+		cfg.Describe = func(err error) string { return "error" }
+	}
+	return &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus)}
+}
+
+// Run makes the two consumers and serves them until ctx ends.
+func (n *Notifier) Run(ctx context.Context, started chan<- error) {
+	stop, err := n.start(ctx)
+	started <- err
+	if err != nil {
+		return
+	}
+	<-ctx.Done()
+	stop()
+}
+
+func (n *Notifier) start(ctx context.Context) (func(), error) {
+	js := n.cfg.JS
+	var err error
+	if n.stream, err = js.Stream(ctx, subjects.StreamNotify); err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	follower, err := js.CreateOrUpdateConsumer(ctx, subjects.KVStream(subjects.BucketStatus), FollowerConsumer())
+	if err != nil {
+		return nil, fmt.Errorf("notify follower: %w", err)
+	}
+	sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, SenderConsumer(len(n.cfg.Retries)+1))
+	if err != nil {
+		return nil, fmt.Errorf("notify sender: %w", err)
+	}
+	fc, err := follower.Consume(n.follow)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := sender.Consume(n.send)
+	if err != nil {
+		fc.Stop()
+		return nil, err
+	}
+	return func() { fc.Stop(); sc.Stop(); <-fc.Closed(); <-sc.Closed() }, nil
+}
+
+// follow turns one STATUS change into a notice (and a reminder's schedule).
+func (n *Notifier) follow(m jetstream.Msg) {
+	h := m.Headers()
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" || h.Get(jetstream.MarkerReasonHeader) != "" {
+		m.Ack()
+		return
+	}
+	var st services.Status
+	if err := json.Unmarshal(m.Data(), &st); err != nil || !strings.HasSuffix(m.Subject(), "."+st.RequestID) {
+		m.Ack() // not a status the relay can read; the web ignores it too
+		return
+	}
+	kind := services.NoticeFor(st.State)
+	if kind == "" {
+		m.Ack()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.queue(ctx, st, kind); err != nil {
+		n.log.Warn("notice not queued yet; retrying", "clinic_id", st.ClinicID, "request_id", st.RequestID,
+			"kind", kind, "err", err.Error())
+		m.NakWithDelay(2 * time.Second)
+		return
+	}
+	m.Ack()
+}
+
+// queue publishes the notice a status calls for, if the patient left a
+// contact, and keeps the reminder's schedule and the contact's lifetime in
+// step with the status.
+func (n *Notifier) queue(ctx context.Context, st services.Status, kind string) error {
+	c, err := n.cfg.Contacts.Contact(ctx, st.ClinicID, st.RequestID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // no address, or no notices due any more
+	}
+	if err != nil {
+		return err
+	}
+	no := services.Notice{Kind: kind, ClinicID: st.ClinicID, RequestID: st.RequestID, SlotID: st.SlotID, At: st.UpdatedAt}
+	if kind == services.NoticeProposed && st.ProposedSlot != "" {
+		no.SlotID = st.ProposedSlot
+	}
+	b, _ := json.Marshal(no)
+	if _, err := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyEmail(st.ClinicID), Data: b},
+		jetstream.WithMsgID(no.ID())); err != nil {
+		return fmt.Errorf("publish notice: %w", err)
+	}
+	n.Metrics.Queued.Add(1)
+	switch kind {
+	case services.NoticeBooked:
+		if err := n.schedule(ctx, st); err != nil {
+			return err
+		}
+		return n.extend(ctx, c, st.SlotID)
+	case services.NoticeProposed:
+		return n.extend(ctx, c, no.SlotID)
+	case services.NoticeDeclined, services.NoticeCancelled:
+		return n.stream.Purge(ctx, jetstream.WithPurgeSubject(subjects.NotifyReminder(st.ClinicID, st.RequestID)))
+	}
+	return nil
+}
+
+// schedule has the server publish a reminder before the booked slot; a new
+// schedule for the request replaces the old one. The server keeps it
+// across restarts and fires it if it came due while it was down.
+func (n *Notifier) schedule(ctx context.Context, st services.Status) error {
+	_, start, err := services.ParseSlotID(st.SlotID)
+	if err != nil {
+		return nil
+	}
+	at := n.cfg.ReminderAt(start)
+	if !at.After(n.cfg.Now().Add(time.Second)) {
+		return nil // booked too late for a reminder: the booked notice says when
+	}
+	no := services.Notice{Kind: services.NoticeReminder, ClinicID: st.ClinicID, RequestID: st.RequestID,
+		SlotID: st.SlotID, At: st.UpdatedAt}
+	b, _ := json.Marshal(no)
+	_, err = n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyReminder(st.ClinicID, st.RequestID), Data: b},
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(subjects.NotifyEmail(st.ClinicID)))
+	if err != nil {
+		return fmt.Errorf("schedule reminder: %w", err)
+	}
+	return nil
+}
+
+// extend keeps the contact until a day past slot (a booked or proposed
+// slot may be later than the one requested).
+func (n *Notifier) extend(ctx context.Context, c services.Contact, slot string) error {
+	_, start, err := services.ParseSlotID(slot)
+	if err != nil {
+		return nil
+	}
+	return n.cfg.Contacts.KeepContact(ctx, c, services.ContactUntil(c.CreatedAt, start))
+}
+
+// JS is the notifier's JetStream handle (for FailedNotices).
+func (n *Notifier) JS() jetstream.JetStream { return n.cfg.JS }

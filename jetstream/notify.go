@@ -1,0 +1,121 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// Limits of the notifier's stream and bucket.
+const (
+	NotifyMaxAge   = services.StatusLifetime // a reminder's schedule waits at most this long
+	NotifyDedupe   = 10 * time.Minute        // Nats-Msg-Id (Notice.ID) window
+	ContactsMaxAge = services.StatusLifetime // per-key TTLs are shorter (services.ContactUntil)
+)
+
+// NotifyStream is NOTIFY, the work queue of notices: IDs only. It holds the
+// notices to send (notify.email.<clinic>, removed on ack), the reminders'
+// schedules (notify.remind.<clinic>.<request>, which the server turns into
+// a notice when due, across restarts) and the notices given up on
+// (notify.failed.<clinic>, for operators).
+func NotifyStream(o Options) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              subjects.StreamNotify,
+		Description:       "notices to send, reminders' schedules and failed notices: ids only, never PHI",
+		Subjects:          []string{subjects.AllNotify},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		MaxAge:            NotifyMaxAge,
+		Duplicates:        NotifyDedupe,
+		MaxMsgSize:        MaxSmallBytes,
+		AllowMsgSchedules: true,
+		AllowRollup:       true, // a schedule replaces the request's previous one (Nats-Rollup: sub)
+		AllowMsgTTL:       true,
+		Replicas:          o.replicas(),
+	}
+}
+
+// ContactsBucket is CONTACTS: <clinic>.<request> → the patient's contact,
+// AES-GCM encrypted by the relay, with a per-key TTL.
+func ContactsBucket(o Options) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: subjects.BucketContacts,
+		Description: "patients' contacts for notices, encrypted by the relay: <clinic>.<request>", History: 1,
+		Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: ContactsMaxAge, LimitMarkerTTL: HoldMarkerTTL,
+		MaxValueSize: MaxSmallBytes}
+}
+
+// Contacts keeps patients' contacts in CONTACTS, sealed with the relay's
+// notify key: NATS, its store and its backups see only ciphertext.
+type Contacts struct {
+	b    *Bucket
+	aead cipher.AEAD
+	now  func() time.Time
+}
+
+var _ services.ContactKeeper = (*Contacts)(nil)
+
+// NewContacts returns CONTACTS on js, sealed with key (32 bytes).
+func NewContacts(js jetstream.JetStream, key []byte, now func() time.Time) (*Contacts, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("notify key: %w", err)
+	}
+	aead, _ := cipher.NewGCM(block)
+	if now == nil {
+		now = time.Now
+	}
+	return &Contacts{b: NewBucket(js, subjects.BucketContacts), aead: aead, now: now}, nil
+}
+
+// KeepContact stores c until the time given (at least a minute from now).
+func (cs *Contacts) KeepContact(ctx context.Context, c services.Contact, until time.Time) error {
+	key := subjects.ContactKey(c.ClinicID, c.RequestID)
+	plain, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, cs.aead.NonceSize())
+	rand.Read(nonce)
+	sealed := cs.aead.Seal(nonce, nonce, plain, []byte(key)) // bound to its key: no moving it to another request
+	ttl := max(until.Sub(cs.now()), time.Minute).Round(time.Second)
+	_, err = cs.b.publish(ctx, key, sealed, nil, jetstream.WithMsgTTL(ttl))
+	return err
+}
+
+// Contact returns the contact for a request; ErrNotFound when there is
+// none (never kept, expired or forgotten).
+func (cs *Contacts) Contact(ctx context.Context, clinic, request string) (services.Contact, error) {
+	key := subjects.ContactKey(clinic, request)
+	e, err := cs.b.Get(ctx, key)
+	if err != nil {
+		return services.Contact{}, err
+	}
+	n := cs.aead.NonceSize()
+	if len(e.Value) < n {
+		return services.Contact{}, errors.New("contact: truncated")
+	}
+	plain, err := cs.aead.Open(nil, e.Value[:n], e.Value[n:], []byte(key))
+	if err != nil {
+		return services.Contact{}, errors.New("contact: does not open with this relay's notify key")
+	}
+	var c services.Contact
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return services.Contact{}, fmt.Errorf("contact: %w", err)
+	}
+	return c, nil
+}
+
+// Forget deletes a request's contact.
+func (cs *Contacts) Forget(ctx context.Context, clinic, request string) error {
+	return cs.b.Delete(ctx, subjects.ContactKey(clinic, request), 0)
+}

@@ -1,0 +1,198 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// FailedNotice is a notice given up on, kept on notify.failed.<clinic> for
+// operators: IDs, the attempts and what went wrong, never the address.
+type FailedNotice struct {
+	Notice   services.Notice `json:"notice"`
+	Attempts int             `json:"attempts"`
+	Error    string          `json:"error"`
+	At       time.Time       `json:"at"`
+}
+
+// errSkip: the notice is not due any more (the request moved on, or its
+// contact is gone); it is acked, not sent.
+var errSkip = errors.New("notice no longer due")
+
+// send sends one notice: acked only once the mail server has accepted it,
+// tried again later on a failure, and given up after the last attempt.
+func (n *Notifier) send(m jetstream.Msg) {
+	var no services.Notice
+	if err := json.Unmarshal(m.Data(), &no); err != nil || subjects.ValidRequestID(no.RequestID) != nil {
+		n.log.Error("notice unreadable; dropped", "subject", m.Subject())
+		m.Term()
+		return
+	}
+	attempt := 1
+	if md, err := m.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), NotifyAckWait-10*time.Second)
+	defer cancel()
+	log := n.log.With("clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind, "attempt", attempt)
+	err := n.deliver(ctx, no)
+	switch {
+	case errors.Is(err, errSkip):
+		n.Metrics.Skipped.Add(1)
+		log.Info("notice not due any more; not sent")
+		m.Ack()
+	case err == nil:
+		n.Metrics.Sent.Add(1)
+		log.Info("notice sent")
+		if err := m.DoubleAck(ctx); err != nil {
+			log.Warn("notice sent but its ack was lost: it may be sent again (same Message-ID)", "err", err.Error())
+		}
+	case n.cfg.Permanent(err) || attempt > len(n.cfg.Retries):
+		n.giveUp(ctx, no, attempt, err)
+		m.Term()
+	default:
+		n.Metrics.Retried.Add(1)
+		wait := n.cfg.Retries[attempt-1]
+		log.Warn("notice not sent; will try again", "err", n.cfg.Describe(err), "retry_in", wait)
+		m.NakWithDelay(wait)
+	}
+}
+
+// deliver reads the request's status and contact as they are now, and
+// sends the notice if it is still due.
+func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
+	var st services.Status
+	if _, err := GetJSON(ctx, n.status, subjects.StatusKey(no.ClinicID, no.RequestID), &st); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return errSkip
+		}
+		return err
+	}
+	if no.Kind == services.NoticeReminder && (st.State != services.StateBooked || st.SlotID != no.SlotID) {
+		return errSkip
+	}
+	c, err := n.cfg.Contacts.Contact(ctx, no.ClinicID, no.RequestID)
+	if errors.Is(err, ErrNotFound) {
+		return errSkip
+	}
+	if err != nil {
+		return err
+	}
+	msg, err := n.compose(no, st, c)
+	if err != nil {
+		return err
+	}
+	if err := n.cfg.Mailer.Send(ctx, n.cfg.From, c.Email, msg); err != nil {
+		return err
+	}
+	if no.Kind == services.NoticeDeclined || no.Kind == services.NoticeCancelled {
+		// Nothing more will be said about this request: forget the address.
+		if err := n.cfg.Contacts.Forget(ctx, no.ClinicID, no.RequestID); err != nil {
+			n.log.Warn("contact not deleted; it expires on its own", "clinic_id", no.ClinicID,
+				"request_id", no.RequestID, "err", err.Error())
+		}
+	}
+	return nil
+}
+
+// compose renders the notice's email from the status, the contact and the
+// catalog.
+func (n *Notifier) compose(no services.Notice, st services.Status, c services.Contact) ([]byte, error) {
+	clinic, ok := n.cfg.Directory.Clinic(no.ClinicID)
+	if !ok {
+		clinic = services.Clinic{ID: no.ClinicID, Name: no.ClinicID, TimeZone: "UTC"}
+	}
+	slot := no.SlotID
+	m := services.NoticeEmail{Notice: no, Contact: c, Clinic: clinic, BaseURL: n.cfg.BaseURL, From: n.cfg.From,
+		Now: n.cfg.Now()}
+	if no.Kind == services.NoticeProposed {
+		slot = st.SlotID
+		if _, p, err := services.ParseSlotID(no.SlotID); err == nil {
+			m.Proposed = p
+		}
+	}
+	var err error
+	if m.Start, m.End, err = n.slotTimes(clinic, slot, c); err != nil {
+		return nil, err
+	}
+	return m.Compose().Bytes()
+}
+
+// slotTimes finds the slot's end in the slot the patient asked for, or from
+// the provider's other slots that day, or DefaultSlotLength.
+func (n *Notifier) slotTimes(clinic services.Clinic, slot string, c services.Contact) (time.Time, time.Time, error) {
+	_, start, err := services.ParseSlotID(slot)
+	if err != nil {
+		return start, start, err
+	}
+	day := services.Today(start, clinic.Location())
+	known := n.cfg.Directory.Slots(clinic.ID, day, day.AddDate(0, 0, 1))
+	if p, s, err := services.ParseSlotID(c.SlotID); err == nil && c.SlotEnd.After(s) {
+		known = append(known, services.Slot{ID: c.SlotID, ProviderID: p, Start: s, End: c.SlotEnd})
+	}
+	return services.SlotTimes(slot, known)
+}
+
+// giveUp leaves the failure where people look: a record on
+// notify.failed.<clinic>, an ERROR log line and the failed counter.
+func (n *Notifier) giveUp(ctx context.Context, no services.Notice, attempts int, err error) {
+	n.Metrics.Failed.Add(1)
+	why := n.cfg.Describe(err)
+	n.log.Error("notice NOT sent: given up", "clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind,
+		"attempts", attempts, "err", why)
+	b, _ := json.Marshal(FailedNotice{Notice: no, Attempts: attempts, Error: why, At: n.cfg.Now().UTC()})
+	if _, perr := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyFailed(no.ClinicID), Data: b}); perr != nil {
+		n.log.Error("failed notice not recorded", "clinic_id", no.ClinicID, "request_id", no.RequestID, "err", perr.Error())
+	}
+}
+
+// FailedNotices lists the notices given up on, oldest first.
+func FailedNotices(ctx context.Context, js jetstream.JetStream) ([]FailedNotice, error) {
+	s, err := js.Stream(ctx, subjects.StreamNotify)
+	if err != nil {
+		return nil, fmt.Errorf("failed notices: %w", err)
+	}
+	var out []FailedNotice
+	for seq := uint64(1); ; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subjects.AllNotifyFailed))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("failed notices: %w", err)
+		}
+		var f FailedNotice
+		if json.Unmarshal(m.Data, &f) == nil {
+			out = append(out, f)
+		}
+		seq = m.Sequence + 1
+	}
+}
+
+// WriteMetrics writes the counters in Prometheus' text format.
+func (n *Notifier) WriteMetrics(w io.Writer) {
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Int64
+	}{
+		{"queued", "notices queued for sending", &n.Metrics.Queued},
+		{"sent", "notices the mail server accepted", &n.Metrics.Sent},
+		{"skipped", "notices no longer due when their turn came (not sent)", &n.Metrics.Skipped},
+		{"retried", "failed attempts that will be tried again", &n.Metrics.Retried},
+		{"failed", "notices given up on after their last attempt (not sent)", &n.Metrics.Failed},
+		{"contact_errors", "contacts the relay could not keep (no notices for those requests)", &n.Metrics.ContactErrors},
+	} {
+		name := "clinicrelay_notify_" + c.name + "_total"
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, c.help, name, name, c.v.Load())
+	}
+}
