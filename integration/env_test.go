@@ -27,6 +27,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/web"
 )
 
 // Env is one relay with its data dir.
@@ -99,6 +100,11 @@ func NewEnv(t *testing.T) *Env {
 func startRelay(t *testing.T, cfg app.Config) *app.Relay {
 	t.Helper()
 	cfg.HTTPAddr, cfg.Logger = "127.0.0.1:0", testLogger(t)
+	if cfg.Abuse.Limits == (web.Limits{}) && cfg.Abuse.MaxPending == 0 {
+		// Tests post as one patient from one IP: no abuse limits unless
+		// the test sets them (abuse_test.go, holds_test.go).
+		cfg.Abuse.Off = true
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := app.Start(ctx, cfg)
 	if err != nil {

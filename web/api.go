@@ -45,6 +45,9 @@ type apiRequest struct {
 	// Consent defaults to true for API clients, which confirm by calling that
 	// the patient agreed; an explicit false is refused.
 	Consent *bool `json:"consent"`
+	// Website is a honeypot (web/honeypot.go): honest clients leave it
+	// out; a request that fills it is answered as accepted and dropped.
+	Website string `json:"website,omitempty"`
 }
 
 type apiStatus struct {

@@ -16,6 +16,7 @@ var statusOf = map[string]int{
 	services.EInvalid:     http.StatusUnprocessableEntity,
 	services.ENotFound:    http.StatusNotFound,
 	services.EConflict:    http.StatusConflict,
+	services.ELimit:       http.StatusConflict,
 	services.EUnavailable: http.StatusServiceUnavailable,
 	services.ETooLarge:    http.StatusRequestEntityTooLarge,
 	services.EForbidden:   http.StatusForbidden,
@@ -69,6 +70,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 		body := apiError{Error: msg, Fields: fields}
+		if services.ErrorCode(err) == services.ELimit {
+			body.Code = codePendingLimit
+		}
 		var de *services.Error
 		if errors.As(err, &de) && de.Code == services.EConflict {
 			body.NextFree = s.nextFree(c.Param("slug"))
@@ -81,6 +85,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 // retryAfter is the Retry-After, in seconds, of every 503.
 const retryAfter = "5"
+
+// codePendingLimit is the API error code of a request refused because the
+// patient's email or phone has services.DefaultMaxPending requests waiting.
+const codePendingLimit = "pending_limit"
 
 // codePaused is the API error code of a request refused while NATS is down.
 const codePaused = "requests_paused"

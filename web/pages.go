@@ -192,9 +192,10 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 		v.Slot = s.slotView(cl, sl)
 	}
 	switch services.ErrorCode(err) {
-	case services.EInvalid:
-		_, v.Message, v.Errors = classify(err)
-		return s.renderForm(c, http.StatusUnprocessableEntity, cl, v)
+	case services.EInvalid, services.ELimit:
+		var code int
+		code, v.Message, v.Errors = classify(err)
+		return s.renderForm(c, code, cl, v)
 	case services.EConflict:
 		v.Message, v.NextFree, v.Slot = "Sorry, that time was just taken. Please pick another.", s.nextFree(cl.ID), apiSlot{}
 		return s.renderForm(c, http.StatusConflict, cl, v)

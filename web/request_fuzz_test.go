@@ -44,6 +44,8 @@ func FuzzAPIRequestCreate(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(``))
 	f.Add([]byte(`{"consent":"yes"}`))
+	// The honeypot filled: answered as accepted, nothing sent.
+	f.Add([]byte(strings.Replace(fuzzBody, `{`, `{"website":"http://spam.example",`, 1)))
 	f.Add(bytes.Repeat([]byte(" "), fuzzBodyLimit))   // at the limit: empty, 400
 	f.Add(bytes.Repeat([]byte(" "), fuzzBodyLimit+1)) // over it: 413
 	h := newFuzzServer(f)
@@ -81,6 +83,9 @@ func FuzzAPIRequestCreate(f *testing.F) {
 			if _, _, err := services.ParseStatusToken(out["token"]); err != nil {
 				t.Fatalf("201 token %q does not parse: %v", out["token"], err)
 			}
+			if h.trapped(t, body) {
+				return
+			}
 			h.checkAccepted(t)
 			return
 		}
@@ -105,6 +110,8 @@ func FuzzRequestCreate(f *testing.F) {
 	f.Add(form, []byte("name=%zz;consent=yes"))
 	f.Add(form, []byte("name="+strings.Repeat("x", 5000)))
 	f.Add(form, []byte(""))
+	f.Add(form, []byte("slot_id=dr-lee_20260302T1430Z&name=Ada&birth_date=1990-04-01&phone=4165550100&email=ada%40example.org"+
+		"&consent=yes&website=http%3A%2F%2Fspam.example")) // honeypot
 	f.Add(multi, []byte("--XYZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nAda Lovelace\r\n"+
 		"--XYZ\r\nContent-Disposition: form-data; name=\"consent\"\r\n\r\nyes\r\n--XYZ--\r\n"))
 	f.Add(multi, []byte("--XYZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nunterminated"))
@@ -127,7 +134,9 @@ func FuzzRequestCreate(f *testing.F) {
 			if _, _, err := services.ParseStatusToken(tok); !ok || err != nil {
 				t.Fatalf("303 to %q, want /r/<status token>", w.Header().Get("Location"))
 			}
-			h.checkAccepted(t)
+			if !h.trapped(t, body) {
+				h.checkAccepted(t)
+			}
 		case w.Code < 400:
 			t.Fatalf("status %d, want 303 or 4xx", w.Code)
 		default:
@@ -153,7 +162,8 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	h := &fuzzServer{}
 	booker := &services.Booker{Holds: fuzzHolds{}, Outbox: h, Statuses: fuzzStatuses{}, Directory: fuzzCatalog{},
 		HoldTTL: time.Minute, Now: func() time.Time { return fuzzNow }}
-	srv, err := New(Config{Booker: booker, Catalog: fuzzCatalog{}, Logger: slog.New(h), Now: func() time.Time { return fuzzNow }})
+	srv, err := New(Config{Booker: booker, Catalog: fuzzCatalog{}, Logger: slog.New(h), Now: func() time.Time { return fuzzNow },
+		Limits: Limits{Off: true}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,6 +196,21 @@ var fuzzKey = func() *services.Opener {
 	o, _ := services.NewOpener(kp)
 	return o
 }()
+
+// trapped reports whether an accepted-looking answer was the honeypot's:
+// nothing sent to the clinic, one line logged, and a body that fills it.
+func (h *fuzzServer) trapped(t *testing.T, body []byte) bool {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.out) != 0 {
+		return false
+	}
+	if !bytes.Contains(body, []byte(honeypotField)) || len(h.log) != 1 || !strings.HasPrefix(h.log[0].Message, "honeypot") {
+		t.Fatalf("accepted, yet nothing sent; log %v", h.log)
+	}
+	return true
+}
 
 // checkRefused fails if a refused request reached the clinic or the log.
 func (h *fuzzServer) checkRefused(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -52,6 +53,11 @@ type Config struct {
 	NATS func() context.Context
 	// Audit, when set, records request creations and status reads.
 	Audit services.Auditor
+	// Limits throttle traffic per client IP and per clinic (web/ratelimit.go).
+	Limits Limits
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
+	// the client IP; with none, the client IP is the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the Echo web front.
@@ -61,6 +67,8 @@ type Server struct {
 	log   *slog.Logger
 	pages *pages
 	slots slotCache
+	// rates are the rate limiters, nil when Config.Limits.Off.
+	rates *rateLimits
 	hub   statusHub
 }
 
@@ -81,7 +89,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{cfg: cfg, e: e, log: cfg.Logger.With("component", "web"), pages: p}
+	s := &Server{cfg: cfg, e: e, log: cfg.Logger.With("component", "web"), pages: p, rates: newRateLimits(cfg.Limits)}
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Renderer = p
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(headAsGet)
@@ -91,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 			return err
 		}}))
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(s.limitRead)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0",
 		ContentTypeNosniff:    "nosniff",
@@ -117,7 +127,7 @@ func (s *Server) routes() {
 	e.GET("/", s.handleHome)
 	e.GET("/c/:slug", s.handleClinic)
 	e.GET("/c/:slug/request", s.handleRequestForm)
-	e.POST("/c/:slug/request", s.handleRequestCreate, s.pausable)
+	e.POST("/c/:slug/request", s.handleRequestCreate, s.limitCreate, s.honeypot, s.pausable)
 	e.GET("/r/:token", s.handleStatus, s.pausable)
 	e.GET("/r/:token/events", s.handleStatusEvents, s.pausable)
 	e.GET("/r/:token/cancel", s.handleCancelForm, s.pausable)
@@ -132,7 +142,7 @@ func (s *Server) routes() {
 	api := e.Group("/api/v1")
 	api.GET("/clinics", s.handleAPIClinicList, noStore)
 	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
-	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore, s.pausable)
+	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore, s.limitCreate, s.honeypot, s.pausable)
 	api.GET("/requests/:token", s.handleAPIRequestGet, noStore, s.pausable)
 	api.POST("/requests/:token/cancel", s.handleAPIRequestCancel, noStore, s.pausable)
 	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.pausable)

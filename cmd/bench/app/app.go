@@ -174,7 +174,8 @@ func startRelay(ctx context.Context, r *relayProc) (time.Duration, error) {
 		}
 	}
 	t0 := time.Now()
-	r.child, err = startChild("relay", r.dir+".log", "serve", "--data", r.dir, "--http", r.httpAddr, "--nats-listen", r.natsAddr)
+	r.child, err = startChild("relay", r.dir+".log", "serve", "--data", r.dir, "--http", r.httpAddr, "--nats-listen", r.natsAddr,
+		"--abuse-limits=false") // one IP and one patient post everything
 	if err != nil {
 		return 0, err
 	}

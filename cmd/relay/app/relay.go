@@ -39,6 +39,7 @@ type Config struct {
 	TLSCert, TLSKey     string
 	HTTPSCert, HTTPSKey string
 	HoldTTL             time.Duration
+	Abuse               Abuse // rate limits, trusted proxies, pending cap
 	Logger              *slog.Logger
 	Now                 func() time.Time
 }
@@ -92,10 +93,14 @@ func (r *Relay) start(ctx context.Context) error {
 	r.Catalog.SetLogger(r.log)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog, Swapper: reqs, Changes: reqs,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
+	if booker.Pending, err = r.pendingCap(js); err != nil {
+		return err
+	}
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
 	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now,
-		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log}})
+		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log},
+		Limits: r.cfg.Abuse.webLimits(), TrustedProxies: r.cfg.Abuse.TrustedProxies})
 	if err != nil {
 		return err
 	}

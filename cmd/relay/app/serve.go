@@ -41,7 +41,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	fs.StringVar(&cfg.HTTPSCert, "https-cert", "", "certificate (PEM) of the web front: it then serves HTTPS only")
 	fs.StringVar(&cfg.HTTPSKey, "https-key", "", "its private key (PEM)")
 	requireTLS := fs.Bool("require-tls", false, "refuse to start unless NATS and HTTP both have TLS")
+	abuse := abuseFlags(fs, &cfg.Abuse)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := abuse(); err != nil {
 		return err
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.HTTPSCert == "") != (cfg.HTTPSKey == "") {
