@@ -122,7 +122,7 @@ func TestBadInput_Pages(t *testing.T) {
 		{"bad date", "GET", "/c/maple?date=someday", nil, 422, "date must be a date"},
 		{"unknown slot", "GET", "/c/maple/request?slot=dr-lee_20990101T0300Z", nil, 409, "no longer free"},
 		{"bad token", "GET", "/r/not-a-token", nil, 404, "no such request"},
-		{"missing csrf", "POST", "/c/maple/request", url.Values{"slot_id": {slot}}, 400, "missing csrf token"},
+		{"missing csrf", "POST", "/c/maple/request", url.Values{"slot_id": {slot}}, 400, "form has expired"},
 		{"invalid fields", "POST", "/c/maple/request", url.Values{"_csrf": {csrf}, "slot_id": {slot}, "name": {"Kim"},
 			"email": {"nope"}}, 422, "email must be an address"},
 		{"no consent", "POST", "/c/maple/request", url.Values{"_csrf": {csrf}, "slot_id": {slot}, "name": {"Kim"},

@@ -80,7 +80,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.JSON(code, body)
 		return
 	}
-	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code, "Message": msg}))
+	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code,
+		"Title": errorTitle(lang(c), code), "Message": errorText(lang(c), msg)}))
 }
 
 // retryAfter is the Retry-After, in seconds, of every 503.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -13,33 +14,48 @@ import (
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// pages renders the embedded templates, each page parsed with the layout.
-type pages struct{ t map[string]*template.Template }
+// pages renders the embedded templates, each page parsed with the layout,
+// once per language: the template function t translates into that language.
+type pages struct {
+	t map[string]map[string]*template.Template // lang -> page -> template
+}
 
 func loadPages() (*pages, error) {
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}
-	p := &pages{t: map[string]*template.Template{}}
-	for _, n := range names {
-		base := n[len("templates/"):]
-		if base == "layout.html" {
-			continue
+	p := &pages{t: map[string]map[string]*template.Template{}}
+	for _, l := range languages {
+		p.t[l] = map[string]*template.Template{}
+		for _, n := range names {
+			base := n[len("templates/"):]
+			if base == "layout.html" {
+				continue
+			}
+			t, err := template.New("layout.html").Funcs(templateFuncs(l)).ParseFS(assets, "templates/layout.html", n)
+			if err != nil {
+				return nil, fmt.Errorf("template %s: %w", n, err)
+			}
+			p.t[l][base] = t
 		}
-		t, err := template.New("layout.html").Funcs(template.FuncMap{"dict": dict}).
-			ParseFS(assets, "templates/layout.html", n)
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", n, err)
-		}
-		p.t[base] = t
 	}
 	return p, nil
 }
 
-// Render implements echo.Renderer.
-func (p *pages) Render(w io.Writer, name string, data any, _ echo.Context) error {
-	t, ok := p.t[name]
+// templateFuncs are the functions templates call, translating into l.
+func templateFuncs(l string) template.FuncMap {
+	return template.FuncMap{
+		"dict": dict,
+		"lang": func() string { return l },
+		"t":    func(key string, args ...any) string { return tr(l, key, args...) },
+		"tn":   func(key string, n int, args ...any) string { return trn(l, key, n, args...) },
+	}
+}
+
+// Render implements echo.Renderer, in the language of c.
+func (p *pages) Render(w io.Writer, name string, data any, c echo.Context) error {
+	t, ok := p.t[lang(c)][name]
 	if !ok {
 		return fmt.Errorf("no template %s", name)
 	}
@@ -61,24 +77,6 @@ func dict(kv ...any) map[string]any {
 // clinic is not syncing (the agent beats every 15s).
 const staleAfter = 2 * time.Minute
 
-// ago says how long before now t was, for "last synced".
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return fmt.Sprintf("%d min ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d h ago", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-	}
-}
-
 func (s *Server) pageData(c echo.Context, m map[string]any) map[string]any {
 	if m == nil {
 		m = map[string]any{}
@@ -86,7 +84,41 @@ func (s *Server) pageData(c echo.Context, m map[string]any) map[string]any {
 	if tok, ok := c.Get("csrf").(string); ok {
 		m["CSRF"] = tok
 	}
+	if _, ok := m["LangLinks"]; !ok {
+		m["LangLinks"] = langLinks(lang(c), c.Request().URL)
+	}
 	return m
+}
+
+// pageSlot is a slot as the pages show it: in clinic time, in the page's language.
+type pageSlot struct {
+	ID, ProviderID, ProviderName string
+	Start                        time.Time // the instant
+	DateTime                     string    // RFC 3339 with the clinic's offset, for <time datetime>
+	Zone                         string    // the clinic's IANA zone, for static/time.js
+	Label                        string    // date and time: "lun. 2 mars 2026 09:00 EST"
+	Time                         string    // time only: "09:00 EST"
+}
+
+// pageSlots renders slots of clinic cl for a page in the language of c.
+func (s *Server) pageSlots(c echo.Context, cl services.Clinic, slots []services.Slot) []pageSlot {
+	loc, l := cl.Location(), lang(c)
+	out := make([]pageSlot, len(slots))
+	for i, v := range s.slotViews(cl, slots) {
+		local := v.Start.In(loc)
+		out[i] = pageSlot{ID: v.ID, ProviderID: v.ProviderID, ProviderName: v.ProviderName, Start: v.Start,
+			DateTime: local.Format(time.RFC3339), Zone: loc.String(), Label: formatSlot(l, v.Start, loc),
+			Time: local.Format("15:04 MST")}
+	}
+	return out
+}
+
+func (s *Server) pageSlot(c echo.Context, cl services.Clinic, sl services.Slot) pageSlot {
+	return s.pageSlots(c, cl, []services.Slot{sl})[0]
+}
+
+func (s *Server) nextFreePage(c echo.Context, cl services.Clinic) []pageSlot {
+	return s.pageSlots(c, cl, s.cfg.Catalog.NextFree(cl.ID, 5))
 }
 
 func (s *Server) handleHome(c echo.Context) error {
@@ -113,14 +145,15 @@ func (s *Server) handleClinic(c echo.Context) error {
 	today := services.Today(s.cfg.Now(), loc)
 	provider := c.QueryParam("provider")
 	var days []dayLink
+	l := lang(c)
 	selected := c.QueryParam("date")
 	if selected != "" {
 		if _, err := services.ParseDate("date", selected); err != nil {
 			return err
 		}
 	}
-	byDay := map[string][]apiSlot{}
-	for _, v := range s.slotViews(cl, s.cfg.Catalog.Slots(cl.ID, today, today.AddDate(0, 0, 13))) {
+	byDay := map[string][]pageSlot{}
+	for _, v := range s.pageSlots(c, cl, s.cfg.Catalog.Slots(cl.ID, today, today.AddDate(0, 0, 13))) {
 		if provider != "" && v.ProviderID != provider {
 			continue
 		}
@@ -132,31 +165,70 @@ func (s *Server) handleClinic(c echo.Context) error {
 		if selected == "" && len(byDay[date]) > 0 {
 			selected = date
 		}
-		days = append(days, dayLink{Date: date, Label: d.Format("Mon 2 Jan"), Count: len(byDay[date])})
+		days = append(days, dayLink{Date: date, Label: formatDay(l, d), Count: len(byDay[date])})
 	}
+	var day string
 	for i := range days {
-		days[i].Selected = days[i].Date == selected
+		if days[i].Selected = days[i].Date == selected; days[i].Selected {
+			day = days[i].Label
+		}
 	}
 	view := s.clinicView(cl)
 	seen := s.cfg.Catalog.LastSeen(cl.ID).At
 	return c.Render(http.StatusOK, "clinic.html", s.pageData(c, map[string]any{
-		"Clinic": view, "Days": days, "Date": selected, "Slots": byDay[selected], "Provider": provider,
-		"Synced": ago(s.cfg.Now(), seen), "Stale": s.cfg.Now().Sub(seen) > staleAfter,
+		"Clinic": view, "Days": days, "Date": selected, "Day": day, "Slots": byDay[selected], "Provider": provider,
+		"Synced": ago(l, s.cfg.Now(), seen), "Stale": s.cfg.Now().Sub(seen) > staleAfter,
 	}))
 }
 
 type formView struct {
 	Clinic   apiClinic
-	Slot     apiSlot
+	Slot     pageSlot
 	Values   services.Request
-	Errors   map[string]string
+	Errors   map[string]string // field -> message in the page's language
+	Summary  []formError       // the same, in the order of the form
 	Message  string
-	NextFree []apiSlot
+	NextFree []pageSlot
+}
+
+// formError is one line of the form's error summary; Field is the id of
+// the input it links to, "" when there is none.
+type formError struct{ Field, Text string }
+
+// formFields are the request form's fields in page order.
+var formFields = []string{"name", "birth_date", "phone", "email", "reason", "consent", "slot_id"}
+
+// setErrors translates the services field errors into language l; a field
+// at the pending-requests cap (services.ELimit) says so.
+func (v *formView) setErrors(l string, fields map[string]string, limit bool) {
+	v.Errors = map[string]string{}
+	for _, f := range formFields {
+		msg, ok := fields[f]
+		if !ok {
+			continue
+		}
+		if v.Errors[f] = fieldError(l, msg); limit {
+			v.Errors[f] = tr(l, "field.pending")
+		}
+		e := formError{Field: f, Text: v.Errors[f]}
+		if f == "slot_id" {
+			e.Field = ""
+		}
+		v.Summary = append(v.Summary, e)
+	}
 }
 
 func (s *Server) renderForm(c echo.Context, code int, cl services.Clinic, v formView) error {
 	v.Clinic = s.clinicView(cl)
-	return c.Render(code, "request.html", s.pageData(c, map[string]any{"Form": v}))
+	m := map[string]any{"Form": v}
+	if v.Slot.ID != "" && c.Request().Method == http.MethodPost {
+		// The language switch of a form page that answered a POST opens the
+		// form again for the same slot.
+		u := *c.Request().URL
+		u.RawQuery = url.Values{"slot": {v.Slot.ID}}.Encode()
+		m["LangLinks"] = langLinks(lang(c), &u)
+	}
+	return c.Render(code, "request.html", s.pageData(c, m))
 }
 
 func (s *Server) handleRequestForm(c echo.Context) error {
@@ -166,10 +238,10 @@ func (s *Server) handleRequestForm(c echo.Context) error {
 	}
 	sl, ok := s.cfg.Catalog.FreeSlot(cl.ID, c.QueryParam("slot"))
 	if !ok {
-		return s.renderForm(c, http.StatusConflict, cl, formView{Message: "That time is no longer free. Please pick another.",
-			NextFree: s.nextFree(cl.ID)})
+		return s.renderForm(c, http.StatusConflict, cl, formView{Message: t(c, "form.gone"),
+			NextFree: s.nextFreePage(c, cl)})
 	}
-	return s.renderForm(c, http.StatusOK, cl, formView{Slot: s.slotView(cl, sl)})
+	return s.renderForm(c, http.StatusOK, cl, formView{Slot: s.pageSlot(c, cl, sl)})
 }
 
 // handleRequestCreate takes the form: hold, publish, then 303 to the status page.
@@ -181,34 +253,37 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 	req := services.Request{SlotID: c.FormValue("slot_id"), Name: c.FormValue("name"), BirthDate: c.FormValue("birth_date"),
 		Phone: c.FormValue("phone"), Email: c.FormValue("email"), Reason: c.FormValue("reason"),
 		Consent: c.FormValue("consent") == "yes"}
+	req.Lang = lang(c) // for the email notices
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
 	if err == nil {
 		s.log.Info("request accepted", "clinic_id", cl.ID, "request_id", booked.Status.RequestID)
 		s.audit(c, cl.ID, services.AuditRequestCreated, booked.Status.RequestID)
 		return c.Redirect(http.StatusSeeOther, "/r/"+booked.Token)
 	}
+	return s.formRefused(c, cl, req, err)
+}
+
+// formRefused shows the request form again after err: the fields at fault
+// (422), the pending-requests cap (409), or the next free times when the
+// slot was taken (409). Other errors go to the error page.
+func (s *Server) formRefused(c echo.Context, cl services.Clinic, req services.Request, err error) error {
 	v := formView{Values: req}
 	if sl, ok := s.cfg.Catalog.FreeSlot(cl.ID, req.SlotID); ok {
-		v.Slot = s.slotView(cl, sl)
+		v.Slot = s.pageSlot(c, cl, sl)
 	}
 	switch services.ErrorCode(err) {
 	case services.EInvalid, services.ELimit:
-		var code int
-		code, v.Message, v.Errors = classify(err)
+		code, msg, fields := classify(err)
+		limit := services.ErrorCode(err) == services.ELimit
+		if v.setErrors(lang(c), fields, limit); limit {
+			v.Message = t(c, "form.pending")
+		} else if len(v.Summary) == 0 {
+			v.Message = errorText(lang(c), msg)
+		}
 		return s.renderForm(c, code, cl, v)
 	case services.EConflict:
-		v.Message, v.NextFree, v.Slot = "Sorry, that time was just taken. Please pick another.", s.nextFree(cl.ID), apiSlot{}
+		v.Message, v.NextFree, v.Slot = t(c, "form.taken"), s.nextFreePage(c, cl), pageSlot{}
 		return s.renderForm(c, http.StatusConflict, cl, v)
 	}
 	return err
-}
-
-var stateText = map[string]string{
-	services.StateReceived:  "Received: we are passing your request to the clinic.",
-	services.StateDelivered: "Delivered: the clinic has your request and will answer soon.",
-	services.StateBooked:    "Booked: the clinic confirmed your appointment.",
-	services.StateDeclined:  "Declined: the clinic could not take this appointment.",
-	services.StateProposed:  "The clinic proposed another time.",
-	services.StateExpired:   "Expired: the clinic did not receive your request in time.",
-	services.StateCancelled: "Cancelled: you cancelled this request, and the clinic is told.",
 }

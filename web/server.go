@@ -99,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("panic", "path", c.Path(), "err", err.Error())
 			return err
 		}}))
+	e.Use(s.language) // first, so that error pages are in the patient's language too
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.limitRead)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{

@@ -64,9 +64,10 @@ func (s *Server) StatusChanged(st services.Status) {
 	s.hub.publish(subjects.StatusKey(st.ClinicID, st.RequestID))
 }
 
-// renderBlock renders one block of page name (a fragment, without the layout).
-func (p *pages) renderBlock(w *bytes.Buffer, name, block string, data any) error {
-	t, ok := p.t[name]
+// renderBlock renders one block of page name (a fragment, without the layout)
+// in the language of c.
+func (p *pages) renderBlock(w *bytes.Buffer, c echo.Context, name, block string, data any) error {
+	t, ok := p.t[lang(c)][name]
 	if !ok {
 		return fmt.Errorf("no template %s", name)
 	}
@@ -127,7 +128,7 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	rc := http.NewResponseController(w)
 	send := func(st services.Status) error {
 		var html bytes.Buffer
-		if err := s.pages.renderBlock(&html, "status.html", "status-panel", s.statusData(c, token, st)); err != nil {
+		if err := s.pages.renderBlock(&html, c, "status.html", "status-panel", s.statusData(c, token, st)); err != nil {
 			return err
 		}
 		data, _ := json.Marshal(map[string]any{"state": st.State, "closed": st.Closed(), "html": html.String()})

@@ -1,0 +1,266 @@
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/text/language"
+)
+
+// The patient pages speak the languages of web/locales/*.json; docs/i18n.md
+// says how to add a string or a language. The JSON API stays English.
+
+//go:embed locales/*.json
+var localeFiles embed.FS
+
+// languages lists the site's languages, the default first.
+var languages = []string{"en", "fr"}
+
+// messages holds each language's catalog: key -> text, a fmt format when the
+// text takes arguments.
+var messages = mustLoadMessages()
+
+var langMatcher = func() language.Matcher {
+	tags := make([]language.Tag, len(languages))
+	for i, l := range languages {
+		tags[i] = language.MustParse(l)
+	}
+	return language.NewMatcher(tags)
+}()
+
+// pluralOne says whether n takes the singular (".one") form in a language;
+// languages not listed use English's rule.
+var pluralOne = map[string]func(n int) bool{
+	"en": func(n int) bool { return n == 1 },
+	"fr": func(n int) bool { return n == 0 || n == 1 },
+}
+
+func mustLoadMessages() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, l := range languages {
+		b, err := localeFiles.ReadFile("locales/" + l + ".json")
+		if err != nil {
+			panic(fmt.Sprintf("locale %s: %v", l, err))
+		}
+		m := map[string]string{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			panic(fmt.Sprintf("locale %s: %v", l, err))
+		}
+		out[l] = m
+	}
+	return out
+}
+
+// tr translates key into lang, formatting args into it. A key missing in
+// lang falls back to English, then to the key itself (tests forbid both).
+func tr(lang, key string, args ...any) string {
+	m, ok := messages[lang][key]
+	if !ok {
+		if m, ok = messages[languages[0]][key]; !ok {
+			return key
+		}
+	}
+	if len(args) == 0 {
+		return m
+	}
+	return fmt.Sprintf(m, args...)
+}
+
+// trn translates key+".one" or key+".other" by n, passing n as the first argument.
+func trn(lang, key string, n int, args ...any) string {
+	one, ok := pluralOne[lang]
+	if !ok {
+		one = pluralOne["en"]
+	}
+	if one(n) {
+		key += ".one"
+	} else {
+		key += ".other"
+	}
+	return tr(lang, key, append([]any{n}, args...)...)
+}
+
+// langKey is where the language middleware leaves its choice in the context.
+const langKey = "lang"
+
+// lang is the language chosen for this request: "en" or "fr".
+func lang(c echo.Context) string {
+	if c != nil {
+		if l, ok := c.Get(langKey).(string); ok {
+			return l
+		}
+	}
+	return languages[0]
+}
+
+// t translates key into the language of this request.
+func t(c echo.Context, key string, args ...any) string { return tr(lang(c), key, args...) }
+
+// supported returns l when the site speaks it.
+func supported(l string) (string, bool) {
+	for _, s := range languages {
+		if s == l {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// language picks the request's language: a ?lang= switch (remembered in the
+// lang cookie), else the cookie, else Accept-Language, else English.
+func (s *Server) language(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		l, ok := supported(c.QueryParam("lang"))
+		if ok {
+			c.SetCookie(&http.Cookie{Name: "lang", Value: l, Path: "/", MaxAge: 365 * 24 * 3600, HttpOnly: true,
+				Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode})
+		} else if ck, err := c.Cookie("lang"); err == nil {
+			l, ok = supported(ck.Value)
+		}
+		if !ok {
+			tags, _, _ := language.ParseAcceptLanguage(c.Request().Header.Get("Accept-Language"))
+			_, i, _ := langMatcher.Match(tags...)
+			l = languages[i]
+		}
+		c.Set(langKey, l)
+		h := c.Response().Header()
+		h.Add("Vary", "Accept-Language")
+		h.Add("Vary", "Cookie")
+		if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			h.Set("Content-Language", l)
+		}
+		return next(c)
+	}
+}
+
+// langLink is one entry of the layout's language switch.
+type langLink struct {
+	Lang, Name, URL string
+	Current         bool
+}
+
+// langLinks links the page at u in every language; the page's own query
+// is kept, so a switch stays on the same clinic, date or slot.
+func langLinks(current string, u *url.URL) []langLink {
+	out := make([]langLink, len(languages))
+	for i, l := range languages {
+		q := u.Query()
+		q.Set("lang", l)
+		out[i] = langLink{Lang: l, Name: tr(l, "lang."+l), Current: l == current,
+			URL: path.Clean("/"+u.Path) + "?" + q.Encode()}
+	}
+	return out
+}
+
+// ago says, in lang, how long before now t was, for "last synced".
+func ago(lang string, now, t time.Time) string {
+	if t.IsZero() {
+		return tr(lang, "ago.never")
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return tr(lang, "ago.now")
+	case d < time.Hour:
+		return tr(lang, "ago.min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return tr(lang, "ago.hours", int(d.Hours()))
+	default:
+		return tr(lang, "ago.days", int(d.Hours()/24))
+	}
+}
+
+// stateIn is the sentence, in lang, for a request in state: "received",
+// "delivered", "booked", "declined", "proposed", "expired" or "cancelled".
+func stateIn(lang, state string) string { return tr(lang, "state."+state) }
+
+// stateText is the English sentence of each state, from the catalog.
+// Pages should use stateIn(lang(c), state).
+var stateText = func() map[string]string {
+	m := map[string]string{}
+	for k, v := range messages[languages[0]] {
+		if st, ok := strings.CutPrefix(k, "state."); ok {
+			m[st] = v
+		}
+	}
+	return m
+}()
+
+// formatDay labels a date in lang: "Mon 2 Mar", "lun. 2 mars".
+func formatDay(lang string, d time.Time) string {
+	return tr(lang, "date.day", tr(lang, fmt.Sprint("day.", int(d.Weekday()))), d.Day(),
+		tr(lang, fmt.Sprint("month.", int(d.Month()))))
+}
+
+// formatSlot labels an instant in lang, in clinic time with the zone's
+// abbreviation and a 24-hour clock: "Mon 2 Mar 2026 09:00 EST",
+// "lun. 2 mars 2026 09:00 EST".
+func formatSlot(lang string, t time.Time, loc *time.Location) string {
+	t = t.In(loc)
+	return tr(lang, "date.slot", tr(lang, fmt.Sprint("day.", int(t.Weekday()))), t.Day(),
+		tr(lang, fmt.Sprint("month.", int(t.Month()))), t.Year(), t.Format("15:04 MST"))
+}
+
+// fieldKeys maps the English messages of services.Request.Validate to
+// catalog keys; fieldError falls back to "field.other".
+var fieldKeys = map[string]string{
+	"slot_id is not a slot":                                  "field.slot_id",
+	"name is required":                                       "field.name.required",
+	"name must be at most 120 printable characters":          "field.name.long",
+	"birth_date must be a date YYYY-MM-DD":                   "field.birth_date.format",
+	"birth_date must be in the past 130 years":               "field.birth_date.range",
+	"phone must have 7 to 15 digits":                         "field.phone",
+	"email must be an address like name@example.org":         "field.email",
+	"reason must be at most 1000 characters":                 "field.reason",
+	"consent is required to send your details to the clinic": "field.consent",
+}
+
+// fieldError translates a services field error into lang.
+func fieldError(lang, msg string) string {
+	if k, ok := fieldKeys[msg]; ok {
+		return tr(lang, k)
+	}
+	return tr(lang, "field.other")
+}
+
+// errorKeys maps the messages an error page can carry (services errors,
+// Echo's own) to catalog keys.
+var errorKeys = map[string]string{
+	"no such clinic":                                  "error.no_clinic",
+	"no such request":                                 "error.no_request",
+	"date must be a date YYYY-MM-DD":                  "error.bad_date",
+	"missing csrf token in the form parameter":        "error.csrf",
+	"invalid csrf token":                              "error.csrf",
+	"that time is no longer free":                     "form.gone",
+	"the clinic is not ready to take requests yet":    "error.not_ready",
+	"something went wrong on our side":                "error.internal",
+	http.StatusText(http.StatusNotFound):              "error.not_found",
+	http.StatusText(http.StatusMethodNotAllowed):      "error.method",
+	http.StatusText(http.StatusTooManyRequests):       "error.too_many",
+	http.StatusText(http.StatusRequestEntityTooLarge): "error.too_large",
+	http.StatusText(http.StatusServiceUnavailable):    "error.unavailable",
+}
+
+// errorText translates an error page's message into lang; a message not
+// in errorKeys becomes a general one, never English on a French page.
+func errorText(lang, msg string) string {
+	if k, ok := errorKeys[msg]; ok {
+		return tr(lang, k)
+	}
+	return tr(lang, "error.other")
+}
+
+// errorTitle is the heading of an error page for an HTTP status.
+func errorTitle(lang string, code int) string {
+	if k := fmt.Sprint("error.title.", code); messages[lang][k] != "" {
+		return tr(lang, k)
+	}
+	return tr(lang, "error.title", code)
+}
