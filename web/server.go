@@ -176,6 +176,7 @@ func (s *Server) Handler() http.Handler { return s.e }
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	srv.RegisterOnShutdown(s.hub.close) // live status streams end at once
 	return httpserve.Serve(ctx, srv, ln, 10*time.Second)
 }
 
