@@ -100,6 +100,11 @@ func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint6
 	return b.publish(ctx, key, value, nil, jetstream.WithExpectLastSequencePerSubject(rev))
 }
 
+// UpdateTTL is Update with a new per-key TTL.
+func (b *Bucket) UpdateTTL(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	return b.publish(ctx, key, value, nil, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+}
+
 // Delete deletes key; with rev > 0 only if its revision is still rev.
 func (b *Bucket) Delete(ctx context.Context, key string, rev uint64) error {
 	var opts []jetstream.PublishOpt

@@ -27,11 +27,12 @@ type Requests struct {
 }
 
 var (
-	_ services.Holds    = (*Requests)(nil)
-	_ services.Outbox   = (*Requests)(nil)
+	_ services.Holds         = (*Requests)(nil)
+	_ services.Outbox        = (*Requests)(nil)
 	_ services.Statuses      = (*Requests)(nil)
 	_ services.StatusSwapper = (*Requests)(nil)
 	_ services.ChangeOutbox  = (*Requests)(nil)
+	_ services.HoldExtender  = (*Requests)(nil)
 )
 
 // NewRequests returns the adapter over js.
@@ -60,6 +61,20 @@ func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl
 		return 0, unavailable("hold", err)
 	}
 	return rev, nil
+}
+
+// ExtendHold gives requestID's hold at revision rev a new TTL; a hold
+// released or changed since is left alone (EConflict).
+func (r *Requests) ExtendHold(ctx context.Context, clinic, slot, requestID string, rev uint64, ttl time.Duration) error {
+	b, _ := json.Marshal(hold{RequestID: requestID})
+	_, err := r.holds.UpdateTTL(ctx, subjects.HoldKey(clinic, slot), b, rev, ttl)
+	if errors.Is(err, ErrRevision) {
+		return services.Errorf(services.EConflict, "hold released")
+	}
+	if err != nil {
+		return unavailable("hold", err)
+	}
+	return nil
 }
 
 // Release drops the hold if requestID still holds it.

@@ -16,6 +16,12 @@ type Holds interface {
 	Release(ctx context.Context, clinic, slot, requestID string) error
 }
 
+// HoldExtender is a Holds that can make a hold last longer, over its
+// revision only: a hold released or taken since stays as it is.
+type HoldExtender interface {
+	ExtendHold(ctx context.Context, clinic, slot, requestID string, rev uint64, ttl time.Duration) error
+}
+
 // Outbox carries a request to the clinic's queue, at most once per request ID.
 type Outbox interface {
 	// PublishRequest queues a sealed request.
@@ -111,7 +117,17 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	if err = b.reserve(ctx, req, slot.Start); err != nil {
 		return Booked{}, err
 	}
-	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, max(b.HoldTTL, slot.Start.Sub(now))); err != nil {
+	// A hold lasts until the slot starts, so that it stays taken while the
+	// clinic is offline; with a HoldExtender it lasts only HoldTTL until the
+	// request is queued, so a hold the relay never finished (it stopped in
+	// between) lapses on its own.
+	until := max(b.HoldTTL, slot.Start.Sub(now))
+	ext, extend := b.Holds.(HoldExtender)
+	ttl := until
+	if extend {
+		ttl = b.HoldTTL
+	}
+	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, ttl); err != nil {
 		b.unreserve(ctx, req)
 		return Booked{}, err
 	}
@@ -123,6 +139,11 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	q := Queued{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, Sealed: sealed, Rev: rev}
 	if err := b.Outbox.PublishRequest(ctx, q); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
+	}
+	if extend && until > ttl {
+		// A failure leaves the hold to lapse after HoldTTL; a conflict means
+		// the clinic's agent has the request already and released it.
+		_ = ext.ExtendHold(ctx, clinicID, req.SlotID, req.ID, rev.Hold, until)
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -166,4 +167,43 @@ func (r *racingSwapper) GetStatusRev(ctx context.Context, clinic, id string) (se
 	st, rev, err := r.memSwapper.GetStatusRev(ctx, clinic, id)
 	r.rev[clinic+"/"+id]++
 	return st, rev, err
+}
+
+// ttlHolds records hold TTLs and extensions.
+type ttlHolds struct {
+	*memHolds
+	ttls     []time.Duration
+	extended []time.Duration
+}
+
+func (h *ttlHolds) Hold(ctx context.Context, clinic, slot, id string, ttl time.Duration) (uint64, error) {
+	h.ttls = append(h.ttls, ttl)
+	return h.memHolds.Hold(ctx, clinic, slot, id, ttl)
+}
+
+func (h *ttlHolds) ExtendHold(_ context.Context, clinic, slot, id string, rev uint64, ttl time.Duration) error {
+	if h.heldBy(clinic, slot) != id {
+		return services.Errorf(services.EConflict, "hold released")
+	}
+	h.extended = append(h.extended, ttl)
+	return nil
+}
+
+// TestBooker_Request_HoldLapses: until the request is queued, its hold lasts
+// HoldTTL only (a relay that stops in between leaves no hold for long); once
+// queued, until the slot starts.
+func TestBooker_Request_HoldLapses(t *testing.T) {
+	b := newBooking(t)
+	h := &ttlHolds{memHolds: b.holds}
+	b.Booker.Holds = h
+	if _, err := b.Request(t.Context(), "maple", bookingRequest()); err != nil {
+		t.Fatal(err)
+	}
+	untilStart := freeSlot.Start.Sub(bookNow)
+	if len(h.ttls) != 1 || h.ttls[0] != b.HoldTTL {
+		t.Errorf("hold TTLs = %v, want [%s]", h.ttls, b.HoldTTL)
+	}
+	if len(h.extended) != 1 || h.extended[0] != untilStart {
+		t.Errorf("extended to %v, want [%s]", h.extended, untilStart)
+	}
 }
