@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,11 +70,13 @@ type NotifyMetrics struct {
 
 // Notifier turns STATUS changes into email notices and sends them.
 type Notifier struct {
-	cfg     NotifierConfig
-	log     *slog.Logger
-	stream  jetstream.Stream
-	status  *Bucket
-	Metrics NotifyMetrics
+	cfg    NotifierConfig
+	log    *slog.Logger
+	stream jetstream.Stream
+	status *Bucket
+	// envelopeFrom is From's bare address, for MAIL FROM.
+	envelopeFrom string
+	Metrics      NotifyMetrics
 }
 
 // FollowerConsumer follows STATUS from the moment it is made: each change
@@ -113,7 +116,12 @@ func NewNotifier(cfg NotifierConfig) *Notifier {
 	if cfg.Describe == nil {
 		cfg.Describe = func(err error) string { return "error" }
 	}
-	return &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus)}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus),
+		envelopeFrom: cfg.From}
+	if a, err := mail.ParseAddress(cfg.From); err == nil {
+		n.envelopeFrom = a.Address
+	}
+	return n
 }
 
 // Run makes the two consumers and serves them until ctx ends.

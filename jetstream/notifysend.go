@@ -92,7 +92,7 @@ func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
 	if err != nil {
 		return err
 	}
-	if err := n.cfg.Mailer.Send(ctx, n.cfg.From, c.Email, msg); err != nil {
+	if err := n.cfg.Mailer.Send(ctx, n.envelopeFrom, c.Email, msg); err != nil {
 		return err
 	}
 	if no.Kind == services.NoticeDeclined || no.Kind == services.NoticeCancelled {

@@ -190,6 +190,7 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	req.Lang = lang(c) // for the email notices
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), c.Param("slug"), req)
 	if err != nil {
 		return err

@@ -130,6 +130,7 @@ func (s *Server) routes() {
 	e.GET("/c/:slug/request", s.handleRequestForm)
 	e.POST("/c/:slug/request", s.handleRequestCreate, s.limitCreate, s.honeypot, s.pausable)
 	e.GET("/r/:token", s.handleStatus, s.pausable)
+	e.GET("/r/:token/appointment.ics", s.handleAppointmentICS, s.pausable)
 	e.GET("/r/:token/events", s.handleStatusEvents, s.pausable)
 	e.GET("/r/:token/cancel", s.handleCancelForm, s.pausable)
 	e.POST("/r/:token/cancel", s.handleCancel, s.pausable)
@@ -145,6 +146,7 @@ func (s *Server) routes() {
 	api.GET("/clinics/:slug/slots", s.handleAPISlotList, noStore)
 	api.POST("/clinics/:slug/requests", s.handleAPIRequestCreate, noStore, s.limitCreate, s.honeypot, s.pausable)
 	api.GET("/requests/:token", s.handleAPIRequestGet, noStore, s.pausable)
+	api.GET("/requests/:token/appointment.ics", s.handleAppointmentICS, noStore, s.pausable)
 	api.POST("/requests/:token/cancel", s.handleAPIRequestCancel, noStore, s.pausable)
 	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.pausable)
 }

@@ -22,6 +22,7 @@ import (
 const usage = `usage:
   relay serve [--data DIR] [--http ADDR] [--nats-listen ADDR] [--encryption-key-file FILE]
               [--tls-cert FILE --tls-key FILE] [--https-cert FILE --https-key FILE] [--require-tls]
+              [--smtp-url URL --smtp-from ADDR] [--public-url URL]
   relay serve --nats-url URL --creds FILE [--http ADDR]
   relay demo [serve flags] [--console ADDR]
   relay clinic add --slug SLUG --name NAME --timezone ZONE [--out DIR] [--data DIR]

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -42,6 +43,8 @@ type Config struct {
 	Abuse               Abuse // rate limits, trusted proxies, pending cap
 	Logger              *slog.Logger
 	Now                 func() time.Time
+	// Notify configures email notices (off without an SMTP URL).
+	Notify NotifyConfig
 }
 
 // Relay is a running relay.
@@ -56,6 +59,8 @@ type Relay struct {
 	ready    chan struct{} // closed when the catalog has caught up
 	stopping atomic.Bool
 	link     *link // the web connection's state
+	// Notifier sends email notices; nil without --smtp-url.
+	Notifier *cjs.Notifier
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -133,6 +138,14 @@ func (r *Relay) start(ctx context.Context) error {
 	}()
 	// Live status pages follow STATUS through one watch.
 	go (&cjs.StatusFeed{JS: js, Logger: r.log}).Run(ctx, r.web.StatusChanged)
+	if err := r.startNotifier(ctx, adminJS, booker); err != nil {
+		return err
+	}
+	r.web.HandleMetrics(func(w io.Writer) {
+		if r.Notifier != nil {
+			r.Notifier.WriteMetrics(w)
+		}
+	})
 	// Agents ask the relay for their consumers; it makes them to its own config.
 	ac := &cjs.AgentConsumers{JS: adminJS, AckWait: r.cfg.AckWait, Logger: r.log,
 		Active: func(c string) bool { cl, ok := r.Catalog.Clinic(c); return ok && !cl.Revoked }}
