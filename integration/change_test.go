@@ -124,7 +124,7 @@ func TestReschedule(t *testing.T) {
 
 	// A taken time is refused with the page, not an error.
 	code, body := postForm(t, web, "/r/"+token+"/reschedule", "/r/"+token+"/reschedule", url.Values{"slot_id": {other}})
-	if code != 422 || !strings.Contains(body, "already the requested time") {
+	if code != 422 || !strings.Contains(body, "already the time of your request") {
 		t.Errorf("reschedule to the same time: %d %.300q", code, body)
 	}
 }

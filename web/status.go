@@ -93,7 +93,8 @@ func (p *pages) renderBlock(w *bytes.Buffer, c echo.Context, name, block string,
 	return t.ExecuteTemplate(w, block, data)
 }
 
-// statusData is what status.html and its live fragment render.
+// statusData is what status.html and its live fragment render, in the
+// language of c.
 func (s *Server) statusData(c echo.Context, token string, st services.Status) map[string]any {
 	steps := []string{services.StateReceived, services.StateDelivered}
 	step := -1
@@ -102,11 +103,19 @@ func (s *Server) statusData(c echo.Context, token string, st services.Status) ma
 			step = i
 		}
 	}
-	return s.pageData(c, map[string]any{
-		"S": s.statusView(st), "Text": stateText[st.State], "Final": st.Final(), "Closed": st.Closed(),
-		"Step": step, "Token": token, "Booked": st.State == services.StateBooked,
-		"Proposed": st.State == services.StateProposed,
-	})
+	cl, _ := s.cfg.Catalog.Clinic(st.ClinicID)
+	m := map[string]any{
+		"Clinic": st.ClinicID, "ClinicName": cl.Name, "State": st.State, "Reason": st.Reason,
+		"Text": stateIn(lang(c), st.State), "Final": st.Final(), "Closed": st.Closed(), "Step": step, "Token": token,
+		"Booked": st.State == services.StateBooked,
+	}
+	if p, start, err := services.ParseSlotID(st.SlotID); err == nil {
+		m["Slot"] = s.pageSlot(c, cl, services.Slot{ID: st.SlotID, ProviderID: p, Start: start})
+	}
+	if p, start, err := services.ParseSlotID(st.ProposedSlot); err == nil && st.State == services.StateProposed {
+		m["ProposedSlot"] = s.pageSlot(c, cl, services.Slot{ID: st.ProposedSlot, ProviderID: p, Start: start})
+	}
+	return s.pageData(c, m)
 }
 
 func (s *Server) handleStatus(c echo.Context) error {
@@ -222,8 +231,8 @@ func (s *Server) handleCancel(c echo.Context) error {
 const maxChoices = 24
 
 type dayChoices struct {
-	Date  string
-	Slots []apiSlot
+	Date, Label string
+	Slots       []pageSlot
 }
 
 // handleRescheduleForm lists free times from ?from= (a clinic-local date,
@@ -242,7 +251,8 @@ func (s *Server) renderReschedule(c echo.Context, code int, message string) erro
 	if !ok || cl.Revoked {
 		return services.Errorf(services.ENotFound, "no such clinic")
 	}
-	from := services.Today(s.cfg.Now(), cl.Location())
+	loc := cl.Location()
+	from := services.Today(s.cfg.Now(), loc)
 	if v := c.QueryParam("from"); v != "" {
 		d, err := services.ParseDate("from", v)
 		if err != nil {
@@ -254,17 +264,19 @@ func (s *Server) renderReschedule(c echo.Context, code int, message string) erro
 	}
 	var days []dayChoices
 	var next string
-	for _, v := range s.slotViews(cl, s.cfg.Catalog.Slots(cl.ID, from, from.AddDate(0, 0, maxSlotRange))) {
+	for _, v := range s.pageSlots(c, cl, s.cfg.Catalog.Slots(cl.ID, from, from.AddDate(0, 0, maxSlotRange))) {
 		if v.ID == st.SlotID || !v.Start.After(s.cfg.Now()) {
 			continue
 		}
-		d := services.Date(v.Start, cl.Location())
+		local := v.Start.In(loc)
+		d := local.Format(time.DateOnly)
 		if len(days) == 0 || days[len(days)-1].Date != d {
 			if n := countChoices(days); n >= maxChoices {
 				next = d
 				break
 			}
-			days = append(days, dayChoices{Date: d})
+			day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+			days = append(days, dayChoices{Date: d, Label: formatDay(lang(c), day)})
 		}
 		days[len(days)-1].Slots = append(days[len(days)-1].Slots, v)
 	}
@@ -292,10 +304,15 @@ func (s *Server) handleReschedule(c echo.Context) error {
 	}
 	switch services.ErrorCode(err) {
 	case services.EConflict:
-		_, msg, _ := classify(err)
-		return s.renderReschedule(c, http.StatusConflict, msg)
+		if cur, serr := s.cfg.Booker.Status(c.Request().Context(), token); serr == nil && cur.Closed() {
+			return s.renderReschedule(c, http.StatusConflict, t(c, "reschedule.closed"))
+		}
+		return s.renderReschedule(c, http.StatusConflict, t(c, "form.taken"))
 	case services.EInvalid:
-		_, msg, _ := classify(err)
+		msg := t(c, "field.slot_id")
+		if cur, serr := s.cfg.Booker.Status(c.Request().Context(), token); serr == nil && cur.SlotID == c.FormValue("slot_id") {
+			msg = t(c, "reschedule.same")
+		}
 		return s.renderReschedule(c, http.StatusUnprocessableEntity, msg)
 	}
 	return err

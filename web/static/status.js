@@ -6,7 +6,6 @@
   if (!panel || !window.EventSource || panel.dataset.closed) {
     return;
   }
-  var note = document.getElementById("live-note");
   function connect() {
     var es = new EventSource(panel.dataset.events);
     es.addEventListener("status", function (e) {
@@ -18,6 +17,9 @@
         document.getElementById(focused).focus();
       }
       panel.dataset.state = d.state;
+      if (window.clinicrelayTimes) {
+        window.clinicrelayTimes(); // the patient's own time beside the new panel's times
+      }
       if (d.closed) {
         es.close();
       }
