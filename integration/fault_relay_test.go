@@ -137,7 +137,8 @@ func childOutput(t *testing.T) io.Writer {
 func TestFault_RelayKill(t *testing.T) {
 	dir, out := t.TempDir(), t.TempDir()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	args := []string{"serve", "--data", dir, "--http", httpAddr, "--nats-listen", natsAddr}
+	// Abuse limits off: the load comes from one IP, as one patient.
+	args := []string{"serve", "--data", dir, "--http", httpAddr, "--nats-listen", natsAddr, "--abuse-limits=false"}
 	relay := startRelayProcess(t, httpAddr, args...)
 	if code, _, stderr := relayCmd(t, "clinic", "add", "--slug", "cedar", "--name", "Cedar Clinic",
 		"--timezone", "America/Toronto", "--out", out, "--data", dir); code != 0 {

@@ -125,3 +125,43 @@ func (e testEntry) Revision() uint64                { return 1 }
 func (e testEntry) Created() time.Time              { return time.Time{} }
 func (e testEntry) Delta() uint64                   { return 0 }
 func (e testEntry) Operation() jetstream.KeyValueOp { return e.op }
+
+// TestCatalog_HoldReleaseGrace: a released hold keeps its slot off offer for
+// releaseGrace (the day's new value may still be on its way), then the slot
+// is back, and the clinic's version moves so cached answers follow.
+func TestCatalog_HoldReleaseGrace(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := NewCatalog(func() time.Time { return now })
+	from := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	free := func() bool { return len(c.Slots("maple", from, from)) == 1 }
+	good, _ := json.Marshal(testDay())
+	c.days.apply(testEntry{key: "maple.2026-03-02", value: good})
+	slot := testDay().Slots[0].ID
+	key := "maple." + slot
+	c.holds.apply(testEntry{key: key, value: []byte(`{"request_id":"0123456789abcdef0123456789abcdef"}`)})
+	if free() {
+		t.Fatal("a held slot is free")
+	}
+	c.holds.apply(testEntry{key: key, op: jetstream.KeyValueDelete})
+	released, v := time.Now(), c.Version("maple")
+	if free() {
+		t.Fatal("free at once after its hold went away, before the grace")
+	}
+	for {
+		if free() {
+			break
+		}
+		if time.Since(released) > releaseGrace+time.Second {
+			t.Fatalf("still not free %s after the release", time.Since(released))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(released); d < releaseGrace-50*time.Millisecond {
+		t.Errorf("free again after %s, before the %s grace", d, releaseGrace)
+	}
+	for deadline := time.Now().Add(time.Second); c.Version("maple") == v; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the version did not move when the grace ended")
+		}
+	}
+}

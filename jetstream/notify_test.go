@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/internal/mail"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
