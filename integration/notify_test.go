@@ -251,6 +251,11 @@ func TestNotify_Failures(t *testing.T) {
 	if err != nil || len(failed) != 1 || failed[0].Notice.RequestID != b["id"] || failed[0].Attempts != 3 {
 		t.Fatalf("failed notices: %+v %v", failed, err)
 	}
+	// Operators list them (IDs and the server's code, never the address).
+	if code, out, errOut := relayCmd(t, "notices", "--failed", "--data", env.DataDir); code != 0 ||
+		!strings.Contains(out, b["id"]) || !strings.Contains(out, "after 3 attempts") || strings.Contains(out, "bo@example.org") {
+		t.Errorf("relay notices --failed: %d %q %q", code, out, errOut)
+	}
 	if n.Metrics.Sent.Load() != 1 || len(smtp.Messages()) != 1 {
 		t.Errorf("sent %d, server holds %d", n.Metrics.Sent.Load(), len(smtp.Messages()))
 	}

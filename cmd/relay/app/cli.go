@@ -32,6 +32,7 @@ const usage = `usage:
   relay clinic purge SLUG [--data DIR]
   relay creds operator [--out FILE] [--data DIR]
   relay audit --clinic SLUG [--since DURATION] [--format text|json|fhir] [--data DIR]
+  relay notices --failed [--data DIR]
   relay backup --out FILE [--data DIR]
   relay restore FILE --operator-key FILE [--data DIR] [--encryption-key-file FILE]
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	case "audit":
 		return cmdAudit(ctx, rest, stdout, stderr)
+	case "notices":
+		return cmdNotices(ctx, rest, stdout, stderr)
 	case "backup":
 		return cmdBackup(ctx, rest, stdout, stderr)
 	case "restore":
@@ -335,6 +338,31 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "restored %d messages into %s; start it with relay serve --data %s\n", n, *data, *data)
 	return nil
+}
+
+// cmdNotices lists the email notices the relay gave up on after their last
+// attempt (IDs and the mail server's reply code only, never an address).
+func cmdNotices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("notices", stderr)
+	data := fs.String("data", "./data", "relay data dir")
+	failed := fs.Bool("failed", false, "list the notices given up on")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if !*failed {
+		return fmt.Errorf("notices needs --failed: %w", errUsage)
+	}
+	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
+		list, err := cjs.FailedNotices(ctx, a.JS)
+		for _, f := range list {
+			fmt.Fprintf(stdout, "%s  %-9s %-16s %s  after %d attempts: %s\n", f.At.Format(time.RFC3339), f.Notice.Kind,
+				f.Notice.ClinicID, f.Notice.RequestID, f.Attempts, f.Error)
+		}
+		if err == nil && len(list) == 0 {
+			fmt.Fprintln(stdout, "no failed notices")
+		}
+		return err
+	})
 }
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
