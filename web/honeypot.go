@@ -50,11 +50,8 @@ func (s *Server) honeypot(next echo.HandlerFunc) echo.HandlerFunc {
 			if api {
 				return err
 			}
-			// The same status and messages as the handler's, without the
-			// form around them: only a bot ever sees this.
-			v := formView{Values: req}
-			_, v.Message, v.Errors = classify(err)
-			return s.renderForm(c, http.StatusUnprocessableEntity, cl, v)
+			return s.formRefused(c, cl, req, err) // the very page the handler gives
+
 		}
 		s.log.Info("honeypot filled: answered as accepted, nothing queued", "clinic_id", cl.ID, "route", c.Path())
 		token := services.StatusToken(cl.ID, services.NewToken())
