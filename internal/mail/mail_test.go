@@ -2,6 +2,8 @@ package mail_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -71,13 +73,71 @@ func TestSender_Refused(t *testing.T) {
 	}
 }
 
-// TestSender_WrongPassword: a refused login is not a permanent refusal of
-// the message (the operator fixes the password; the notices wait).
+// TestSender_WrongPassword: a refused login (535, or 530 to MAIL when the
+// relay has no user) is not a permanent refusal of the message: during a
+// credential rotation the notices wait for the operator.
 func TestSender_WrongPassword(t *testing.T) {
 	srv := mailtest.Start(t, mailtest.Options{User: "relay", Pass: "s3cret"})
-	s, _ := mail.New(mail.Config{URL: "smtp://relay:wrong@" + srv.Addr})
-	err := s.Send(context.Background(), "relay@clinic.test", "ada@example.org", []byte(msg))
-	if err == nil || mail.Permanent(err) {
-		t.Errorf("wrong password: %v, permanent %v", err, mail.Permanent(err))
+	for _, url := range []string{"smtp://relay:wrong@" + srv.Addr, "smtp://" + srv.Addr} {
+		s, _ := mail.New(mail.Config{URL: url})
+		err := s.Send(context.Background(), "relay@clinic.test", "ada@example.org", []byte(msg))
+		if err == nil || mail.Permanent(err) {
+			t.Errorf("%s: %v, permanent %v", strings.Replace(url, srv.Addr, "server", 1), err, mail.Permanent(err))
+		}
+	}
+}
+
+// dialTo reaches addr whatever name the URL has: the test's server under a
+// name that is not the loopback's.
+func dialTo(addr string) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+}
+
+// TestSender_RequireTLS: to a server on another host, the message (the
+// patient's address and status link) goes over TLS or not at all, unless
+// the URL is smtp+insecure://. A server on the same host needs no TLS.
+func TestSender_RequireTLS(t *testing.T) {
+	plain := mailtest.Start(t, mailtest.Options{})
+	tlsSrv := mailtest.Start(t, mailtest.Options{STARTTLS: true})
+	tests := []struct {
+		name    string
+		url     string
+		srv     *mailtest.Server
+		wantErr error
+		wantTLS bool
+	}{
+		{"NoSTARTTLS", "smtp://mail.test:25", plain, mail.ErrNoTLS, false},
+		{"Insecure", "smtp+insecure://mail.test:25", plain, nil, false},
+		{"InsecureUsesSTARTTLS", "smtp+insecure://mail.test:25", tlsSrv, nil, true},
+		{"STARTTLS", "smtp://mail.test:25", tlsSrv, nil, true},
+		{"Loopback", "smtp://" + plain.Addr, plain, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(tt.srv.Messages())
+			s, err := mail.New(mail.Config{URL: tt.url, TLS: tt.srv.ClientTLS, Dial: dialTo(tt.srv.Addr)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Send(context.Background(), "relay@clinic.test", "ada@example.org", []byte(msg))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Send() = %v, want %v", err, tt.wantErr)
+			}
+			if mail.Permanent(err) {
+				t.Errorf("%v is permanent", err)
+			}
+			got := tt.srv.Messages()[before:]
+			if tt.wantErr != nil {
+				if len(got) != 0 {
+					t.Error("the message went out in clear")
+				}
+				return
+			}
+			if len(got) != 1 || got[0].TLS != tt.wantTLS {
+				t.Errorf("messages %+v, want one with tls %v", got, tt.wantTLS)
+			}
+		})
 	}
 }

@@ -23,8 +23,10 @@ import (
 
 // NotifyConfig is the email notifier's part of Config.
 type NotifyConfig struct {
-	// SMTPURL is smtp://user:pass@host:port (STARTTLS when offered) or
-	// smtps://...; "" sends no email and keeps no contacts.
+	// SMTPURL is smtp://user:pass@host:port (STARTTLS required unless the
+	// host is this one), smtps://... or smtp+insecure://... (clear text
+	// allowed, for a server on a private network); "" sends no email and
+	// keeps no contacts.
 	SMTPURL  string
 	SMTPFrom string // the From address
 	SMTPTLS  *tls.Config

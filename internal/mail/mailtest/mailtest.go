@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -40,6 +39,7 @@ type Server struct {
 	mu       sync.Mutex
 	msgs     []Message
 	refuse   *smtp.SMTPError
+	delay    time.Duration
 	attempts int
 	user     string
 	pass     string
@@ -50,7 +50,7 @@ type Options struct {
 	// User and Pass, when set, are required (AUTH PLAIN).
 	User, Pass string
 	// STARTTLS offers STARTTLS with a self-signed certificate for
-	// 127.0.0.1, which Server.ClientTLS trusts.
+	// 127.0.0.1 and mail.test, which Server.ClientTLS trusts.
 	STARTTLS bool
 }
 
@@ -99,6 +99,14 @@ func (s *Server) Refuse(code int) {
 	s.refuse = &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: "refused by the test"}
 }
 
+// Delay makes the server take d to answer each message's end (a slow
+// server); 0 answers at once again.
+func (s *Server) Delay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
 // Messages returns the accepted messages.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
@@ -113,6 +121,10 @@ func (s *Server) Attempts() int {
 	return s.attempts
 }
 
+// errAuthRequired is Postfix's answer to MAIL before AUTH.
+var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+	Message: "Authentication required"}
+
 type session struct {
 	s    *Server
 	conn *smtp.Conn
@@ -125,7 +137,7 @@ func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain} }
 func (ss *session) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		if user != ss.s.user || pass != ss.s.pass {
-			return errors.New("invalid credentials")
+			return smtp.ErrAuthFailed // 535 5.7.8, as real servers answer
 		}
 		ss.user = user
 		return nil
@@ -134,7 +146,7 @@ func (ss *session) Auth(string) (sasl.Server, error) {
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.s.user != "" && ss.user == "" {
-		return smtp.ErrAuthRequired
+		return errAuthRequired
 	}
 	_, isTLS := ss.conn.TLSConnectionState()
 	ss.msg = Message{From: from, User: ss.user, TLS: isTLS}
@@ -151,6 +163,10 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	ss.s.mu.Lock()
+	delay := ss.s.delay
+	ss.s.mu.Unlock()
+	time.Sleep(delay)
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
 	ss.s.attempts++
@@ -174,7 +190,7 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"mail.test"}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
