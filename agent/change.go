@@ -2,19 +2,27 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// maxChangeWaits is how many times a change to a request the connector has
-// not stored yet is put back (about a minute): the request is normally just
-// ahead of it in the queue.
-const maxChangeWaits = 30
+// changeWait is how long a change to a request the connector has not
+// stored yet waits before it comes again, doubling each time up to
+// maxChangeWait. The request is normally just ahead of it in the queue, but
+// may be held up (a store failing, a seal key missing); the change is never
+// dropped for waiting: it leaves the queue only with the request's MaxAge.
+const (
+	changeWait    = 2 * time.Second
+	maxChangeWait = 5 * time.Minute
+)
 
 // handleChange applies a patient's cancellation or new time, and acks it
 // once the connector has it. The outcome reaches STATUS through the
@@ -38,18 +46,31 @@ func (a *Agent) handleChange(ctx context.Context, m jetstream.Msg) {
 	}
 	if err != nil || ch.RequestID != id || ch.ClinicID != a.clinic || ch.SlotID != h.Get(subjects.HeaderSlotID) {
 		log.Error("change refused and terminated", "why", "unreadable change")
+		if subjects.ValidRequestID(id) == nil {
+			// The clinic will never apply it: stop holding its outcomes back.
+			if err := a.forgetChange(cctx, id); err != nil {
+				log.Warn("status: forget the unreadable change", "err", err.Error())
+			}
+			if slot := h.Get(subjects.HeaderSlotID); subjects.ValidSlotID(slot) == nil {
+				a.releaseLater(heldSlot{slot: slot, requestID: id}) // the new time it held
+			}
+		}
 		_ = m.Term()
 		return
 	}
 	switch err := a.conn.Apply(cctx, ch); {
 	case err == nil:
 	case services.ErrorCode(err) == services.ENotFound:
-		if md, merr := m.Metadata(); merr == nil && md.NumDelivered >= maxChangeWaits {
-			log.Error("change for a request never stored; terminated", "action", ch.Action)
-			_ = m.Term()
-			return
+		wait := changeWait
+		if md, merr := m.Metadata(); merr == nil {
+			for n := uint64(1); n < md.NumDelivered && wait < maxChangeWait; n++ {
+				wait *= 2
+			}
 		}
-		_ = m.NakWithDelay(2 * time.Second)
+		if wait >= time.Minute {
+			log.Warn("change waits for its request, which is not stored yet", "action", ch.Action, "retry_in", min(wait, maxChangeWait).String())
+		}
+		_ = m.NakWithDelay(min(wait, maxChangeWait))
 		return
 	default:
 		if ctx.Err() == nil {
@@ -70,4 +91,22 @@ func (a *Agent) handleChange(ctx context.Context, m jetstream.Msg) {
 		rev, _ := strconv.ParseUint(h.Get(subjects.HeaderHoldRevision), 10, 64)
 		a.releaseLater(heldSlot{slot: ch.SlotID, requestID: ch.RequestID, rev: rev})
 	}
+}
+
+// forgetChange clears the pending change STATUS names for request id, so the
+// clinic's outcomes for it are published again.
+func (a *Agent) forgetChange(ctx context.Context, id string) error {
+	key := subjects.StatusKey(a.clinic, id)
+	var st services.Status
+	rev, err := cjs.GetJSON(ctx, a.status, key, &st)
+	if errors.Is(err, cjs.ErrNotFound) || err == nil && st.Change == "" {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st.Change = ""
+	b, _ := json.Marshal(st)
+	_, err = a.status.Update(ctx, key, b, rev)
+	return err
 }

@@ -128,8 +128,10 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint ui
 		if err := json.Unmarshal(e.Value, &cur); err != nil {
 			return err
 		}
-		if cur.State != services.StateReceived {
-			return nil // the outcome is set, or it is delivered already
+		if cur.State != services.StateReceived || cur.Change != "" {
+			// The outcome is set, or it is delivered already, or the
+			// patient changed the request: the change brings its status.
+			return nil
 		}
 		rev = e.Revision
 	}

@@ -13,7 +13,11 @@ import (
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// publishOutcomes writes every decided, unpublished outcome to STATUS.
+// publishOutcomes writes every decided, unpublished outcome to STATUS. An
+// outcome is held back while STATUS names a patient's change the clinic has
+// not applied yet (services.Status.Change): the change is on its way in the
+// queue, and the outcome it leads to is published then. The write is
+// compare-and-set, so a patient's change made meanwhile is never overwritten.
 func (a *Agent) publishOutcomes(ctx context.Context) error {
 	outs, err := a.conn.PendingOutcomes(ctx)
 	if err != nil {
@@ -23,7 +27,28 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		if st.ClinicID != a.clinic || subjects.ValidRequestID(st.RequestID) != nil {
 			continue
 		}
-		if err := cjs.PutJSON(ctx, a.status, subjects.StatusKey(a.clinic, st.RequestID), st); err != nil {
+		key := subjects.StatusKey(a.clinic, st.RequestID)
+		var cur services.Status
+		rev, err := cjs.GetJSON(ctx, a.status, key, &cur)
+		switch {
+		case errors.Is(err, cjs.ErrNotFound):
+			rev = 0
+		case err != nil:
+			return err
+		case cur.Change != "" && cur.Change != st.Change:
+			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
+			continue
+		}
+		b, _ := json.Marshal(st)
+		if rev == 0 {
+			_, err = a.status.Create(ctx, key, b, 0)
+		} else {
+			_, err = a.status.Update(ctx, key, b, rev)
+		}
+		if errors.Is(err, cjs.ErrRevision) {
+			continue // the patient changed it meanwhile: look again next time
+		}
+		if err != nil {
 			return err
 		}
 		if err := a.conn.MarkPublished(ctx, st); err != nil {

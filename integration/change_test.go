@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
 // request books slot at clinic through the API and waits until the clinic's
@@ -214,4 +217,83 @@ func TestStatusEvents(t *testing.T) {
 		t.Fatalf("after confirm: %v", ev)
 	}
 	t.Logf("confirm → event: %s", time.Since(start))
+}
+
+// watchStatus records every value STATUS takes for the request, from now.
+func watchStatus(t *testing.T, env *Env, clinic, id string) func() []statusRecord {
+	t.Helper()
+	kv, err := env.Admin.JS.KeyValue(context.Background(), subjects.BucketStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(t.Context(), subjects.StatusKey(clinic, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	var mu sync.Mutex
+	var seen []statusRecord
+	go func() {
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var st statusRecord
+			if json.Unmarshal(e.Value(), &st) == nil {
+				mu.Lock()
+				seen = append(seen, st)
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []statusRecord {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+type statusRecord struct {
+	State  string `json:"state"`
+	SlotID string `json:"slot_id"`
+}
+
+// TestChange_ClinicDecidesMeanwhile: the front desk books the old time while
+// the patient's move to a new time is still on its way to the clinic. The
+// clinic's "booked" on the old time must never reach the patient (it would
+// email a confirmation for a time they gave up): the agent holds it back
+// until the move is applied, which ends pending on the new time.
+func TestChange_ClinicDecidesMeanwhile(t *testing.T) {
+	env := NewEnv(t)
+	creds := env.MustAddClinic("pine")
+	con := openDemoConsole(t, console.Config{})
+	ag := env.MustStartAgent(creds, nil, con)
+	web := newClient(t, env.Relay.HTTPURL())
+	a := firstSlot(t, web, "pine")
+	id, token := request(t, web, "pine", a)
+	b := firstSlot(t, web, "pine")
+	seen := watchStatus(t, env, "pine", id)
+
+	ag.Stop() // the move waits in the queue; the front desk decides meanwhile
+	if code := web.JSON("POST", "/api/v1/requests/"+token+"/reschedule", map[string]string{"slot_id": b}, nil); code != 200 {
+		t.Fatalf("reschedule: %d", code)
+	}
+	if _, err := con.Confirm(context.Background(), id); err != nil {
+		t.Fatalf("confirm the old time: %v", err)
+	}
+	env.MustStartAgent(creds, nil, con)
+	awaitConsole(t, con, id, console.StatusPending, b)
+	awaitState(t, web, token, "delivered")
+	var st struct {
+		Slot struct{ ID string } `json:"slot"`
+	}
+	web.JSON("GET", "/api/v1/requests/"+token, nil, &st)
+	if st.Slot.ID != b {
+		t.Errorf("status on %s, want the new time %s", st.Slot.ID, b)
+	}
+	for _, v := range seen() {
+		if v.State == "booked" {
+			t.Errorf("STATUS went through %s on %s: the clinic's decision on the old time overwrote the patient's move", v.State, v.SlotID)
+		}
+	}
 }

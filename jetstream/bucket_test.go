@@ -3,10 +3,12 @@ package jetstream_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -65,5 +67,48 @@ func TestBucket(t *testing.T) {
 			t.Fatal("key with a 1s TTL still there after 5s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRequests_ExtendHold: a hold taken for a second outlives it once
+// extended over its revision; a hold released, or extended from a stale
+// revision, is left alone.
+func TestRequests_ExtendHold(t *testing.T) {
+	js := runJetStream(t)
+	ctx := context.Background()
+	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r := cjs.NewRequests(js)
+	holds := cjs.NewBucket(js, subjects.BucketHolds)
+	const id = "0123456789abcdef0123456789abcdef"
+	rev, err := r.Hold(ctx, "maple", "dr-lee_20300101T1400Z", id, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ExtendHold(ctx, "maple", "dr-lee_20300101T1400Z", id, rev+1, time.Hour); services.ErrorCode(err) != services.EConflict {
+		t.Fatalf("ExtendHold at a stale revision = %v, want EConflict", err)
+	}
+	if err := r.ExtendHold(ctx, "maple", "dr-lee_20300101T1400Z", id, rev, time.Hour); err != nil {
+		t.Fatalf("ExtendHold = %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the first TTL: the extended hold is still there
+	if e, err := holds.Get(ctx, "maple.dr-lee_20300101T1400Z"); err != nil || !strings.Contains(string(e.Value), id) {
+		t.Fatalf("hold after its first TTL: %+v, %v; want it extended", e, err)
+	}
+
+	// Released by the clinic's agent before the relay extends it: it stays released.
+	rev, err = r.Hold(ctx, "maple", "dr-lee_20300101T1430Z", id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx, "maple", "dr-lee_20300101T1430Z", id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ExtendHold(ctx, "maple", "dr-lee_20300101T1430Z", id, rev, time.Hour); services.ErrorCode(err) != services.EConflict {
+		t.Fatalf("ExtendHold of a released hold = %v, want EConflict", err)
+	}
+	if _, err := holds.Get(ctx, "maple.dr-lee_20300101T1430Z"); !errors.Is(err, cjs.ErrNotFound) {
+		t.Fatalf("released hold is back: %v", err)
 	}
 }

@@ -69,6 +69,9 @@ type Booker struct {
 	// Pending, when set, caps the requests one email or phone has waiting
 	// at a clinic (services/limits.go).
 	Pending Pending
+	// HoldExtendFailed hears of a hold that could not be made to last until
+	// its slot (it lapses after HoldTTL).
+	HoldExtendFailed func(clinic, requestID string, err error)
 	// Swapper and Changes serve a patient's cancellations and reschedules.
 	Swapper StatusSwapper
 	Changes ChangeOutbox
@@ -141,11 +144,29 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
 	}
 	if extend && until > ttl {
-		// A failure leaves the hold to lapse after HoldTTL; a conflict means
-		// the clinic's agent has the request already and released it.
-		_ = ext.ExtendHold(ctx, clinicID, req.SlotID, req.ID, rev.Hold, until)
+		b.extendHold(ctx, ext, clinicID, req.SlotID, req.ID, rev.Hold, until)
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil
+}
+
+// extendHold makes a queued request's hold last until its slot starts. It
+// does not depend on the patient's connection, and tries twice: a hold left
+// short lapses after HoldTTL, and the slot would be offered while the clinic
+// may still be offline. A conflict means the clinic's agent has the request
+// already and released the hold.
+func (b *Booker) extendHold(ctx context.Context, ext HoldExtender, clinic, slot, id string, rev uint64, until time.Duration) {
+	var err error
+	for range 2 {
+		xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = ext.ExtendHold(xctx, clinic, slot, id, rev, until)
+		cancel()
+		if err == nil || ErrorCode(err) == EConflict {
+			return
+		}
+	}
+	if b.HoldExtendFailed != nil {
+		b.HoldExtendFailed(clinic, id, err)
+	}
 }
 
 // undo releases the hold (and the status) of a request that could not be

@@ -110,16 +110,15 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 	}
 	q := QueuedChange{ID: ch.ID, RequestID: id, ClinicID: clinic, SlotID: slotID, Sealed: sealed}
 	next := st
-	next.UpdatedAt, next.Reason = now, ""
+	next.UpdatedAt, next.Reason, next.Change = now, "", ch.ID
 	if action == ActionCancel {
 		next.State = StateCancelled
 	} else {
 		accept := st.State == StateProposed && slotID == st.ProposedSlot
-		slot, free := b.Directory.FreeSlot(clinic, slotID)
-		if !accept && (!free || !slot.Start.After(now)) {
+		_, start, _ := ParseSlotID(slotID)
+		if _, free := b.Directory.FreeSlot(clinic, slotID); !accept && !free || !start.After(now) {
 			return Status{}, Errorf(EConflict, "that time is no longer free")
 		}
-		_, start, _ := ParseSlotID(slotID)
 		if q.HoldRev, err = b.Holds.Hold(ctx, clinic, slotID, id, max(b.HoldTTL, start.Sub(now))); err != nil {
 			return Status{}, err
 		}

@@ -24,6 +24,12 @@ type Status struct {
 	Reason       string    `json:"reason,omitempty"` // the clinic's decline reason, shown to the patient
 	ProposedSlot string    `json:"proposed_slot,omitempty"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Change names the patient's latest change (a cancellation or a new
+	// time): the web sets it when the patient makes one, and the clinic's
+	// outcomes carry the last one the clinic has applied. While they
+	// differ, the clinic has a change still to apply, and the agent holds
+	// its outcomes back rather than undo the patient's.
+	Change string `json:"change,omitempty"`
 }
 
 // RequestLifetime is how long a request waits for its clinic: REQUESTS

@@ -17,8 +17,10 @@ const ReasonMoveRefused = "The new time you chose was not free at the clinic; yo
 // Apply carries out a patient's change: a cancellation frees the slot; a new
 // time frees the old slot, takes the new one and waits for the front desk
 // again, except that accepting the time the clinic proposed books it at
-// once. Applying a change twice does nothing more. A request not stored yet
-// is ENotFound; the outcome is queued for publication like a decision.
+// once. Applying a change twice, or one older than the last applied (they
+// can arrive out of order), does nothing more. A request not stored yet is
+// ENotFound. The outcome, which names the change, is queued for
+// publication like a decision.
 func (c *Console) Apply(ctx context.Context, ch services.Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -30,10 +32,19 @@ func (c *Console) Apply(ctx context.Context, ch services.Change) error {
 		if rec, err = getRecord(tx, ch.RequestID); err != nil {
 			return err
 		}
+		if !ch.At.After(rec.ChangeAt) {
+			return nil // applied already, or older than the last one applied
+		}
 		old := []string{rec.Request.SlotID, rec.ProposedSlot}
 		changed, err := c.apply(tx, rec, ch)
-		if err != nil || !changed {
+		if err != nil {
 			return err
+		}
+		// The change is applied (or moot) either way: its ID goes with the
+		// outcome, which is published again so STATUS shows the clinic has it.
+		rec.Change, rec.ChangeAt = ch.ID, ch.At
+		if !changed && rec.State == services.StateCancelled {
+			return putRecord(tx, rec) // nothing to tell: the patient's cancel stands
 		}
 		freed = append(old, rec.Request.SlotID)
 		rec.DecidedAt, rec.Published = c.now(), false

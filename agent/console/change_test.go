@@ -1,7 +1,9 @@
 package console_test
 
 import (
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +23,13 @@ func free(t *testing.T, c *console.Console, slot string) bool {
 	return slices.ContainsFunc(slots, func(s services.Slot) bool { return s.ID == slot })
 }
 
+// changes counts the changes made, so each is later than the one before.
+var changes atomic.Int64
+
 func change(req services.Request, action, slot string) services.Change {
-	return services.Change{ID: services.RequestIDFor("change-" + req.ID + slot), RequestID: req.ID,
-		ClinicID: req.ClinicID, Action: action, SlotID: slot, At: at(3, 8, 0)}
+	n := changes.Add(1)
+	return services.Change{ID: services.RequestIDFor(fmt.Sprint("change-", n)), RequestID: req.ID,
+		ClinicID: req.ClinicID, Action: action, SlotID: slot, At: at(3, 8, 0).Add(time.Duration(n) * time.Millisecond)}
 }
 
 func entry(t *testing.T, c *console.Console, id string) console.Entry {
@@ -90,7 +96,8 @@ func TestConsole_Apply(t *testing.T) {
 		if _, err := e.c.Confirm(t.Context(), req.ID); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.c.Apply(t.Context(), change(req, services.ActionReschedule, ten)); err != nil {
+		move := change(req, services.ActionReschedule, ten)
+		if err := e.c.Apply(t.Context(), move); err != nil {
 			t.Fatalf("Apply(reschedule) = %v", err)
 		}
 		got := entry(t, e.c, req.ID)
@@ -103,9 +110,15 @@ func TestConsole_Apply(t *testing.T) {
 		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.State != services.StateDelivered || st.SlotID != ten {
 			t.Errorf("pending outcome = %+v, %v; want delivered on the new slot", st, ok)
 		}
-		// Again: nothing more happens.
-		if err := e.c.Apply(t.Context(), change(req, services.ActionReschedule, ten)); err != nil {
+		// Again (a redelivery): nothing more happens.
+		if err := e.c.MarkPublished(t.Context(), pendingStatus(t, e.c, req.ID)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Apply(t.Context(), move); err != nil {
 			t.Errorf("second Apply = %v", err)
+		}
+		if _, ok := pendingOutcome(t, e.c, req.ID); ok {
+			t.Error("a redelivered change queued its outcome again")
 		}
 	})
 	t.Run("RescheduleTaken", func(t *testing.T) { // the request keeps its time and says why
@@ -142,8 +155,38 @@ func TestConsole_Apply(t *testing.T) {
 			t.Errorf("free: proposed %v (want false), old %v (want true)", free(t, e.c, eleven), free(t, e.c, nine))
 		}
 	})
+	t.Run("OutOfOrder", func(t *testing.T) { // moved to 10:00, then 11:00; the first move arrives last
+		e := newEnv(t)
+		req := request(1, "dr-lee", at(4, 9, 0))
+		e.mustStore(t, req)
+		first, second := change(req, services.ActionReschedule, ten), change(req, services.ActionReschedule, eleven)
+		first.At, second.At = at(3, 8, 1), at(3, 8, 2)
+		for _, ch := range []services.Change{second, first} {
+			if err := e.c.Apply(t.Context(), ch); err != nil {
+				t.Fatalf("Apply(%s) = %v", ch.SlotID, err)
+			}
+		}
+		if got := entry(t, e.c, req.ID); got.SlotID != eleven {
+			t.Errorf("request on %s, want the later move's %s", got.SlotID, eleven)
+		}
+		if !free(t, e.c, ten) || free(t, e.c, eleven) {
+			t.Errorf("free: 10:00 %v (want true), 11:00 %v (want false)", free(t, e.c, ten), free(t, e.c, eleven))
+		}
+		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.Change != second.ID {
+			t.Errorf("pending outcome = %+v, %v; want it to name the later change", st, ok)
+		}
+	})
 	t.Run("ErrNotFound", func(t *testing.T) { // not stored yet: the agent waits for it
 		e := newEnv(t)
 		wantCode(t, e.c.Apply(t.Context(), change(request(9, "dr-lee", at(4, 9, 0)), services.ActionCancel, "")), services.ENotFound, "")
 	})
+}
+
+func pendingStatus(t *testing.T, c *console.Console, id string) services.Status {
+	t.Helper()
+	st, ok := pendingOutcome(t, c, id)
+	if !ok {
+		t.Fatalf("no pending outcome for %s", id)
+	}
+	return st
 }

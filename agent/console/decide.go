@@ -194,6 +194,7 @@ func (r *record) status() services.Status {
 		Reason:       r.DeclineReason,
 		ProposedSlot: r.ProposedSlot,
 		UpdatedAt:    r.DecidedAt,
+		Change:       r.Change,
 	}
 }
 

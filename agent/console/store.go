@@ -36,6 +36,11 @@ type record struct {
 	ReceivedAt    time.Time        `json:"received_at"`
 	DecidedAt     time.Time        `json:"decided_at,omitzero"`
 	Published     bool             `json:"published,omitempty"`
+	// Change and ChangeAt are the patient's last change applied: its ID
+	// goes with every outcome (services.Status.Change), and an older change
+	// arriving late is ignored.
+	Change   string    `json:"change,omitempty"`
+	ChangeAt time.Time `json:"change_at,omitzero"`
 }
 
 func createBuckets(db *bolt.DB) error {

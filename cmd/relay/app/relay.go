@@ -97,7 +97,11 @@ func (r *Relay) start(ctx context.Context) error {
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
 	r.Catalog.SetLogger(r.log)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog, Swapper: reqs, Changes: reqs,
-		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now}
+		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now,
+		HoldExtendFailed: func(clinic, requestID string, err error) {
+			r.log.Warn("hold not extended to its slot: it lapses after the hold TTL", "clinic_id", clinic,
+				"request_id", requestID, "err", err.Error())
+		}}
 	if booker.Pending, err = r.pendingCap(js); err != nil {
 		return err
 	}
