@@ -2,8 +2,8 @@ package web
 
 import (
 	"io"
-	"net"
 	"net/http"
+	"net/netip"
 
 	"github.com/labstack/echo/v4"
 )
@@ -13,8 +13,7 @@ import (
 // but they are the operator's, not the public's.
 func (s *Server) HandleMetrics(write func(io.Writer)) {
 	s.e.GET("/metrics", func(c echo.Context) error {
-		host, _, _ := net.SplitHostPort(c.Request().RemoteAddr)
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		if !s.metricsAllowed(c.Request()) {
 			return echo.ErrNotFound
 		}
 		h := c.Response().Header()
@@ -24,4 +23,30 @@ func (s *Server) HandleMetrics(write func(io.Writer)) {
 		write(c.Response())
 		return nil
 	})
+}
+
+// metricsAllowed reports whether r comes straight from the relay's host: the
+// peer is loopback, is not a trusted proxy, and the request names no client
+// behind a proxy. A reverse proxy on the same host connects from loopback
+// too, and would otherwise make /metrics public.
+func (s *Server) metricsAllowed(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	peer := ap.Addr().Unmap()
+	if !peer.IsLoopback() {
+		return false
+	}
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(peer) {
+			return false
+		}
+	}
+	for _, h := range []string{echo.HeaderXForwardedFor, "Forwarded", echo.HeaderXRealIP} {
+		if len(r.Header.Values(h)) > 0 {
+			return false
+		}
+	}
+	return true
 }

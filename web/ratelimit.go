@@ -1,6 +1,7 @@
 package web
 
 import (
+	"container/list"
 	"math"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // Rate lets Burst events through at once, then one every Every.
@@ -23,14 +26,15 @@ type Rate struct {
 // Limits throttle patients' traffic by client IP and by clinic. A zero Rate
 // takes its default.
 type Limits struct {
-	// CreateIP limits request creations (form and API) per client IP, an
-	// IPv6 client counted by its /64: 10 at once, then one every 2 minutes
-	// (30 an hour), room for a family and its typos behind one NAT.
+	// CreateIP limits request creations and reschedules (form and API)
+	// per client IP, an IPv6 client counted by its /64: 10 at once, then
+	// one every 2 minutes (30 an hour), room for a family and its typos
+	// behind one NAT. A reschedule holds a new slot as a creation does.
 	CreateIP Rate
-	// CreateClinic limits request creations per clinic, from all IPs
-	// together: 30 at once, then one every 10 s (360 an hour, many times a
-	// busy clinic's real rate), so a botnet cannot hold a clinic's whole
-	// calendar in minutes.
+	// CreateClinic limits request creations and reschedules per clinic,
+	// from all IPs together: 30 at once, then one every 10 s (360 an hour,
+	// many times a busy clinic's real rate), so a botnet cannot hold a
+	// clinic's whole calendar in minutes.
 	CreateClinic Rate
 	// Read limits every other route but /static and /healthz per client IP:
 	// 100 at once, then 20 a second. Reads are served from memory; this only
@@ -38,8 +42,13 @@ type Limits struct {
 	Read Rate
 	// MaxKeys bounds the limiters kept per kind (default 65,536, a few MB).
 	// Idle limiters are dropped once they have refilled; when the store is
-	// still full, new clients share one limiter until room frees up.
+	// still full, a new client's limiter takes the place of the one used
+	// least recently, so a flood of addresses cannot lock new clients out.
 	MaxKeys int
+	// Streams caps the live status streams open per client IP (default 8),
+	// and StreamsTotal those open in all (default 10,000): each holds a
+	// goroutine and a connection. Over either the answer is 429.
+	Streams, StreamsTotal int
 	// Off turns every limit off (load tests).
 	Off bool
 }
@@ -51,7 +60,14 @@ var (
 	DefaultRead         = Rate{Every: 50 * time.Millisecond, Burst: 100}
 )
 
-const defaultMaxKeys = 1 << 16
+const (
+	defaultMaxKeys      = 1 << 16
+	defaultStreams      = 8
+	defaultStreamsTotal = 10_000
+	// streamRetry is the Retry-After of a stream refused by its cap: open
+	// streams end on no schedule, so this is a guess, not a promise.
+	streamRetry = 30 * time.Second
+)
 
 // codeRateLimited is the API error code of a 429.
 const codeRateLimited = "rate_limited"
@@ -63,25 +79,26 @@ func (r Rate) or(d Rate) Rate {
 	return r
 }
 
-// limiters keeps one token bucket per key, dropping those that have sat
-// idle long enough to be full again (a fresh one is the same).
+// limiters keeps one token bucket per key, at most max of them, most
+// recently used first. Those that have sat idle long enough to be full again
+// are dropped (a fresh one is the same); when the store is full anyway, the
+// least recently used goes, so that a new client always gets its own bucket.
 type limiters struct {
-	rate     Rate
-	max      int
-	mu       sync.Mutex
-	m        map[string]*limiter
-	overflow *rate.Limiter // shared by new keys while m is full
-	swept    time.Time
+	rate Rate
+	max  int
+	mu   sync.Mutex
+	m    map[string]*list.Element // of *limiter, in lru
+	lru  list.List                // front: the most recently used
 }
 
 type limiter struct {
+	key  string
 	l    *rate.Limiter
 	seen time.Time
 }
 
 func newLimiters(r Rate, max int) *limiters {
-	return &limiters{rate: r, max: max, m: map[string]*limiter{},
-		overflow: rate.NewLimiter(rate.Every(r.Every), r.Burst)}
+	return &limiters{rate: r, max: max, m: map[string]*list.Element{}}
 }
 
 // idle is how long an unused bucket takes to refill.
@@ -91,27 +108,29 @@ func (ls *limiters) idle() time.Duration { return ls.rate.Every * time.Duration(
 func (ls *limiters) reserve(key string, now time.Time) *rate.Reservation {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	e, ok := ls.m[key]
-	if !ok {
-		if now.Sub(ls.swept) > min(ls.idle(), time.Minute) || len(ls.m) >= ls.max && now.Sub(ls.swept) > time.Second {
-			ls.sweep(now)
-		}
-		if len(ls.m) >= ls.max {
-			return ls.overflow.ReserveN(now, 1)
-		}
-		e = &limiter{l: rate.NewLimiter(rate.Every(ls.rate.Every), ls.rate.Burst)}
-		ls.m[key] = e
+	el, ok := ls.m[key]
+	if ok {
+		ls.lru.MoveToFront(el)
+	} else {
+		ls.makeRoom(now)
+		el = ls.lru.PushFront(&limiter{key: key, l: rate.NewLimiter(rate.Every(ls.rate.Every), ls.rate.Burst)})
+		ls.m[key] = el
 	}
+	e := el.Value.(*limiter)
 	e.seen = now
 	return e.l.ReserveN(now, 1)
 }
 
-func (ls *limiters) sweep(now time.Time) {
-	ls.swept = now
-	for k, e := range ls.m {
-		if now.Sub(e.seen) >= ls.idle() {
-			delete(ls.m, k)
+// makeRoom drops, from the least recently used end, the limiters that are
+// full again, then more until there is room for one.
+func (ls *limiters) makeRoom(now time.Time) {
+	for el := ls.lru.Back(); el != nil; el = ls.lru.Back() {
+		e := el.Value.(*limiter)
+		if len(ls.m) < ls.max && now.Sub(e.seen) < ls.idle() {
+			return
 		}
+		ls.lru.Remove(el)
+		delete(ls.m, e.key)
 	}
 }
 
@@ -121,9 +140,49 @@ func (ls *limiters) len() int {
 	return len(ls.m)
 }
 
+// has reports whether key has a limiter.
+func (ls *limiters) has(key string) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	_, ok := ls.m[key]
+	return ok
+}
+
+// streams counts the open live status streams, per client key and in all.
+type streams struct {
+	perKey, total int
+	mu            sync.Mutex
+	open          map[string]int // no zero values: at most total keys
+	n             int
+}
+
+// acquire takes a stream for key; ok is false over either cap. release
+// gives it back, once.
+func (st *streams) acquire(key string) (release func(), ok bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.n >= st.total || st.open[key] >= st.perKey {
+		return nil, false
+	}
+	st.n++
+	st.open[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.n--
+			if st.open[key]--; st.open[key] <= 0 {
+				delete(st.open, key)
+			}
+		})
+	}, true
+}
+
 // rateLimits are the server's stores, nil when limits are off.
 type rateLimits struct {
 	createIP, createClinic, read *limiters
+	streams                      *streams
 	proxyHint                    sync.Once
 }
 
@@ -134,9 +193,16 @@ func newRateLimits(l Limits) *rateLimits {
 	if l.MaxKeys < 1 {
 		l.MaxKeys = defaultMaxKeys
 	}
+	if l.Streams < 1 {
+		l.Streams = defaultStreams
+	}
+	if l.StreamsTotal < 1 {
+		l.StreamsTotal = defaultStreamsTotal
+	}
 	return &rateLimits{createIP: newLimiters(l.CreateIP.or(DefaultCreateIP), l.MaxKeys),
 		createClinic: newLimiters(l.CreateClinic.or(DefaultCreateClinic), l.MaxKeys),
-		read:         newLimiters(l.Read.or(DefaultRead), l.MaxKeys)}
+		read:         newLimiters(l.Read.or(DefaultRead), l.MaxKeys),
+		streams:      &streams{perKey: l.Streams, total: l.StreamsTotal, open: map[string]int{}}}
 }
 
 // ipExtractor takes the client IP from the connection, or from
@@ -169,13 +235,22 @@ func clientKey(ip string) string {
 	return a.String()
 }
 
-// limitRead applies the Read limit to every route but request creation
-// (which has its own), static files and the health check.
+// createLimited are the routes under limitCreate, by method and path:
+// each holds a slot.
+var createLimited = map[string]bool{
+	"/c/:slug/request":                   true,
+	"/api/v1/clinics/:slug/requests":     true,
+	"/r/:token/reschedule":               true,
+	"/api/v1/requests/:token/reschedule": true,
+}
+
+// limitRead applies the Read limit to every route but those holding a slot
+// (which have their own), static files and the health check.
 func (s *Server) limitRead(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p := c.Path()
 		if s.rates == nil || strings.HasPrefix(p, "/static") || p == "/healthz" ||
-			c.Request().Method == http.MethodPost && (p == "/c/:slug/request" || p == "/api/v1/clinics/:slug/requests") {
+			c.Request().Method == http.MethodPost && createLimited[p] {
 			return next(c)
 		}
 		s.proxyHint(c)
@@ -186,28 +261,47 @@ func (s *Server) limitRead(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitCreate applies the CreateIP and CreateClinic limits; a request is
-// let through only if both have a token, and neither is spent otherwise.
+// limitCreate applies the CreateIP and CreateClinic limits to the routes
+// that hold a slot: request creation (the clinic from :slug) and reschedule
+// (the clinic from :token). A request is let through only if both have a
+// token, and neither is spent otherwise.
 func (s *Server) limitCreate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.rates == nil {
 			return next(c)
 		}
-		s.proxyHint(c)
-		now := s.cfg.Now()
-		// An unknown clinic gets no limiter: the handler answers 404, and
-		// made-up names cannot fill the store.
-		var clinic *limiters
-		if s.cfg.Catalog != nil {
-			if _, ok := s.cfg.Catalog.Clinic(c.Param("slug")); ok {
-				clinic = s.rates.createClinic
+		clinic := c.Param("slug")
+		if token := c.Param("token"); token != "" {
+			var err error
+			if clinic, _, err = services.ParseStatusToken(token); err != nil {
+				return next(c) // the handler answers 404
 			}
 		}
-		if wait := s.take(now, s.rates.createIP, clientKey(c.RealIP()), clinic, c.Param("slug")); wait > 0 {
+		// An unknown clinic spends no token and gets no limiter: the
+		// handler answers 404, and made-up names cannot fill the stores.
+		if s.cfg.Catalog != nil {
+			if _, ok := s.cfg.Catalog.Clinic(clinic); !ok {
+				return next(c)
+			}
+		}
+		s.proxyHint(c)
+		if wait := s.take(s.cfg.Now(), s.rates.createIP, clientKey(c.RealIP()), s.rates.createClinic, clinic); wait > 0 {
 			return s.tooMany(c, wait)
 		}
 		return next(c)
 	}
+}
+
+// openStream takes one of the live status streams for c's client, false
+// over the caps. release is never nil.
+func (s *Server) openStream(c echo.Context) (release func(), ok bool) {
+	if s.rates == nil {
+		return func() {}, true
+	}
+	if release, ok = s.rates.streams.acquire(clientKey(c.RealIP())); !ok {
+		return func() {}, false
+	}
+	return release, true
 }
 
 // take reserves a token from each (store, key) pair, a nil store skipped,

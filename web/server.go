@@ -135,7 +135,7 @@ func (s *Server) routes() {
 	e.GET("/r/:token/cancel", s.handleCancelForm, s.pausable)
 	e.POST("/r/:token/cancel", s.handleCancel, s.pausable)
 	e.GET("/r/:token/reschedule", s.handleRescheduleForm, s.pausable)
-	e.POST("/r/:token/reschedule", s.handleReschedule, s.pausable)
+	e.POST("/r/:token/reschedule", s.handleReschedule, s.limitCreate, s.pausable) // holds a slot as a creation does
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
 
@@ -148,7 +148,7 @@ func (s *Server) routes() {
 	api.GET("/requests/:token", s.handleAPIRequestGet, noStore, s.pausable)
 	api.GET("/requests/:token/appointment.ics", s.handleAppointmentICS, noStore, s.pausable)
 	api.POST("/requests/:token/cancel", s.handleAPIRequestCancel, noStore, s.pausable)
-	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.pausable)
+	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.limitCreate, s.pausable)
 }
 
 // headAsGet answers HEAD like GET; net/http drops the body because the

@@ -139,6 +139,13 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Each stream holds a goroutine and a connection: capped per IP and in
+	// all (web/ratelimit.go).
+	release, ok := s.openStream(c)
+	if !ok {
+		return s.tooMany(c, streamRetry)
+	}
+	defer release()
 	ctx := c.Request().Context()
 	// Subscribe before the first read, so no change falls in between.
 	wake, cancel := s.hub.subscribe(subjects.StatusKey(clinic, id))
