@@ -3,6 +3,7 @@ package console_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -189,4 +190,20 @@ func pendingStatus(t *testing.T, c *console.Console, id string) services.Status 
 		t.Fatalf("no pending outcome for %s", id)
 	}
 	return st
+}
+
+// TestPage_Cancelled: the front desk sees a patient's cancellation among the
+// decisions, and the request is no longer pending.
+func TestPage_Cancelled(t *testing.T) {
+	e := newEnv(t)
+	req := request(1, "dr-lee", at(4, 9, 0))
+	e.mustStore(t, req)
+	if err := e.c.Apply(t.Context(), change(req, services.ActionCancel, "")); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := getPage(t, e.c)
+	if !strings.Contains(body, "cancelled by the patient") || strings.Contains(body, `action="/requests/`+req.ID+`/confirm"`) {
+		t.Errorf("page: cancellation shown %v, still confirmable %v", strings.Contains(body, "cancelled by the patient"),
+			strings.Contains(body, `action="/requests/`+req.ID+`/confirm"`))
+	}
 }
