@@ -135,15 +135,10 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint ui
 		}
 		rev = e.Revision
 	}
-	if rev == 0 {
-		_, err = a.status.Create(ctx, key, b, 0)
-	} else {
-		_, err = a.status.Update(ctx, key, b, rev)
+	if err := a.putStatusAt(ctx, st, rev); !errors.Is(err, cjs.ErrRevision) {
+		return err
 	}
-	if errors.Is(err, cjs.ErrRevision) {
-		return nil // the outcome was written meanwhile; it wins
-	}
-	return err
+	return nil // the outcome was written meanwhile; it wins
 }
 
 // declineUnread sets the status of request id to declined because the clinic
@@ -165,14 +160,22 @@ func (a *Agent) declineUnread(ctx context.Context, id, slot string) error {
 	}
 	st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
 		Reason: "The clinic could not read this request. Please request again.", UpdatedAt: a.cfg.Now().UTC()}
+	if err := a.putStatusAt(ctx, st, rev); !errors.Is(err, cjs.ErrRevision) {
+		return err
+	}
+	return nil
+}
+
+// putStatusAt writes st over revision rev of its key, or creates it when rev
+// is 0; cjs.ErrRevision if the key moved on meanwhile.
+func (a *Agent) putStatusAt(ctx context.Context, st services.Status, rev uint64) error {
+	key := subjects.StatusKey(a.clinic, st.RequestID)
 	b, _ := json.Marshal(st)
+	var err error
 	if rev == 0 {
 		_, err = a.status.Create(ctx, key, b, 0)
 	} else {
 		_, err = a.status.Update(ctx, key, b, rev)
-	}
-	if errors.Is(err, cjs.ErrRevision) {
-		return nil
 	}
 	return err
 }

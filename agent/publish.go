@@ -39,16 +39,9 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
 			continue
 		}
-		b, _ := json.Marshal(st)
-		if rev == 0 {
-			_, err = a.status.Create(ctx, key, b, 0)
-		} else {
-			_, err = a.status.Update(ctx, key, b, rev)
-		}
-		if errors.Is(err, cjs.ErrRevision) {
+		if err := a.putStatusAt(ctx, st, rev); errors.Is(err, cjs.ErrRevision) {
 			continue // the patient changed it meanwhile: look again next time
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
 		if err := a.conn.MarkPublished(ctx, st); err != nil {

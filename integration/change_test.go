@@ -42,6 +42,23 @@ func postForm(t *testing.T, web *Client, page, action string, form url.Values) (
 	return code, hdr.Get("Location") + body
 }
 
+// bookedAt starts clinic with an agent, requests its first free slot and has
+// the front desk confirm it; it returns the agent, the patient's client, the
+// slot, the request ID and the status token.
+func bookedAt(t *testing.T, clinic string) (*Agent, *Client, string, string, string) {
+	t.Helper()
+	env := NewEnv(t)
+	ag := env.MustStartAgent(env.MustAddClinic(clinic), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, clinic)
+	id, token := request(t, web, clinic, slot)
+	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
+		t.Fatalf("confirm: %d", code)
+	}
+	awaitState(t, web, token, "booked")
+	return ag, web, slot, id, token
+}
+
 func awaitConsole(t *testing.T, con *console.Console, id, status, slot string) {
 	t.Helper()
 	checkFor(t, 10*time.Second, func() error {
@@ -71,15 +88,7 @@ func awaitOffered(t *testing.T, web *Client, clinic, slot string, want bool) {
 // TestCancel: the patient cancels from the status page; the cancellation
 // reaches the console through the clinic's queue and the slot is free again.
 func TestCancel(t *testing.T) {
-	env := NewEnv(t)
-	ag := env.MustStartAgent(env.MustAddClinic("elm"), nil, nil)
-	web := newClient(t, env.Relay.HTTPURL())
-	slot := firstSlot(t, web, "elm")
-	id, token := request(t, web, "elm", slot)
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
-		t.Fatalf("confirm: %d", code)
-	}
-	awaitState(t, web, token, "booked")
+	ag, web, slot, id, token := bookedAt(t, "elm")
 
 	code, where := postForm(t, web, "/r/"+token+"/cancel", "/r/"+token+"/cancel", url.Values{})
 	if code != 303 || where != "/r/"+token {
@@ -102,15 +111,7 @@ func TestCancel(t *testing.T) {
 // TestReschedule: the patient moves a booked request to another free time;
 // the console has it pending on the new slot and the old one is free again.
 func TestReschedule(t *testing.T) {
-	env := NewEnv(t)
-	ag := env.MustStartAgent(env.MustAddClinic("ash"), nil, nil)
-	web := newClient(t, env.Relay.HTTPURL())
-	slot := firstSlot(t, web, "ash")
-	id, token := request(t, web, "ash", slot)
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
-		t.Fatalf("confirm: %d", code)
-	}
-	awaitState(t, web, token, "booked")
+	ag, web, slot, id, token := bookedAt(t, "ash")
 
 	other := firstSlot(t, web, "ash") // the first free one now: slot is taken
 	if other == slot {

@@ -115,11 +115,16 @@ func (r *Requests) PublishRequest(ctx context.Context, q services.Queued) error 
 	m.Header.Set(subjects.HeaderSealedFrom, q.Sealed.From)
 	m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(q.Rev.Hold, 10))
 	m.Header.Set(subjects.HeaderStatusRevision, strconv.FormatUint(q.Rev.Status, 10))
-	if err := publishOnce(ctx, r.js, m, q.RequestID); err != nil {
-		// DiscardNewPerSubject refuses a clinic's request past its cap.
+	return queue(ctx, r.js, m, q.RequestID, "requests")
+}
+
+// queue publishes m to a clinic's queue once per id (publishOnce), and maps
+// a refusal past the clinic's cap (DiscardNewPerSubject) to EUnavailable.
+func queue(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id, what string) error {
+	if err := publishOnce(ctx, js, m, id); err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {
-			return services.Errorf(services.EUnavailable, "the clinic has too many requests waiting; please try again later")
+			return services.Errorf(services.EUnavailable, "the clinic has too many %s waiting; please try again later", what)
 		}
 		return unavailable("publish", err)
 	}
@@ -216,12 +221,5 @@ func (r *Requests) PublishChange(ctx context.Context, q services.QueuedChange) e
 	}
 	m.Header.Set(subjects.HeaderSealedTo, q.Sealed.To)
 	m.Header.Set(subjects.HeaderSealedFrom, q.Sealed.From)
-	if err := publishOnce(ctx, r.js, m, q.ID); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed {
-			return services.Errorf(services.EUnavailable, "the clinic has too many changes waiting; please try again later")
-		}
-		return unavailable("publish", err)
-	}
-	return nil
+	return queue(ctx, r.js, m, q.ID, "changes")
 }

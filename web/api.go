@@ -183,8 +183,8 @@ type apiSlotList struct {
 }
 
 func (s *Server) handleAPIRequestCreate(c echo.Context) error {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	if err := requireJSON(c); err != nil {
+		return err
 	}
 	req, err := decodeAPIRequest(c.Request().Body)
 	if err != nil {
@@ -216,6 +216,14 @@ func decodeAPIRequest(body io.Reader) (services.Request, error) {
 	}
 	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
 		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, nil
+}
+
+// requireJSON refuses a body that is not declared JSON, with 415.
+func requireJSON(c echo.Context) error {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	return nil
 }
 
 // decodeJSON reads the first JSON value of an API body into v (what follows

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -343,8 +342,8 @@ func (s *Server) handleAPIRequestCancel(c echo.Context) error {
 // handleAPIRequestReschedule is POST /api/v1/requests/:token/reschedule with
 // {"slot_id": "..."}.
 func (s *Server) handleAPIRequestReschedule(c echo.Context) error {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	if err := requireJSON(c); err != nil {
+		return err
 	}
 	var in struct {
 		SlotID string `json:"slot_id"`
