@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/mail"
 	"strings"
 	"sync/atomic"
@@ -51,17 +52,26 @@ type NotifierConfig struct {
 	// ReminderAt is when to remind of an appointment starting at start
 	// (default 24 hours before); tests bring it near.
 	ReminderAt func(start time.Time) time.Time
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// AckWait is the sender consumer's ack wait (default NotifyAckWait);
+	// tests shorten it.
+	AckWait time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // DefaultRetries: eight attempts over about three hours.
 var DefaultRetries = []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute,
 	30 * time.Minute, time.Hour, time.Hour}
 
-// NotifyAckWait is how long the sender has to send one notice before the
-// server offers it again; it outlasts the SMTP timeout (30s).
+// NotifyAckWait is how long the server waits for news of a notice before it
+// offers it again: the sender says "in progress" when it takes a notice up
+// and every third of this while it sends, so only a relay that stopped
+// lets it pass.
 const NotifyAckWait = 2 * time.Minute
+
+// sendTimeout bounds one notice's turn: reading STATUS and CONTACTS and the
+// SMTP exchange (itself 30s at most).
+const sendTimeout = 90 * time.Second
 
 // NotifyMetrics count what the notifier did since the relay started.
 type NotifyMetrics struct {
@@ -89,7 +99,11 @@ func FollowerConsumer() jetstream.ConsumerConfig {
 
 // SenderConsumer sends the notices; the waits between attempts are the
 // sender's (NakWithDelay), not the consumer's BackOff, which would also
-// cut the ack wait of a send in progress to the first wait.
+// cut the ack wait of a send in progress to the first wait. MaxAckPending
+// counts the notices waiting out a retry too, so it stays well above one:
+// a notice a server keeps deferring must not hold up the others. The
+// sender pulls one notice at a time (Notifier.start), so none waits in its
+// buffer long enough for the server to offer it again.
 func SenderConsumer(attempts int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{Durable: subjects.NotifySender, Description: "email notices",
 		FilterSubject: subjects.AllNotifyEmail, AckPolicy: jetstream.AckExplicitPolicy, AckWait: NotifyAckWait,
@@ -103,6 +117,9 @@ func NewNotifier(cfg NotifierConfig) *Notifier {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = NotifyAckWait
 	}
 	if len(cfg.Retries) == 0 {
 		cfg.Retries = DefaultRetries
@@ -145,7 +162,9 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify follower: %w", err)
 	}
-	sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, SenderConsumer(len(n.cfg.Retries)+1))
+	scc := SenderConsumer(len(n.cfg.Retries) + 1)
+	scc.AckWait = n.cfg.AckWait
+	sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, scc)
 	if err != nil {
 		return nil, fmt.Errorf("notify sender: %w", err)
 	}
@@ -153,7 +172,8 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := sender.Consume(n.send)
+	// One at a time: a notice pulled waits for at most the one being sent.
+	sc, err := sender.Consume(n.send, jetstream.PullMaxMessages(1))
 	if err != nil {
 		fc.Stop()
 		return nil, err
@@ -161,11 +181,18 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 	return func() { fc.Stop(); sc.Stop(); <-fc.Closed(); <-sc.Closed() }, nil
 }
 
-// follow turns one STATUS change into a notice (and a reminder's schedule).
+// follow turns one STATUS change into a notice (and a reminder's schedule),
+// and forgets the contact of a request whose status was deleted.
 func (n *Notifier) follow(m jetstream.Msg) {
 	h := m.Headers()
-	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" || h.Get(jetstream.MarkerReasonHeader) != "" {
-		m.Ack()
+	if h.Get(jetstream.MarkerReasonHeader) != "" {
+		m.Ack() // the status expired; the contact expires on its own
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		n.forgetDeleted(ctx, m)
 		return
 	}
 	var st services.Status
@@ -173,16 +200,32 @@ func (n *Notifier) follow(m jetstream.Msg) {
 		m.Ack() // not a status the relay can read; the web ignores it too
 		return
 	}
-	kind := services.NoticeFor(st.State)
-	if kind == "" {
+	if services.NoticeFor(st.State) == "" && st.State != services.StateDelivered {
 		m.Ack()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.queue(ctx, st, kind); err != nil {
+	if err := n.queue(ctx, st); err != nil {
 		n.log.Warn("notice not queued yet; retrying", "clinic_id", st.ClinicID, "request_id", st.RequestID,
-			"kind", kind, "err", err.Error())
+			"state", st.State, "err", err.Error())
+		m.NakWithDelay(2 * time.Second)
+		return
+	}
+	m.Ack()
+}
+
+// forgetDeleted deletes the contact of a request whose status was deleted
+// (the Booker undid it): the Booker forgets it too, but a status change
+// this follower was handling meanwhile may have stored it again.
+func (n *Notifier) forgetDeleted(ctx context.Context, m jetstream.Msg) {
+	key := strings.TrimPrefix(m.Subject(), subjects.KVSubject(subjects.BucketStatus, ""))
+	clinic, request, ok := strings.Cut(key, ".")
+	if !ok || subjects.ValidClinicID(clinic) != nil || subjects.ValidRequestID(request) != nil {
+		m.Ack()
+		return
+	}
+	if err := n.cfg.Contacts.Forget(ctx, clinic, request); err != nil {
+		n.log.Warn("contact of a deleted status not deleted yet; retrying", "clinic_id", clinic,
+			"request_id", request, "err", err.Error())
 		m.NakWithDelay(2 * time.Second)
 		return
 	}
@@ -190,9 +233,10 @@ func (n *Notifier) follow(m jetstream.Msg) {
 }
 
 // queue publishes the notice a status calls for, if the patient left a
-// contact, and keeps the reminder's schedule and the contact's lifetime in
-// step with the status.
-func (n *Notifier) queue(ctx context.Context, st services.Status, kind string) error {
+// contact and was not told the same already, and keeps the reminder's
+// schedule and the contact (its lifetime, what it was told) in step with
+// the status.
+func (n *Notifier) queue(ctx context.Context, st services.Status) error {
 	c, err := n.cfg.Contacts.Contact(ctx, st.ClinicID, st.RequestID)
 	if errors.Is(err, ErrNotFound) {
 		return nil // no address, or no notices due any more
@@ -200,28 +244,38 @@ func (n *Notifier) queue(ctx context.Context, st services.Status, kind string) e
 	if err != nil {
 		return err
 	}
-	no := services.Notice{Kind: kind, ClinicID: st.ClinicID, RequestID: st.RequestID, SlotID: st.SlotID, At: st.UpdatedAt}
-	if kind == services.NoticeProposed && st.ProposedSlot != "" {
-		no.SlotID = st.ProposedSlot
+	no, ok := services.StatusNotice(st)
+	switch {
+	case !ok: // delivered: no notice, but it may name a later slot
+	case c.Notified[no.Kind] == no.SlotID && no.SlotID != "":
+		// The same news again: a clinic refusing the patient's new time
+		// publishes its earlier outcome again. Told once is enough.
+		n.log.Info("notice already queued for this slot; not again", "clinic_id", st.ClinicID,
+			"request_id", st.RequestID, "kind", no.Kind)
+	default:
+		b, _ := json.Marshal(no)
+		if _, err := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyEmail(st.ClinicID), Data: b},
+			jetstream.WithMsgID(no.ID())); err != nil {
+			return fmt.Errorf("publish notice: %w", err)
+		}
+		n.Metrics.Queued.Add(1)
+		// Recorded only once published: a failure before retries both.
+		c.Notified = maps.Clone(c.Notified)
+		if c.Notified == nil {
+			c.Notified = map[string]string{}
+		}
+		c.Notified[no.Kind] = no.SlotID
 	}
-	b, _ := json.Marshal(no)
-	if _, err := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyEmail(st.ClinicID), Data: b},
-		jetstream.WithMsgID(no.ID())); err != nil {
-		return fmt.Errorf("publish notice: %w", err)
-	}
-	n.Metrics.Queued.Add(1)
-	switch kind {
+	switch no.Kind {
 	case services.NoticeBooked:
 		if err := n.schedule(ctx, st); err != nil {
 			return err
 		}
-		return n.extend(ctx, c, st.SlotID)
-	case services.NoticeProposed:
-		return n.extend(ctx, c, no.SlotID)
 	case services.NoticeDeclined, services.NoticeCancelled:
+		// The contact is deleted once this notice is sent.
 		return n.stream.Purge(ctx, jetstream.WithPurgeSubject(subjects.NotifyReminder(st.ClinicID, st.RequestID)))
 	}
-	return nil
+	return n.keep(ctx, c, st)
 }
 
 // schedule has the server publish a reminder before the booked slot; a new
@@ -247,12 +301,18 @@ func (n *Notifier) schedule(ctx context.Context, st services.Status) error {
 	return nil
 }
 
-// extend keeps the contact until a day past slot (a booked or proposed
-// slot may be later than the one requested).
-func (n *Notifier) extend(ctx context.Context, c services.Contact, slot string) error {
-	_, start, err := services.ParseSlotID(slot)
-	if err != nil {
-		return nil
+// keep stores the contact again until a day past the latest slot the
+// status names (a reschedule, a booking or a proposal may be later than
+// the slot first requested), never shorter than for that first slot.
+func (n *Notifier) keep(ctx context.Context, c services.Contact, st services.Status) error {
+	var start time.Time
+	for _, slot := range []string{c.SlotID, st.SlotID, st.ProposedSlot} {
+		if _, t, err := services.ParseSlotID(slot); err == nil && t.After(start) {
+			start = t
+		}
+	}
+	if start.IsZero() {
+		start = c.CreatedAt.Add(services.StatusLifetime) // no slot to go by: as long as the status
 	}
 	return n.cfg.Contacts.KeepContact(ctx, c, services.ContactUntil(c.CreatedAt, start))
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/internal/mail"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
@@ -26,6 +29,7 @@ func (noticeDir) Slots(string, time.Time, time.Time) []services.Slot { return ni
 
 type notifyEnv struct {
 	t        *testing.T
+	js       jetstream.JetStream
 	n        *cjs.Notifier
 	contacts *cjs.Contacts
 	status   *cjs.Bucket
@@ -34,7 +38,7 @@ type notifyEnv struct {
 	remindAt time.Time
 }
 
-func startNotifier(t *testing.T) *notifyEnv {
+func startNotifier(t *testing.T, opts ...func(*cjs.NotifierConfig)) *notifyEnv {
 	t.Helper()
 	js := runJetStream(t)
 	ctx := t.Context()
@@ -47,20 +51,24 @@ func startNotifier(t *testing.T) *notifyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &notifyEnv{t: t, contacts: contacts, status: cjs.NewBucket(js, subjects.BucketStatus),
+	e := &notifyEnv{t: t, js: js, contacts: contacts, status: cjs.NewBucket(js, subjects.BucketStatus),
 		smtp: mailtest.Start(t, mailtest.Options{})}
 	sender, err := mail.New(mail.Config{URL: e.smtp.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.n = cjs.NewNotifier(cjs.NotifierConfig{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
+	cfg := cjs.NotifierConfig{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
 		Permanent: mail.Permanent, Describe: mail.Describe, From: "relay@book.example", BaseURL: "https://book.example",
 		Retries: []time.Duration{200 * time.Millisecond, 200 * time.Millisecond},
 		ReminderAt: func(time.Time) time.Time {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return e.remindAt
-		}})
+		}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.n = cjs.NewNotifier(cfg)
 	rctx, cancel := context.WithCancel(context.Background())
 	started := make(chan error, 1)
 	done := make(chan struct{})
@@ -116,6 +124,18 @@ func (e *notifyEnv) awaitSubjects(timeout time.Duration, want ...string) []mailt
 	return nil
 }
 
+// awaitCount waits until the server has accepted n messages.
+func (e *notifyEnv) awaitCount(timeout time.Duration, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(e.smtp.Messages()) < n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d emails, want %d", len(e.smtp.Messages()), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func subjectOf(m mailtest.Message) string {
 	for _, l := range strings.Split(string(m.Data), "\r\n") {
 		if s, ok := strings.CutPrefix(l, "Subject: "); ok {
@@ -156,12 +176,14 @@ func TestNotifier_Flow(t *testing.T) {
 	}
 
 	// Booked then cancelled before the reminder is due: no reminder.
+	b := e.request(reqB, slot)
+	e.awaitCount(5*time.Second, 4) // each notice is sent while still true
 	e.mu.Lock()
 	e.remindAt = time.Now().Add(1500 * time.Millisecond)
 	e.mu.Unlock()
-	b := e.request(reqB, slot)
 	b.State = services.StateBooked
 	e.put(b)
+	e.awaitCount(5*time.Second, 5)
 	b.State = services.StateCancelled
 	e.put(b)
 	time.Sleep(2500 * time.Millisecond)
@@ -239,5 +261,192 @@ func TestNotifier_Retry(t *testing.T) {
 	}
 	if failed, _ := cjs.FailedNotices(context.Background(), e.n.JS()); len(failed) != 2 || failed[1].Attempts != 1 {
 		t.Errorf("after a 550: %+v", failed)
+	}
+}
+
+// TestNotifier_SlowServer: with a slow mail server, the notices waiting
+// their turn are not offered again while this relay still holds them (the
+// ack wait passing in its buffer): each is sent once, never retried.
+func TestNotifier_SlowServer(t *testing.T) {
+	e := startNotifier(t, func(c *cjs.NotifierConfig) { c.AckWait = time.Second })
+	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
+	e.smtp.Delay(300 * time.Millisecond)
+	const n = 8
+	for i := range n {
+		e.request(fmt.Sprintf("%032x", i+1), slot)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for e.n.Metrics.Sent.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // any copy offered again comes by now
+	seen := map[string]int{}
+	for _, m := range e.smtp.Messages() {
+		seen[m.To[0]+" "+messageID(m)]++
+	}
+	if len(seen) != n || e.smtp.Attempts() != n || e.n.Metrics.Sent.Load() != n || e.n.Metrics.Retried.Load() != 0 {
+		t.Errorf("%d notices: %d distinct emails, %d attempts, sent %d, retried %d", n, len(seen),
+			e.smtp.Attempts(), e.n.Metrics.Sent.Load(), e.n.Metrics.Retried.Load())
+	}
+}
+
+func messageID(m mailtest.Message) string {
+	for _, l := range strings.Split(string(m.Data), "\r\n") {
+		if s, ok := strings.CutPrefix(l, "Message-ID: "); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// awaitMetric waits until c reaches n.
+func (e *notifyEnv) awaitMetric(name string, c interface{ Load() int64 }, n int64) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Load() < n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s = %d, want %d", name, c.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNotifier_NotDueAnyMore: a patient's cancellation is put back (its
+// publish failed) while the cancelled notice waits for the mail server:
+// the patient is not told "cancelled" and keeps the contact.
+func TestNotifier_NotDueAnyMore(t *testing.T) {
+	e := startNotifier(t)
+	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
+	st := e.request(reqA, slot)
+	e.awaitCount(5*time.Second, 1)
+	st.State = services.StateBooked
+	e.put(st)
+	e.awaitCount(5*time.Second, 2)
+
+	e.smtp.Refuse(451)
+	st.State = services.StateCancelled
+	e.put(st)
+	e.awaitMetric("retried", &e.n.Metrics.Retried, 1)
+	st.State = services.StateBooked // services.Booker.change's rollback
+	e.put(st)
+	e.smtp.Refuse(0)
+	e.awaitMetric("skipped", &e.n.Metrics.Skipped, 1)
+	time.Sleep(300 * time.Millisecond)
+	e.awaitSubjects(time.Second, "Your request to Maple Clinic was received",
+		"Your appointment at Maple Clinic is confirmed")
+	if _, err := e.contacts.Contact(context.Background(), "maple", reqA); err != nil {
+		t.Errorf("contact after the rollback: %v", err)
+	}
+}
+
+// contactTTL is the per-key TTL the contact of request was last stored with.
+func (e *notifyEnv) contactTTL(request string) time.Duration {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), subjects.KVStream(subjects.BucketContacts))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(context.Background(),
+		subjects.KVSubject(subjects.BucketContacts, subjects.ContactKey("maple", request)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d, err := time.ParseDuration(m.Header.Get("Nats-TTL"))
+	if err != nil {
+		e.t.Fatalf("Nats-TTL %q: %v", m.Header.Get("Nats-TTL"), err)
+	}
+	return d
+}
+
+// TestNotifier_RescheduleKeepsContact: a patient who moves to a later slot
+// keeps getting notices until a day past it, though the clinic decides
+// only after the first slot's day has passed.
+func TestNotifier_RescheduleKeepsContact(t *testing.T) {
+	e := startNotifier(t)
+	first := time.Now().Add(2 * time.Hour).Truncate(time.Minute).UTC()
+	later := first.Add(72 * time.Hour)
+	st := e.request(reqA, first)
+	e.awaitCount(5*time.Second, 1)
+	if ttl := e.contactTTL(reqA); ttl > 27*time.Hour {
+		t.Fatalf("first TTL %v", ttl)
+	}
+	st.SlotID = services.SlotID("dr-lee", later) // services.Booker.Reschedule
+	e.put(st)
+	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received",
+		"Your request to Maple Clinic was received")
+	want := time.Until(later.Add(24 * time.Hour))
+	deadline := time.Now().Add(5 * time.Second)
+	for ttl := e.contactTTL(reqA); ttl < want-time.Minute; ttl = e.contactTTL(reqA) {
+		if time.Now().After(deadline) {
+			t.Fatalf("contact kept %v after the reschedule, want about %v", ttl, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNotifier_OutcomeRepublished: the clinic refuses the patient's new
+// time and publishes its earlier outcome (booked, same slot) again, longer
+// than NOTIFY's dedupe window after the first booking: one confirmation.
+func TestNotifier_OutcomeRepublished(t *testing.T) {
+	e := startNotifier(t)
+	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
+	st := e.request(reqA, slot)
+	e.awaitCount(5*time.Second, 1)
+	st.State = services.StateBooked
+	e.put(st)
+	e.awaitCount(5*time.Second, 2)
+
+	// The dedupe window passes (shortened: it is 10 minutes).
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, subjects.StreamNotify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 200 * time.Millisecond
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+
+	moved := st
+	moved.State, moved.SlotID = services.StateReceived, services.SlotID("dr-lee", slot.Add(time.Hour))
+	e.put(moved)
+	e.awaitCount(5*time.Second, 3)
+	st.Reason = "that time is taken"
+	e.put(st) // refused: booked on the first slot again
+	time.Sleep(time.Second)
+	e.awaitSubjects(time.Second, "Your request to Maple Clinic was received",
+		"Your appointment at Maple Clinic is confirmed", "Your request to Maple Clinic was received")
+
+	// A real move back to a slot booked before is told again.
+	moved.State = services.StateBooked
+	e.put(moved)
+	e.awaitCount(5*time.Second, 4)
+	e.put(st)
+	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received",
+		"Your appointment at Maple Clinic is confirmed", "Your request to Maple Clinic was received",
+		"Your appointment at Maple Clinic is confirmed", "Your appointment at Maple Clinic is confirmed")
+}
+
+// TestNotifier_StatusDeleted: a request the Booker undid (its status
+// deleted) leaves no contact, even one the follower stored again.
+func TestNotifier_StatusDeleted(t *testing.T) {
+	e := startNotifier(t)
+	e.request(reqA, time.Now().Add(72*time.Hour).Truncate(time.Hour).UTC())
+	e.awaitCount(5*time.Second, 1)
+	if err := e.status.Delete(context.Background(), subjects.StatusKey("maple", reqA), 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.contacts.Contact(context.Background(), "maple", reqA)
+		if errors.Is(err, cjs.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("contact after its status was deleted: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -42,10 +42,12 @@ func (n *Notifier) send(m jetstream.Msg) {
 	if md, err := m.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), NotifyAckWait-10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 	defer cancel()
 	log := n.log.With("clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind, "attempt", attempt)
+	stop := n.holdOn(m)
 	err := n.deliver(ctx, no)
+	stop()
 	switch {
 	case errors.Is(err, errSkip):
 		n.Metrics.Skipped.Add(1)
@@ -68,8 +70,29 @@ func (n *Notifier) send(m jetstream.Msg) {
 	}
 }
 
+// holdOn tells the server the notice is in hand, now (it may have waited
+// behind another) and every third of the ack wait until stop is called,
+// so that it is not offered again while this relay still has it.
+func (n *Notifier) holdOn(m jetstream.Msg) (stop func()) {
+	m.InProgress()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(n.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // deliver reads the request's status and contact as they are now, and
-// sends the notice if it is still due.
+// sends the notice if it is still due (services.Notice.Due).
 func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
 	var st services.Status
 	if _, err := GetJSON(ctx, n.status, subjects.StatusKey(no.ClinicID, no.RequestID), &st); err != nil {
@@ -78,7 +101,9 @@ func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
 		}
 		return err
 	}
-	if no.Kind == services.NoticeReminder && (st.State != services.StateBooked || st.SlotID != no.SlotID) {
+	if !no.Due(st) {
+		// The request moved on since (a cancellation put back, a new time,
+		// a reminder's booking cancelled): the notice would tell a falsehood.
 		return errSkip
 	}
 	c, err := n.cfg.Contacts.Contact(ctx, no.ClinicID, no.RequestID)

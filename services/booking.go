@@ -170,8 +170,9 @@ func (b *Booker) extendHold(ctx context.Context, ext HoldExtender, clinic, slot,
 }
 
 // undo releases the hold (and the status) of a request that could not be
-// queued. It runs on a context of its own: the caller's is often the one that
-// timed out or was cancelled, and the slot must not stay held.
+// queued, and forgets the patient's contact. It runs on a context of its
+// own: the caller's is often the one that timed out or was cancelled, and
+// the slot must not stay held.
 func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
 	err := b.tryUndo(ctx, req, status)
 	if err != nil {
@@ -205,6 +206,9 @@ func (b *Booker) tryUndo(ctx context.Context, req Request, status bool) error {
 		errs = append(errs, b.Statuses.DeleteStatus(uctx, req.ClinicID, req.ID))
 	}
 	errs = append(errs, b.Holds.Release(uctx, req.ClinicID, req.SlotID, req.ID))
+	if b.Contacts != nil { // kept before the status: no notices for a request that is not
+		errs = append(errs, b.Contacts.Forget(uctx, req.ClinicID, req.ID))
+	}
 	return errors.Join(errs...)
 }
 

@@ -47,12 +47,18 @@ type Contact struct {
 	SlotID    string    `json:"slot_id"`
 	SlotEnd   time.Time `json:"slot_end,omitzero"`
 	CreatedAt time.Time `json:"created_at"`
+	// Notified is, per notice kind, the slot of the last notice of that
+	// kind queued for the request: an outcome the clinic publishes again
+	// (after refusing the patient's new time) is not told twice.
+	Notified map[string]string `json:"notified,omitempty"`
 }
 
 // ContactKeeper keeps contacts for the notifier.
 type ContactKeeper interface {
 	// KeepContact stores c until the time given (see ContactUntil).
 	KeepContact(ctx context.Context, c Contact, until time.Time) error
+	// Forget deletes a request's contact (none is not an error).
+	Forget(ctx context.Context, clinic, requestID string) error
 }
 
 // ContactUntil is how long a contact is kept: a day past the appointment's
@@ -85,6 +91,35 @@ func (n Notice) ID() string {
 		id += "." + n.SlotID
 	}
 	return id
+}
+
+// StatusNotice is the notice st calls for, if any; its slot is the
+// proposed one for NoticeProposed.
+func StatusNotice(st Status) (Notice, bool) {
+	kind := NoticeFor(st.State)
+	if kind == "" {
+		return Notice{}, false
+	}
+	n := Notice{Kind: kind, ClinicID: st.ClinicID, RequestID: st.RequestID, SlotID: st.SlotID, At: st.UpdatedAt}
+	if kind == NoticeProposed && st.ProposedSlot != "" {
+		n.SlotID = st.ProposedSlot
+	}
+	return n, true
+}
+
+// Due reports whether n still tells the truth about a request whose
+// status is st now: the same kind of news about the same slot. A received
+// notice stays due once the clinic has the request (delivered); a
+// reminder, while the request is booked on its slot.
+func (n Notice) Due(st Status) bool {
+	switch {
+	case n.Kind == NoticeReminder:
+		return st.State == StateBooked && st.SlotID == n.SlotID
+	case n.Kind == NoticeReceived && st.State == StateDelivered:
+		st.State = StateReceived
+	}
+	cur, ok := StatusNotice(st)
+	return ok && cur.Kind == n.Kind && cur.SlotID == n.SlotID
 }
 
 // Lang returns a supported language: "fr" or "en".

@@ -2,13 +2,16 @@ package services_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/mail"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,5 +315,83 @@ func TestContactUntil(t *testing.T) {
 	}
 	if got := services.ContactUntil(now, now.AddDate(1, 0, 0)); !got.Equal(now.Add(services.StatusLifetime)) {
 		t.Errorf("capped until = %v", got)
+	}
+}
+
+// memContacts is the ContactKeeper port in memory.
+type memContacts struct {
+	mu   sync.Mutex
+	kept map[string]services.Contact
+}
+
+func (m *memContacts) KeepContact(ctx context.Context, c services.Contact, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kept[c.ClinicID+"/"+c.RequestID] = c
+	return ctx.Err()
+}
+
+func (m *memContacts) Forget(ctx context.Context, clinic, requestID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.kept, clinic+"/"+requestID)
+	return ctx.Err()
+}
+
+// TestBooker_Request_UndoForgetsContact: the contact is kept before the
+// status; a request that could not be queued (or whose status could not be
+// written) leaves no address behind.
+func TestBooker_Request_UndoForgetsContact(t *testing.T) {
+	for _, tt := range []struct{ name, fail string }{{"Publish", "publish"}, {"Status", "status"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBooking(t)
+			contacts := &memContacts{kept: map[string]services.Contact{}}
+			b.Booker.Contacts = contacts
+			busy := services.Errorf(services.EUnavailable, "the booking service is busy")
+			if tt.fail == "publish" {
+				b.outbox.err = busy
+			} else {
+				b.statuses.err = busy
+			}
+			if _, err := b.Request(t.Context(), "maple", bookingRequest()); !errors.Is(err, busy) {
+				t.Fatalf("Request() = %v, want %v", err, busy)
+			}
+			if len(contacts.kept) != 0 {
+				t.Errorf("contacts kept after the undo: %d", len(contacts.kept))
+			}
+		})
+	}
+}
+
+func TestNotice_Due(t *testing.T) {
+	const a, b = "dr-lee_20260310T1400Z", "dr-lee_20260311T1400Z"
+	st := func(state, slot, proposed string) services.Status {
+		return services.Status{ClinicID: "maple", RequestID: "r", State: state, SlotID: slot, ProposedSlot: proposed}
+	}
+	for _, tt := range []struct {
+		kind, slot string
+		now        services.Status
+		want       bool
+	}{
+		{services.NoticeReceived, a, st(services.StateReceived, a, ""), true},
+		{services.NoticeReceived, a, st(services.StateDelivered, a, ""), true},
+		{services.NoticeReceived, a, st(services.StateReceived, b, ""), false}, // rescheduled since
+		{services.NoticeReceived, a, st(services.StateBooked, a, ""), false},
+		{services.NoticeBooked, a, st(services.StateBooked, a, ""), true},
+		{services.NoticeBooked, a, st(services.StateBooked, b, ""), false},
+		{services.NoticeCancelled, a, st(services.StateCancelled, a, ""), true},
+		{services.NoticeCancelled, a, st(services.StateBooked, a, ""), false}, // the cancel was rolled back
+		{services.NoticeDeclined, a, st(services.StateDeclined, a, ""), true},
+		{services.NoticeProposed, b, st(services.StateProposed, a, b), true},
+		{services.NoticeProposed, a, st(services.StateProposed, a, b), false},
+		{services.NoticeReminder, a, st(services.StateBooked, a, ""), true},
+		{services.NoticeReminder, a, st(services.StateReceived, b, ""), false},
+		{services.NoticeBooked, a, st(services.StateExpired, a, ""), false},
+	} {
+		n := services.Notice{Kind: tt.kind, ClinicID: "maple", RequestID: "r", SlotID: tt.slot}
+		if got := n.Due(tt.now); got != tt.want {
+			t.Errorf("%s on %s, status %s on %s: Due() = %v, want %v", tt.kind, tt.slot, tt.now.State,
+				tt.now.SlotID, got, tt.want)
+		}
 	}
 }
