@@ -41,7 +41,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	fs.StringVar(&cfg.HTTPSCert, "https-cert", "", "certificate (PEM) of the web front: it then serves HTTPS only")
 	fs.StringVar(&cfg.HTTPSKey, "https-key", "", "its private key (PEM)")
 	requireTLS := fs.Bool("require-tls", false, "refuse to start unless NATS and HTTP both have TLS")
-	fs.StringVar(&cfg.Notify.SMTPURL, "smtp-url", os.Getenv(smtpEnv), "email notices through smtp://user:pass@host:port (STARTTLS when offered) or smtps://; or set "+smtpEnv+"; none: no email")
+	fs.StringVar(&cfg.Notify.SMTPURL, "smtp-url", os.Getenv(smtpEnv), "email notices through smtp://user:pass@host:port (STARTTLS required but on localhost), smtps://, or smtp+insecure:// (clear text allowed); or set "+smtpEnv+"; none: no email")
 	fs.StringVar(&cfg.Notify.SMTPFrom, "smtp-from", "", "the notices' From address, e.g. \"Clinic Relay <noreply@example.org>\"")
 	fs.StringVar(&cfg.Notify.PublicURL, "public-url", "", "the web front's URL as patients reach it, for links in emails (default: from --http)")
 	abuse := abuseFlags(fs, &cfg.Abuse)
