@@ -498,6 +498,11 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true}
+	if h, ok := a.conn.(HealthReporter); ok {
+		if err := h.Health(); err != nil {
+			hb.Healthy, hb.Problem = false, err.Error()
+		}
+	}
 	if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySeen), hb); err != nil {
 		a.log.Warn("heartbeat", "err", err.Error())
 	}

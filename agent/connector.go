@@ -45,3 +45,12 @@ type ChangeTracker interface {
 	// or all when anything else may have, and forgets them.
 	TakeChanges() (slots []string, all bool)
 }
+
+// HealthReporter is a Connector that knows whether the clinic's system
+// answers: the heartbeat carries it, and the site shows a clinic whose
+// system does not answer as not syncing.
+type HealthReporter interface {
+	// Health is nil while the clinic's system answers, else what is wrong,
+	// in words for the clinic's staff and operators (no patient data).
+	Health() error
+}

@@ -49,8 +49,14 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	a.record(cctx, services.AuditRequestOpened, req.ID, a.conn.Name())
 	if err := a.conn.Store(cctx, req); err != nil {
-		if services.ErrorCode(err) == services.EInvalid {
+		switch services.ErrorCode(err) {
+		case services.EInvalid:
 			a.refuse(cctx, m, log, req.ID, req.SlotID, err.Error())
+			return
+		case services.EConflict:
+			// The clinic's system has given the slot to someone else: the
+			// request is answered, declined with the connector's reason.
+			a.declineTaken(cctx, m, log, req, err)
 			return
 		}
 		if ctx.Err() != nil {
@@ -84,6 +90,32 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
+// declineTaken declines a request whose slot the clinic's system no longer
+// has free, then acks it: the decline is in STATUS before the request leaves
+// the queue.
+func (a *Agent) declineTaken(ctx context.Context, m jetstream.Msg, log *slog.Logger, req services.Request, why error) {
+	reason := ReasonSlotTaken
+	var e *services.Error
+	if errors.As(why, &e) && e.Message != "" {
+		reason = e.Message
+	}
+	if err := a.declineUnread(ctx, req.ID, req.SlotID, reason); err != nil {
+		log.Warn("status declined", "err", err.Error())
+		_ = m.NakWithDelay(2 * time.Second) // try again: the patient must be told
+		return
+	}
+	log.Info("request declined: slot taken in the clinic's system")
+	a.record(ctx, services.AuditOutcomeSet, req.ID, services.StateDeclined)
+	actx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	_ = m.DoubleAck(actx)
+	a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID})
+}
+
+// ReasonSlotTaken is the decline reason of a request whose slot the
+// clinic's system gave to someone else.
+const ReasonSlotTaken = "This time was just taken at the clinic. Please choose another."
+
 // refuse terminates a request the clinic cannot take and declines it in
 // STATUS, so the patient is told rather than left waiting.
 func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, id, slot, why string) {
@@ -91,7 +123,7 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 	if subjects.ValidRequestID(id) == nil {
 		// Only a status still "received" (or none) is declined: a forged or
 		// replayed copy under a real request's ID must not undo its outcome.
-		if err := a.declineUnread(ctx, id, slot); err != nil {
+		if err := a.declineUnread(ctx, id, slot, "The clinic could not read this request. Please request again."); err != nil {
 			log.Warn("status declined", "err", err.Error())
 		}
 		if subjects.ValidSlotID(slot) == nil {
@@ -141,9 +173,9 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint ui
 	return nil // the outcome was written meanwhile; it wins
 }
 
-// declineUnread sets the status of request id to declined because the clinic
-// could not read it, unless the status has moved past "received".
-func (a *Agent) declineUnread(ctx context.Context, id, slot string) error {
+// declineUnread sets the status of request id to declined with reason,
+// unless the status has moved past "received".
+func (a *Agent) declineUnread(ctx context.Context, id, slot, reason string) error {
 	key := subjects.StatusKey(a.clinic, id)
 	var rev uint64
 	e, err := a.status.Get(ctx, key)
@@ -159,7 +191,7 @@ func (a *Agent) declineUnread(ctx context.Context, id, slot string) error {
 		rev = e.Revision
 	}
 	st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
-		Reason: "The clinic could not read this request. Please request again.", UpdatedAt: a.cfg.Now().UTC()}
+		Reason: reason, UpdatedAt: a.cfg.Now().UTC()}
 	if err := a.putStatusAt(ctx, st, rev); !errors.Is(err, cjs.ErrRevision) {
 		return err
 	}

@@ -80,4 +80,6 @@ type Heartbeat struct {
 	At        time.Time `json:"at"`
 	Connector string    `json:"connector"`
 	Healthy   bool      `json:"healthy"`
+	// Problem says what is wrong when not Healthy, e.g. "PMS unreachable".
+	Problem string `json:"problem,omitempty"`
 }

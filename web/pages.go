@@ -174,10 +174,14 @@ func (s *Server) handleClinic(c echo.Context) error {
 		}
 	}
 	view := s.clinicView(cl)
-	seen := s.cfg.Catalog.LastSeen(cl.ID).At
+	hb := s.cfg.Catalog.LastSeen(cl.ID)
+	// A clinic whose agent beats but whose own system does not answer (a
+	// PMS down) is not syncing either: its times may be out of date.
+	unhealthy := !hb.At.IsZero() && !hb.Healthy
 	return c.Render(http.StatusOK, "clinic.html", s.pageData(c, map[string]any{
 		"Clinic": view, "Days": days, "Date": selected, "Day": day, "Slots": byDay[selected], "Provider": provider,
-		"Synced": ago(l, s.cfg.Now(), seen), "Stale": s.cfg.Now().Sub(seen) > staleAfter,
+		"Synced": ago(l, s.cfg.Now(), hb.At), "Stale": s.cfg.Now().Sub(hb.At) > staleAfter || unhealthy,
+		"Unhealthy": unhealthy,
 	}))
 }
 

@@ -1,5 +1,6 @@
 // Package app is the clinic-agent program behind cmd/clinic-agent: it dials
-// out to the relay and runs the clinic's connector (the front-desk console).
+// out to the relay and runs the clinic's connector: the front-desk console
+// (default) or a FHIR R4 practice-management system.
 package app
 
 import (
@@ -11,15 +12,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/agent/fhir"
 	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
 )
 
 const usage = `usage:
   clinic-agent run --nats-url URL --creds FILE [--data DIR] [--console ADDR] [--console-hosts NAMES]
                    [--ca FILE] [--require-tls]
+                   [--connector fhir --fhir-url URL [--fhir-token FILE | --fhir-basic-user USER
+                    --fhir-basic-password-file FILE] [--fhir-poll DURATION]]
   clinic-agent rotate-key [--data DIR]
 `
 
@@ -41,6 +46,10 @@ type Config struct {
 	ConsoleHosts []string
 	CAFile       string // verifies the relay's TLS certificate (default: system roots)
 	RequireTLS   bool
+	// Connector is "console" (default) or "fhir".
+	Connector string
+	// FHIR configures the fhir connector (its secrets read from files).
+	FHIR fhir.Config
 }
 
 // SealKeyFile holds the clinic's seal keys in the agent's data dir.
@@ -58,13 +67,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg Config
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "the relay's NATS URL (outbound only)")
 	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file from `relay clinic add`")
-	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "local store of the console connector")
+	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "the agent's data dir: its seal keys, and the console connector's store")
 	fs.StringVar(&cfg.ConsoleAddr, "console", "127.0.0.1:8081", "front-desk console listen address (clinic LAN)")
 	fs.StringVar(&cfg.CAFile, "ca", "", "CA certificate (PEM) that signed the relay's TLS certificate (default: system roots)")
 	fs.BoolVar(&cfg.RequireTLS, "require-tls", false, "refuse a relay that does not offer TLS")
 	hosts := fs.String("console-hosts", "", "comma-separated host names the console answers to besides IP addresses and localhost")
+	fs.StringVar(&cfg.Connector, "connector", "console", "the clinic's system: console (front-desk page) or fhir (a FHIR R4 PMS)")
+	fs.StringVar(&cfg.FHIR.URL, "fhir-url", "", "the PMS's FHIR R4 base URL (with --connector fhir)")
+	tokenFile := fs.String("fhir-token", "", "file holding a bearer token for the PMS")
+	fs.StringVar(&cfg.FHIR.BasicUser, "fhir-basic-user", "", "HTTP basic user for the PMS")
+	passFile := fs.String("fhir-basic-password-file", "", "file holding the HTTP basic password for the PMS")
+	fs.DurationVar(&cfg.FHIR.PollEvery, "fhir-poll", 15*time.Second, "how often the PMS is asked what changed")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
+	}
+	if err := fhirFlags(&cfg, *tokenFile, *passFile); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
@@ -79,7 +97,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return Run(ctx, cfg, log, stdout)
 }
 
-// Run runs the agent with the console connector until ctx ends.
+// fhirFlags checks the connector flags and reads the PMS secrets from files.
+func fhirFlags(cfg *Config, tokenFile, passFile string) error {
+	switch cfg.Connector {
+	case "console":
+		if cfg.FHIR.URL != "" || tokenFile != "" || cfg.FHIR.BasicUser != "" {
+			return fmt.Errorf("--fhir-* flags need --connector fhir: %w", errUsage)
+		}
+		return nil
+	case "fhir":
+	default:
+		return fmt.Errorf("--connector must be console or fhir: %w", errUsage)
+	}
+	if cfg.FHIR.URL == "" {
+		return fmt.Errorf("--connector fhir needs --fhir-url: %w", errUsage)
+	}
+	if tokenFile != "" && cfg.FHIR.BasicUser != "" {
+		return fmt.Errorf("--fhir-token and --fhir-basic-user exclude each other: %w", errUsage)
+	}
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(name)
+		return strings.TrimSpace(string(b)), err
+	}
+	var err error
+	if tokenFile != "" {
+		if cfg.FHIR.Token, err = read(tokenFile); err != nil {
+			return fmt.Errorf("--fhir-token: %w", err)
+		}
+	}
+	if cfg.FHIR.BasicUser != "" {
+		if passFile == "" {
+			return fmt.Errorf("--fhir-basic-user needs --fhir-basic-password-file: %w", errUsage)
+		}
+		if cfg.FHIR.BasicPassword, err = read(passFile); err != nil {
+			return fmt.Errorf("--fhir-basic-password-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run runs the agent with its connector until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
 	creds, err := os.ReadFile(cfg.CredsFile)
 	if err != nil {
@@ -92,25 +149,40 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	pub, _ := key.PublicKey()
-	con, err := console.Open(console.Config{SealKey: pub, Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
-		AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console")})
-	if err != nil {
-		return err
+	var conn interface {
+		agent.Connector
+		Run(context.Context) error
 	}
-	defer con.Close()
+	where := ""
+	if cfg.Connector == "fhir" {
+		cfg.FHIR.Logger = log
+		fc, err := fhir.New(cfg.FHIR)
+		if err != nil {
+			return err
+		}
+		conn, where = fc, "PMS "+cfg.FHIR.URL
+	} else {
+		pub, _ := key.PublicKey()
+		con, err := console.Open(console.Config{SealKey: pub, Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
+			AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console")})
+		if err != nil {
+			return err
+		}
+		defer con.Close()
+		conn, where = con, "front desk at http://"+cfg.ConsoleAddr+"/"
+	}
 	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
-		RequireTLS: cfg.RequireTLS, SealKey: key, OldSealKeys: old}, con)
+		RequireTLS: cfg.RequireTLS, SealKey: key, OldSealKeys: old}, conn)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "clinic-agent for %s: front desk at http://%s/, relay %s\n", ag.Clinic(), cfg.ConsoleAddr, cfg.NATSURL)
-	// The console and the agent live and die together: the first to fail
+	fmt.Fprintf(stdout, "clinic-agent for %s: %s, relay %s\n", ag.Clinic(), where, cfg.NATSURL)
+	// The connector and the agent live and die together: the first to fail
 	// (a console port in use, bad creds) stops the other.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- con.Run(cctx) }()
+	go func() { errc <- conn.Run(cctx) }()
 	go func() { errc <- ag.Run(cctx) }()
 	err = <-errc
 	cancel()

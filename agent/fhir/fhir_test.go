@@ -1,0 +1,293 @@
+package fhir_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/agent/fhir"
+	"github.com/clinicrelay/clinicrelay/agent/fhir/fhirtest"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+var toronto, _ = time.LoadLocation("America/Toronto")
+
+// pms is a FHIR server with two providers, each with six free half-hour
+// slots tomorrow from 09:00 Toronto time, and a connector to it.
+type pms struct {
+	*fhirtest.Server
+	conn  *fhir.Connector
+	slots map[string]string // services slot ID → FHIR Slot id
+	start time.Time         // tomorrow 09:00 Toronto
+}
+
+func newPMS(t *testing.T) *pms {
+	t.Helper()
+	s := fhirtest.Start(t)
+	now := time.Now().In(toronto)
+	p := &pms{Server: s, slots: map[string]string{},
+		start: time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, toronto)}
+	for _, name := range []string{"Dr. Alex Lee", "Dr. Sam Kim"} {
+		sched := s.Schedule(name)
+		for i, id := range s.Slots(sched, p.start, 6, 30*time.Minute) {
+			p.slots[sched+"/"+fmt.Sprint(i)] = id
+		}
+	}
+	p.conn = newConnector(t, s.URL)
+	return p
+}
+
+func newConnector(t *testing.T, u string) *fhir.Connector {
+	t.Helper()
+	c, err := fhir.New(fhir.Config{URL: u, PollEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetClinic(services.Clinic{ID: "maple", Name: "Maple", TimeZone: "America/Toronto"})
+	return c
+}
+
+func (p *pms) free(t *testing.T) []services.Slot {
+	t.Helper()
+	today := services.Today(time.Now(), toronto)
+	_, slots, err := p.conn.FreeSlots(t.Context(), today, today.AddDate(0, 0, 60), toronto)
+	if err != nil {
+		t.Fatalf("FreeSlots: %v", err)
+	}
+	return slots
+}
+
+func request(n int, slot string) services.Request {
+	return services.Request{ID: services.RequestIDFor(fmt.Sprint("token-", n)), ClinicID: "maple", SlotID: slot,
+		Name: "Ada Marie Lovelace", BirthDate: "1980-04-02", Phone: "+1 416 555 0100", Email: "ada@example.org",
+		Reason: "sore knee", Consent: true, CreatedAt: time.Now().UTC()}
+}
+
+func pending(t *testing.T, c *fhir.Connector, id string) (services.Status, bool) {
+	t.Helper()
+	outs, err := c.PendingOutcomes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(outs, func(s services.Status) bool { return s.RequestID == id })
+	if i < 0 {
+		return services.Status{}, false
+	}
+	return outs[i], true
+}
+
+func TestConnector_FreeSlots(t *testing.T) {
+	p := newPMS(t)
+	ps, _, err := p.conn.FreeSlots(t.Context(), time.Now(), time.Now(), toronto)
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("providers = %+v, %v; want 2", ps, err)
+	}
+	names := []string{ps[0].Name, ps[1].Name}
+	slices.Sort(names)
+	if names[0] != "Dr. Alex Lee" || names[1] != "Dr. Sam Kim" {
+		t.Errorf("provider names = %v", names)
+	}
+	free := p.free(t)
+	if len(free) != 12 {
+		t.Fatalf("free slots = %d, want 12", len(free))
+	}
+	if !free[0].Start.Equal(p.start) || free[0].End.Sub(free[0].Start) != 30*time.Minute {
+		t.Errorf("first slot = %+v, want %s for 30 min", free[0], p.start)
+	}
+}
+
+func TestConnector_Store(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	req := request(1, free[0].ID)
+	if err := p.conn.Store(t.Context(), req); err != nil {
+		t.Fatalf("Store = %v", err)
+	}
+	a := p.Appointment(req.ID)
+	if a["status"] != "proposed" {
+		t.Errorf("appointment status = %v, want proposed", a["status"])
+	}
+	refs, _ := a["slot"].([]any)
+	slotRef, _ := refs[0].(map[string]any)["reference"].(string)
+	if got := p.Read("Slot", slotRef[len("Slot/"):]); got["status"] != "busy-tentative" {
+		t.Errorf("slot status = %v, want busy-tentative", got["status"])
+	}
+	if slices.ContainsFunc(p.free(t), func(s services.Slot) bool { return s.ID == req.SlotID }) {
+		t.Error("the stored request's slot is still offered")
+	}
+
+	// A redelivery stores nothing more; the same person's next request
+	// finds their Patient.
+	if err := p.conn.Store(t.Context(), req); err != nil {
+		t.Fatalf("Store again = %v", err)
+	}
+	if err := p.conn.Store(t.Context(), request(2, free[1].ID)); err != nil {
+		t.Fatalf("Store a second request = %v", err)
+	}
+	p.Appointment(req.ID) // exactly one
+	if pats := p.Search("Patient", url.Values{"birthdate": {"1980-04-02"}}); len(pats) != 1 {
+		t.Errorf("%d Patients for one person, want 1", len(pats))
+	}
+}
+
+// TestConnector_Store_SlotTaken: the PMS gave the slot away, before the
+// request arrived or at the same moment (two agents racing on If-Match):
+// exactly one request gets it, the other is EConflict.
+func TestConnector_Store_SlotTaken(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	// Taken at the front desk after the connector's cache was filled.
+	// (Medplum's ids are UUIDs, which are valid provider IDs as they are.)
+	taken := p.Search("Slot", url.Values{"schedule": {"Schedule/" + free[2].ProviderID},
+		"start": {free[2].Start.Format(time.RFC3339)}})
+	if len(taken) != 1 {
+		t.Fatalf("%d slots at %s on %s, want 1", len(taken), free[2].Start, free[2].ProviderID)
+	}
+	taken[0]["status"] = "busy"
+	if code := p.Update(taken[0]); code != 200 {
+		t.Fatalf("book at the front desk: %d", code)
+	}
+	err := p.conn.Store(t.Context(), request(3, free[2].ID))
+	if services.ErrorCode(err) != services.EConflict {
+		t.Fatalf("Store on a slot the PMS booked = %v, want EConflict", err)
+	}
+
+	other := newConnector(t, p.URL)
+	other.FreeSlots(t.Context(), time.Now(), time.Now(), toronto)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, c := range []*fhir.Connector{p.conn, other} {
+		wg.Go(func() { errs[i] = c.Store(context.Background(), request(10+i, free[3].ID)) })
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) || services.ErrorCode(errors.Join(errs...)) != services.EConflict {
+		t.Fatalf("two stores for one slot: %v, %v; want one nil and one EConflict", errs[0], errs[1])
+	}
+}
+
+// TestConnector_Outcomes: what the front desk does in the PMS becomes the
+// patient's status: booked, declined with its reason, another time.
+func TestConnector_Outcomes(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	reqs := []services.Request{request(1, free[0].ID), request(2, free[1].ID), request(3, free[2].ID)}
+	for _, r := range reqs {
+		if err := p.conn.Store(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := p.Appointment(reqs[0].ID)
+	a["status"] = "booked"
+	b := p.Appointment(reqs[1].ID)
+	b["status"], b["cancelationReason"] = "cancelled", map[string]any{"text": "Dr. Lee is away"}
+	c := p.Appointment(reqs[2].ID)
+	moved := free[2].Start.Add(2 * time.Hour)
+	c["start"], c["end"] = moved.UTC().Format(time.RFC3339), moved.Add(30*time.Minute).UTC().Format(time.RFC3339)
+	for _, r := range []fhirtest.Resource{a, b, c} {
+		if code := p.Update(r); code != 200 {
+			t.Fatalf("update in the PMS: %d", code)
+		}
+	}
+	p.poll(t)
+	want := map[string]services.Status{
+		reqs[0].ID: {State: services.StateBooked},
+		reqs[1].ID: {State: services.StateDeclined, Reason: "Dr. Lee is away"},
+		reqs[2].ID: {State: services.StateProposed, ProposedSlot: services.SlotID(free[2].ProviderID, moved)},
+	}
+	for id, w := range want {
+		got, ok := pending(t, p.conn, id)
+		if !ok || got.State != w.State || got.Reason != w.Reason || got.ProposedSlot != w.ProposedSlot || got.ClinicID != "maple" {
+			t.Errorf("outcome of %s = %+v, %v; want %+v", id, got, ok, w)
+		}
+		if err := p.conn.MarkPublished(t.Context(), got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Accepting the other time books it.
+	ch := services.Change{ID: services.RequestIDFor("c1"), RequestID: reqs[2].ID, ClinicID: "maple",
+		Action: services.ActionReschedule, SlotID: want[reqs[2].ID].ProposedSlot, At: time.Now()}
+	if err := p.conn.Apply(t.Context(), ch); err != nil {
+		t.Fatalf("Apply(accept) = %v", err)
+	}
+	if got, ok := pending(t, p.conn, reqs[2].ID); !ok || got.State != services.StateBooked || got.Change != ch.ID {
+		t.Errorf("after accepting: %+v, %v; want booked naming the change", got, ok)
+	}
+	if st := p.Appointment(reqs[2].ID)["status"]; st != "booked" {
+		t.Errorf("appointment status %v, want booked", st)
+	}
+}
+
+// poll makes the connector read what changed in the PMS now.
+func (p *pms) poll(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.conn.Run(ctx); close(done) }()
+	// Run polls at once; wait for its outcome to be visible.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if outs, _ := p.conn.PendingOutcomes(t.Context()); len(outs) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+// TestConnector_Cancel: the patient cancels; the Appointment is cancelled
+// and its Slot free again.
+func TestConnector_Cancel(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	req := request(1, free[0].ID)
+	if err := p.conn.Store(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	ch := services.Change{ID: services.RequestIDFor("c"), RequestID: req.ID, ClinicID: "maple", Action: services.ActionCancel, At: time.Now()}
+	if err := p.conn.Apply(t.Context(), ch); err != nil {
+		t.Fatalf("Apply(cancel) = %v", err)
+	}
+	a := p.Appointment(req.ID)
+	if a["status"] != "cancelled" {
+		t.Errorf("appointment %v, want cancelled", a["status"])
+	}
+	refs, _ := a["slot"].([]any)
+	slotRef, _ := refs[0].(map[string]any)["reference"].(string)
+	if s := p.Read("Slot", slotRef[len("Slot/"):]); s["status"] != "free" {
+		t.Errorf("slot %v, want free again", s["status"])
+	}
+	if got, ok := pending(t, p.conn, req.ID); !ok || got.State != services.StateCancelled {
+		t.Errorf("outcome %+v, %v; want cancelled", got, ok)
+	}
+	unknown := ch
+	unknown.RequestID = services.RequestIDFor("nobody")
+	if err := p.conn.Apply(t.Context(), unknown); services.ErrorCode(err) != services.ENotFound {
+		t.Errorf("Apply for an unknown request = %v, want ENotFound", err)
+	}
+}
+
+// TestConnector_Unreachable: a PMS that does not answer is an error the
+// agent retries (never a decline), and Health says so.
+func TestConnector_Unreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c := newConnector(t, "http://"+addr+"/fhir/R4")
+	err = c.Store(t.Context(), request(1, "dr-lee_20300101T1400Z"))
+	if err == nil || !errors.Is(err, fhir.ErrUnreachable) || services.ErrorCode(err) == services.EConflict {
+		t.Fatalf("Store with the PMS down = %v, want ErrUnreachable", err)
+	}
+	if h := c.Health(); !errors.Is(h, fhir.ErrUnreachable) {
+		t.Errorf("Health = %v, want ErrUnreachable", h)
+	}
+}

@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/agent/fhir"
+	"github.com/clinicrelay/clinicrelay/agent/fhir/fhirtest"
+)
+
+// TestFHIR_Loop is the full loop with the FHIR connector against a real FHIR
+// server (Medplum's router): the PMS's free slots appear on the site; a
+// request becomes a proposed Appointment; booking it in the PMS shows booked
+// to the patient; and a slot the PMS gives away meanwhile turns the request
+// into a clear decline.
+func TestFHIR_Loop(t *testing.T) {
+	pms := fhirtest.Start(t)
+	loc, _ := time.LoadLocation("America/Toronto")
+	now := time.Now().In(loc)
+	start := time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, loc)
+	pms.Slots(pms.Schedule("Dr. Alex Lee"), start, 4, 30*time.Minute)
+
+	env := NewEnv(t)
+	creds := env.MustAddClinic("cedar") // America/Toronto
+	conn, err := fhir.New(fhir.Config{URL: pms.URL, PollEvery: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go conn.Run(ctx)
+	env.MustStartAgent(creds, conn, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+
+	// The PMS's slots on the site.
+	slot := firstSlot(t, web, "cedar")
+	var got slotsResp
+	web.JSON("GET", "/api/v1/clinics/cedar/slots?from="+start.Format(time.DateOnly), nil, &got)
+	if len(got.Slots) != 4 || !got.Slots[0].Start.Equal(start) || slot != got.Slots[0].ID {
+		t.Fatalf("slots on the site: %+v, want the PMS's 4 from %s", got.Slots, start)
+	}
+
+	// A request becomes a proposed Appointment...
+	id, token := request(t, web, "cedar", slot)
+	a := pms.Appointment(id)
+	if a["status"] != "proposed" {
+		t.Fatalf("appointment status %v, want proposed", a["status"])
+	}
+	// ...and booking it in the PMS shows booked to the patient.
+	a["status"] = "booked"
+	if code := pms.Update(a); code != 200 {
+		t.Fatalf("book in the PMS: %d", code)
+	}
+	if err := conn.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	awaitState(t, web, token, "booked")
+
+	// The front desk books the next slot in the PMS; the site still offers
+	// it (the agent has not polled yet), a patient asks for it, and is
+	// declined, clearly.
+	next := got.Slots[1]
+	taken := pms.Search("Slot", url.Values{"start": {next.Start.Format(time.RFC3339)}})
+	if len(taken) != 1 {
+		t.Fatalf("%d PMS slots at %s", len(taken), next.Start)
+	}
+	taken[0]["status"] = "busy"
+	if code := pms.Update(taken[0]); code != 200 {
+		t.Fatalf("book at the front desk: %d", code)
+	}
+	var created map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/cedar/requests", validRequest(next.ID), &created); code != 201 {
+		t.Fatalf("request the slot the PMS just gave away: %d", code)
+	}
+	awaitState(t, web, created["token"], "declined")
+	var st struct{ Reason string }
+	web.JSON("GET", "/api/v1/requests/"+created["token"], nil, &st)
+	if st.Reason != fhir.ReasonSlotTaken {
+		t.Errorf("decline reason %q, want %q", st.Reason, fhir.ReasonSlotTaken)
+	}
+	if n := len(pms.Search("Appointment", url.Values{"identifier": {fhir.SystemRequest + "|" + created["id"]}})); n != 0 {
+		t.Errorf("%d Appointments for the declined request, want none", n)
+	}
+}
+
+// TestFHIR_PMSDown: while the PMS does not answer, a request waits in the
+// queue (never declined, never lost), the agent's heartbeat says so and the
+// site shows the clinic as not syncing; when the PMS is back the request is
+// stored.
+func TestFHIR_PMSDown(t *testing.T) {
+	pms := fhirtest.Start(t)
+	loc, _ := time.LoadLocation("America/Toronto")
+	now := time.Now().In(loc)
+	start := time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, loc)
+	pms.Slots(pms.Schedule("Dr. Alex Lee"), start, 2, 30*time.Minute)
+	target, _ := url.Parse(pms.URL)
+	var down atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host}).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+
+	env := NewEnv(t)
+	creds := env.MustAddClinic("cedar")
+	conn, err := fhir.New(fhir.Config{URL: proxy.URL + target.Path, PollEvery: 300 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go conn.Run(ctx)
+	env.MustStartAgent(creds, conn, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	slot := firstSlot(t, web, "cedar")
+
+	down.Store(true)
+	checkFor(t, 10*time.Second, func() error {
+		if _, _, page := web.Do("GET", "/c/cedar", "", nil); !strings.Contains(page, "not syncing") {
+			return fmt.Errorf("the clinic page does not say the clinic is not syncing")
+		}
+		return nil
+	})
+	var created map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/cedar/requests", validRequest(slot), &created); code != 201 {
+		t.Fatalf("request while the PMS is down: %d", code)
+	}
+	time.Sleep(3 * time.Second) // the agent tries and fails meanwhile
+	var st statusResp
+	if web.JSON("GET", "/api/v1/requests/"+created["token"], nil, &st); st.State != "received" {
+		t.Fatalf("status while the PMS is down: %q, want received (waiting, not declined)", st.State)
+	}
+
+	down.Store(false)
+	awaitState(t, web, created["token"], "delivered")
+	if a := pms.Appointment(created["id"]); a["status"] != "proposed" {
+		t.Errorf("appointment after the PMS came back: %v", a["status"])
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if _, _, page := web.Do("GET", "/c/cedar", "", nil); strings.Contains(page, "not syncing") {
+			return fmt.Errorf("the clinic page still says not syncing")
+		}
+		return nil
+	})
+}
