@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +291,71 @@ func TestConnector_Unreachable(t *testing.T) {
 	if h := c.Health(); !errors.Is(h, fhir.ErrUnreachable) {
 		t.Errorf("Health = %v, want ErrUnreachable", h)
 	}
+}
+
+// TestConnector_Reschedule: the patient moves to another free time: the
+// Appointment points at the new Slot, proposed again, the new Slot is
+// busy-tentative and the old one free. A time the PMS gave away meanwhile
+// leaves the Appointment where it was, with a note.
+func TestConnector_Reschedule(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	req := request(1, free[0].ID)
+	if err := p.conn.Store(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	oldSlot := slotOf(p.Appointment(req.ID))
+	move := services.Change{ID: services.RequestIDFor("m1"), RequestID: req.ID, ClinicID: "maple",
+		Action: services.ActionReschedule, SlotID: free[4].ID, At: time.Now()}
+	if err := p.conn.Apply(t.Context(), move); err != nil {
+		t.Fatalf("Apply(move) = %v", err)
+	}
+	a := p.Appointment(req.ID)
+	newSlot := slotOf(a)
+	if a["status"] != "proposed" || newSlot == oldSlot || a["start"] != free[4].Start.UTC().Format(time.RFC3339) &&
+		a["start"] != free[4].Start.UTC().Format("2006-01-02T15:04:05.000Z") {
+		t.Errorf("appointment after the move: status %v, slot %s (was %s), start %v; want proposed on %s",
+			a["status"], newSlot, oldSlot, a["start"], free[4].Start)
+	}
+	if s := p.Read("Slot", oldSlot); s["status"] != "free" {
+		t.Errorf("old slot %v, want free", s["status"])
+	}
+	if s := p.Read("Slot", newSlot); s["status"] != "busy-tentative" {
+		t.Errorf("new slot %v, want busy-tentative", s["status"])
+	}
+	if got, ok := pending(t, p.conn, req.ID); !ok || got.State != services.StateDelivered || got.SlotID != free[4].ID || got.Change != move.ID {
+		t.Errorf("outcome %+v, %v; want delivered on the new slot naming the change", got, ok)
+	}
+
+	// The PMS gives the next slot away; a move there keeps the request's time.
+	taken := p.Search("Slot", url.Values{"schedule": {"Schedule/" + free[6].ProviderID},
+		"start": {free[6].Start.Format(time.RFC3339)}})
+	taken[0]["status"] = "busy"
+	if code := p.Update(taken[0]); code != 200 {
+		t.Fatalf("book at the front desk: %d", code)
+	}
+	refused := move
+	refused.ID, refused.SlotID, refused.At = services.RequestIDFor("m2"), free[6].ID, time.Now()
+	if err := p.conn.Apply(t.Context(), refused); err != nil {
+		t.Fatalf("Apply(move to a taken slot) = %v", err)
+	}
+	if got := slotOf(p.Appointment(req.ID)); got != newSlot {
+		t.Errorf("appointment moved to %s, want it kept on %s", got, newSlot)
+	}
+	if got, _ := pending(t, p.conn, req.ID); got.SlotID != free[4].ID || got.Reason != fhir.ReasonMoveRefused || got.Change != refused.ID {
+		t.Errorf("outcome %+v; want the kept slot with the note, naming the change", got)
+	}
+	// An older change arriving late is ignored.
+	if err := p.conn.Apply(t.Context(), move); err != nil || slotOf(p.Appointment(req.ID)) != newSlot {
+		t.Errorf("a late, older change: %v", err)
+	}
+}
+
+func slotOf(a fhirtest.Resource) string {
+	refs, _ := a["slot"].([]any)
+	if len(refs) == 0 {
+		return ""
+	}
+	ref, _ := refs[0].(map[string]any)["reference"].(string)
+	return strings.TrimPrefix(ref, "Slot/")
 }
