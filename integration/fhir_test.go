@@ -86,6 +86,11 @@ func TestFHIR_Loop(t *testing.T) {
 	if st.Reason != fhir.ReasonSlotTaken {
 		t.Errorf("decline reason %q, want %q", st.Reason, fhir.ReasonSlotTaken)
 	}
+	// The status page offers the clinic's other free times.
+	if code, _, page := web.Do("GET", "/r/"+created["token"], "", nil); code != 200 ||
+		!strings.Contains(page, "/c/cedar/request?slot="+got.Slots[2].ID) {
+		t.Errorf("declined status page: %d, no link to the next free time %s", code, got.Slots[2].ID)
+	}
 	if n := len(pms.Search("Appointment", url.Values{"identifier": {fhir.SystemRequest + "|" + created["id"]}})); n != 0 {
 		t.Errorf("%d Appointments for the declined request, want none", n)
 	}

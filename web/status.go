@@ -114,6 +114,9 @@ func (s *Server) statusData(c echo.Context, token string, st services.Status) ma
 	if p, start, err := services.ParseSlotID(st.ProposedSlot); err == nil && st.State == services.StateProposed {
 		m["ProposedSlot"] = s.pageSlot(c, cl, services.Slot{ID: st.ProposedSlot, ProviderID: p, Start: start})
 	}
+	if st.State == services.StateDeclined && !cl.Revoked {
+		m["NextFree"] = s.nextFreePage(c, cl) // the clinic's other times, to request one
+	}
 	return s.pageData(c, m)
 }
 
