@@ -3,7 +3,9 @@ package fhir
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -119,6 +121,16 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 	if err != nil {
 		return err
 	}
+	names := map[string]string{} // schedule ID → the practitioner's name, when the reference has no display
+	for _, s := range got {
+		if a := s.practitioner(); a.Display == "" && a.id("Practitioner") != "" {
+			if n, err := c.practitionerName(ctx, a.id("Practitioner")); err == nil {
+				names[s.ID] = n
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range got {
@@ -137,6 +149,9 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 		}
 		actor := s.practitioner()
 		name := actor.Display
+		if name == "" {
+			name = names[s.ID]
+		}
 		if name == "" {
 			name = id
 		}
@@ -257,4 +272,24 @@ func (c *Connector) slotID(s slot) (string, bool) {
 func (c *Connector) providerOf(s slot) (string, bool) {
 	p, ok := c.schedules[s.Schedule.id("Schedule")]
 	return p, ok
+}
+
+// practitionerName reads a Practitioner's name: its text, else its given
+// names and family name.
+func (c *Connector) practitionerName(ctx context.Context, id string) (string, error) {
+	var p struct {
+		Name []humanName `json:"name"`
+	}
+	if _, err := c.c.call(ctx, http.MethodGet, "Practitioner/"+url.PathEscape(id), nil, nil, &p); err != nil {
+		return "", err
+	}
+	for _, n := range p.Name {
+		if n.Text != "" {
+			return n.Text, nil
+		}
+		if full := strings.TrimSpace(strings.Join(append(slices.Clone(n.Given), n.Family), " ")); full != "" {
+			return full, nil
+		}
+	}
+	return "", nil
 }

@@ -85,13 +85,19 @@ func pending(t *testing.T, c *fhir.Connector, id string) (services.Status, bool)
 
 func TestConnector_FreeSlots(t *testing.T) {
 	p := newPMS(t)
+	// A schedule whose actor reference has no display: the name comes from
+	// the Practitioner.
+	jo := p.Create(fhirtest.Resource{"resourceType": "Practitioner",
+		"name": []any{map[string]any{"given": []any{"Jo"}, "family": "Park"}}})
+	p.Create(fhirtest.Resource{"resourceType": "Schedule", "active": true,
+		"actor": []any{map[string]any{"reference": "Practitioner/" + jo.ID()}}})
 	ps, _, err := p.conn.FreeSlots(t.Context(), time.Now(), time.Now(), toronto)
-	if err != nil || len(ps) != 2 {
-		t.Fatalf("providers = %+v, %v; want 2", ps, err)
+	if err != nil || len(ps) != 3 {
+		t.Fatalf("providers = %+v, %v; want 3", ps, err)
 	}
-	names := []string{ps[0].Name, ps[1].Name}
+	names := []string{ps[0].Name, ps[1].Name, ps[2].Name}
 	slices.Sort(names)
-	if names[0] != "Dr. Alex Lee" || names[1] != "Dr. Sam Kim" {
+	if names[0] != "Dr. Alex Lee" || names[1] != "Dr. Sam Kim" || names[2] != "Jo Park" {
 		t.Errorf("provider names = %v", names)
 	}
 	free := p.free(t)
