@@ -60,6 +60,10 @@ func (a *Agent) handleChange(ctx context.Context, m jetstream.Msg) {
 	}
 	switch err := a.conn.Apply(cctx, ch); {
 	case err == nil:
+	case services.ErrorCode(err) == services.ENotFound && a.answered(cctx, ch.RequestID):
+		// The request will never be stored: it was declined (its slot was
+		// taken) or expired. The change has nothing left to change.
+		log.Info("change for a closed request dropped", "action", ch.Action)
 	case services.ErrorCode(err) == services.ENotFound:
 		wait := changeWait
 		if md, merr := m.Metadata(); merr == nil {
@@ -109,4 +113,15 @@ func (a *Agent) forgetChange(ctx context.Context, id string) error {
 	b, _ := json.Marshal(st)
 	_, err = a.status.Update(ctx, key, b, rev)
 	return err
+}
+
+// answered reports whether STATUS says the clinic's side closed request id
+// without storing it: declined (its slot was taken, it could not be read)
+// or expired. A patient's cancellation does not count: the request it
+// cancels may still be on its way, and must be cancelled when it comes.
+func (a *Agent) answered(ctx context.Context, id string) bool {
+	var st services.Status
+	_, err := cjs.GetJSON(ctx, a.status, subjects.StatusKey(a.clinic, id), &st)
+	st = st.At(a.cfg.Now())
+	return err == nil && (st.State == services.StateDeclined || st.State == services.StateExpired)
 }

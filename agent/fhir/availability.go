@@ -17,7 +17,7 @@ import (
 
 // overlap is how far back each poll looks past the previous one, against
 // clock skew between the agent and the PMS; what is seen twice is the same.
-const overlap = 5 * time.Second
+const overlap = time.Minute
 
 // pageSize is the _count of every search; the connector follows next links.
 const pageSize = "100"
@@ -66,6 +66,8 @@ func (c *Connector) Poll(ctx context.Context) error { return c.poll(ctx) }
 // new local date (the window moves), else what changed since the last poll.
 // Appointments the connector made that changed become outcomes.
 func (c *Connector) poll(ctx context.Context) error {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
 	start := c.cfg.Now()
 	c.mu.Lock()
 	loc, since, loadedDay := c.loc, c.since, c.loadedDay
@@ -85,10 +87,10 @@ func (c *Connector) poll(ctx context.Context) error {
 
 func (c *Connector) pollOnce(ctx context.Context, today, since time.Time, full bool) error {
 	if full {
-		if err := c.loadSchedules(ctx, url.Values{}); err != nil {
+		if _, err := c.loadSchedules(ctx, url.Values{}); err != nil {
 			return err
 		}
-		if err := c.loadFree(ctx, today); err != nil {
+		if err := c.loadFree(ctx, today, nil); err != nil {
 			return err
 		}
 		// Outcomes of requests from the last 30 days, as a restart forgot
@@ -96,8 +98,14 @@ func (c *Connector) pollOnce(ctx context.Context, today, since time.Time, full b
 		since = c.cfg.Now().Add(-services.RequestLifetime)
 	} else {
 		q := url.Values{"_lastUpdated": {"gt" + fhirTime(since)}}
-		if err := c.loadSchedules(ctx, q); err != nil {
+		added, err := c.loadSchedules(ctx, q)
+		if err != nil {
 			return err
+		}
+		if len(added) > 0 { // new or active again: their slots, all of them
+			if err := c.loadFree(ctx, today, added); err != nil {
+				return err
+			}
 		}
 		if err := c.updateSlots(ctx, today, since); err != nil {
 			return err
@@ -106,8 +114,10 @@ func (c *Connector) pollOnce(ctx context.Context, today, since time.Time, full b
 	return c.followAppointments(ctx, since)
 }
 
-// loadSchedules reads Schedules (those matching q) into the providers.
-func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
+// loadSchedules reads Schedules (those matching q) into the providers, and
+// returns the schedules that are new or active again. An inactive schedule's
+// provider and slots leave the site.
+func (c *Connector) loadSchedules(ctx context.Context, q url.Values) ([]string, error) {
 	q.Set("_count", pageSize)
 	var got []schedule
 	err := c.c.search(ctx, "Schedule", q, func(raw json.RawMessage) error {
@@ -119,7 +129,7 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	names := map[string]string{} // schedule ID → the practitioner's name, when the reference has no display
 	for _, s := range got {
@@ -127,16 +137,23 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 			if n, err := c.practitionerName(ctx, a.id("Practitioner")); err == nil {
 				names[s.ID] = n
 			} else if !errors.Is(err, ErrNotFound) {
-				return err
+				return nil, err
 			}
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var added []string
 	for _, s := range got {
 		if s.Active != nil && !*s.Active {
 			if id, ok := c.schedules[s.ID]; ok {
 				delete(c.providers, id)
+				delete(c.schedules, s.ID)
+				for sid, sl := range c.free {
+					if sl.Schedule.id("Schedule") == s.ID {
+						delete(c.free, sid)
+					}
+				}
 				c.allDays = true
 			}
 			continue
@@ -146,6 +163,7 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 			id = c.providerID(s.ID)
 			c.schedules[s.ID] = id
 			c.allDays = true
+			added = append(added, s.ID)
 		}
 		actor := s.practitioner()
 		name := actor.Display
@@ -157,7 +175,7 @@ func (c *Connector) loadSchedules(ctx context.Context, q url.Values) error {
 		}
 		c.providers[id] = provider{Provider: services.Provider{ID: id, Name: name}, schedule: s.ID, actor: actor}
 	}
-	return nil
+	return added, nil
 }
 
 // providerID turns a Schedule's ID into a provider ID (lower-case letters,
@@ -187,12 +205,15 @@ func (c *Connector) providerID(schedule string) string {
 	}
 }
 
-// loadFree reads every free Slot of every schedule in the window.
-func (c *Connector) loadFree(ctx context.Context, today time.Time) error {
+// loadFree reads every free Slot in the window of the schedules only (nil:
+// of every schedule, replacing the cache).
+func (c *Connector) loadFree(ctx context.Context, today time.Time, only []string) error {
 	c.mu.Lock()
-	scheds := make([]string, 0, len(c.schedules))
-	for s := range c.schedules {
-		scheds = append(scheds, s)
+	scheds := only
+	if only == nil {
+		for s := range c.schedules {
+			scheds = append(scheds, s)
+		}
 	}
 	end := today.AddDate(0, 0, c.cfg.Days)
 	c.mu.Unlock()
@@ -217,7 +238,14 @@ func (c *Connector) loadFree(ctx context.Context, today time.Time) error {
 		}
 	}
 	c.mu.Lock()
-	c.free, c.allDays = free, true
+	if only == nil {
+		c.free = free
+	} else {
+		for id, s := range free {
+			c.free[id] = s
+		}
+	}
+	c.allDays = true
 	c.mu.Unlock()
 	c.signal()
 	return nil

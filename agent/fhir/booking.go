@@ -45,19 +45,16 @@ func (c *Connector) Store(ctx context.Context, req services.Request) error {
 }
 
 func (c *Connector) store(ctx context.Context, req services.Request) error {
-	if a, _, err := c.findAppointment(ctx, req.ID); err == nil {
-		if a.Status == "cancelled" && a.CancelationReason != nil && a.CancelationReason.Text == ReasonSlotTaken {
-			return services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
-		}
+	if _, _, err := c.findAppointment(ctx, req.ID); err == nil {
 		return nil // stored already: a redelivery
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	p, fs, err := c.findSlot(ctx, req.SlotID)
+	p, fs, err := c.findSlot(ctx, req.SlotID, req.ID)
 	if err != nil {
 		return err
 	}
-	if err := c.claim(ctx, fs.ID, req.ID); err != nil {
+	if err := c.claim(ctx, fs.ID, req.SlotID, req.ID); err != nil {
 		return err
 	}
 	pid, err := c.patient(ctx, req)
@@ -101,7 +98,7 @@ func withExtension(a appointment, requested string) map[string]any {
 // findSlot finds the FHIR Slot of a services slot ID: from the cache, or by
 // a search on its schedule and start. EConflict when the PMS has no such
 // slot free.
-func (c *Connector) findSlot(ctx context.Context, slotID string) (provider, slot, error) {
+func (c *Connector) findSlot(ctx context.Context, slotID, requestID string) (provider, slot, error) {
 	pid, start, err := services.ParseSlotID(slotID)
 	if err != nil {
 		return provider{}, slot{}, services.Errorf(services.EInvalid, "slot_id is not a slot")
@@ -109,9 +106,25 @@ func (c *Connector) findSlot(ctx context.Context, slotID string) (provider, slot
 	c.mu.Lock()
 	p, ok := c.providers[pid]
 	fs, cached := c.free[slotID]
+	loaded := c.loadedDay != ""
 	c.mu.Unlock()
 	if !ok {
-		return provider{}, slot{}, services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
+		// Not loaded yet (the agent drains before the first poll ends), or
+		// a schedule newer than the last poll: ask the PMS before saying no.
+		if err := c.poll(ctx); err != nil {
+			return provider{}, slot{}, err
+		}
+		c.mu.Lock()
+		p, ok = c.providers[pid]
+		fs, cached = c.free[slotID]
+		loaded = c.loadedDay != ""
+		c.mu.Unlock()
+		if !ok && loaded {
+			return provider{}, slot{}, services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
+		}
+		if !ok {
+			return provider{}, slot{}, fmt.Errorf("slot %s: the PMS's schedules are not loaded yet", slotID)
+		}
 	}
 	if cached {
 		return p, fs, nil
@@ -129,31 +142,60 @@ func (c *Connector) findSlot(ctx context.Context, slotID string) (provider, slot
 		return provider{}, slot{}, err
 	}
 	for _, s := range found {
-		if s.Status == "free" || s.Status == "busy-tentative" { // ours, from a store cut short: claim says
+		// Free, or claimed by this very request before a store was cut short.
+		if s.Status == "free" || s.Status == "busy-tentative" && slices.Contains(s.Identifier, identifier{System: SystemRequest, Value: requestID}) {
 			return p, s, nil
 		}
 	}
 	return provider{}, slot{}, services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
 }
 
-// claim marks the Slot busy-tentative for request id, over its version: a
-// 412 means someone took it meanwhile (EConflict). A slot this request
-// claimed already (a store cut short, then redelivered) is claimed.
-func (c *Connector) claim(ctx context.Context, slotID, requestID string) error {
-	res, ver, err := c.c.read(ctx, "Slot", slotID)
+// forget drops a slot from the cache: the PMS says it is not free.
+func (c *Connector) forget(slotID string) {
+	c.mu.Lock()
+	if _, ok := c.free[slotID]; ok {
+		delete(c.free, slotID)
+		c.changes = append(c.changes, slotID)
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// claim marks the FHIR Slot fhirID busy-tentative for request id, over its
+// version: a 412 means someone took it meanwhile (EConflict). A slot this
+// request claimed already (a store cut short, then redelivered) is claimed.
+// A slot gone, moved to another time or schedule, or not free is EConflict,
+// and leaves the cache.
+func (c *Connector) claim(ctx context.Context, fhirID, slotID, requestID string) error {
+	res, ver, err := c.c.read(ctx, "Slot", fhirID)
+	if errors.Is(err, ErrNotFound) {
+		c.forget(slotID)
+		return services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
+	}
 	if err != nil {
 		return err
 	}
-	if claimedBy(res) == requestID {
+	b, _ := json.Marshal(res)
+	var s slot
+	_ = json.Unmarshal(b, &s)
+	c.mu.Lock()
+	id, known := c.slotID(s)
+	c.mu.Unlock()
+	if !known || id != slotID {
+		c.forget(slotID) // the clinic moved it since the cache was filled
+		return services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
+	}
+	if res["status"] == "busy-tentative" && claimedBy(res) == requestID {
 		return nil
 	}
 	if res["status"] != "free" {
+		c.forget(slotID)
 		return services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
 	}
 	res["status"] = "busy-tentative"
-	ids, _ := res["identifier"].([]any)
-	res["identifier"] = append(ids, map[string]any{"system": SystemRequest, "value": requestID})
-	if err := c.c.update(ctx, "Slot", slotID, res, ver); errors.Is(err, ErrPrecondition) {
+	setIdentifier(res, SystemRequest, requestID) // replaces an earlier request's
+	if err := c.c.update(ctx, "Slot", fhirID, res, ver); errors.Is(err, ErrPrecondition) {
+		c.forget(slotID)
 		return services.Errorf(services.EConflict, "%s", ReasonSlotTaken)
 	} else if err != nil {
 		return err

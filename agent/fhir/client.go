@@ -38,6 +38,9 @@ func (c *client) call(ctx context.Context, method, path string, body any, hdr ma
 	u := path
 	if !strings.HasPrefix(path, "http://") && !strings.HasPrefix(path, "https://") {
 		u = c.base + "/" + strings.TrimPrefix(path, "/")
+	} else if !sameHost(u, c.base) {
+		// A next link to another host would get the PMS's credentials.
+		return nil, fmt.Errorf("%s %s: the server sent a link to another host", method, resourcePath(u))
 	}
 	var rd io.Reader
 	if body != nil {
@@ -63,6 +66,12 @@ func (c *client) call(ctx context.Context, method, path string, body any, hdr ma
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
+		// Not err itself: a *url.Error quotes the whole URL, whose query
+		// may hold a patient's name and birth date.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("%s %s: %w: %v", method, resourcePath(u), ErrUnreachable, err)
 	}
 	defer res.Body.Close()
@@ -190,3 +199,10 @@ func version(res map[string]any, hdr http.Header) string {
 
 // fhirTime formats t as a FHIR instant.
 func fhirTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// sameHost reports whether URLs a and b have the same scheme and host.
+func sameHost(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && ua.Scheme == ub.Scheme && ua.Host == ub.Host
+}

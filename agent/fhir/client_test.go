@@ -69,4 +69,19 @@ func TestClient_Errors(t *testing.T) {
 			t.Errorf("status %d: the error %q carries patient data", tc.status, err)
 		}
 	}
+	// No answer at all: net/http's error quotes the URL; ours must not.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close()
+	c := &client{base: base, http: &http.Client{}}
+	_, err := c.call(t.Context(), http.MethodGet, "Patient?family=Lovelace&birthdate=1980-04-02", nil, nil, nil)
+	if !errors.Is(err, ErrUnreachable) || strings.Contains(err.Error(), "Lovelace") || strings.Contains(err.Error(), "1980") {
+		t.Errorf("refused connection: %v; want ErrUnreachable without the query", err)
+	}
+	// A next link to another host is not followed with the credentials.
+	c = &client{base: "http://pms.clinic.lan/fhir", http: &http.Client{}}
+	if _, err := c.call(t.Context(), http.MethodGet, "http://elsewhere.example/fhir/Slot?page=2", nil, nil, nil); err == nil ||
+		errors.Is(err, ErrUnreachable) {
+		t.Errorf("a link to another host: %v, want it refused", err)
+	}
 }

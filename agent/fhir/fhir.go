@@ -59,6 +59,8 @@ type Connector struct {
 	outcomes  map[string]services.Status
 	published map[string]services.Status
 	health    error
+
+	pollMu sync.Mutex // one poll at a time: a full load replaces the cache
 }
 
 type provider struct {
@@ -113,6 +115,9 @@ func (c *Connector) Name() string { return "fhir" }
 func (c *Connector) SetClinic(cl services.Clinic) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.loc.String() != cl.Location().String() {
+		c.loadedDay = "" // the window's days were in another zone: load them again
+	}
 	c.clinic, c.loc = cl, cl.Location()
 }
 
@@ -153,12 +158,20 @@ func (c *Connector) track(err error) {
 		c.health = nil
 	case errors.Is(err, ErrUnreachable):
 		c.health = ErrUnreachable
+	case services.ErrorCode(err) == services.EConflict || services.ErrorCode(err) == services.ENotFound:
+		// An answer about one request (a slot taken, a request unknown),
+		// not a sign of the PMS's health.
+	default:
+		// 401, 403 and other refusals: the PMS answers, but the connector
+		// cannot work with it. The error names methods, paths and
+		// statuses only.
+		c.health = fmt.Errorf("PMS refused the connector: %w", err)
 	}
 	now := c.health
 	c.mu.Unlock()
 	switch {
 	case was == nil && now != nil:
-		c.log.Error("PMS unreachable: requests wait in the queue until it answers", "err", err.Error())
+		c.log.Error("PMS not usable: requests wait in the queue until it is", "err", err.Error())
 	case was != nil && now == nil:
 		c.log.Info("PMS answers again")
 	}
@@ -189,6 +202,7 @@ func (c *Connector) PendingOutcomes(ctx context.Context) ([]services.Status, err
 	defer c.mu.Unlock()
 	out := make([]services.Status, 0, len(c.outcomes))
 	for _, st := range c.outcomes {
+		st.ClinicID = c.clinic.ID // a poll may have run before SetClinic
 		out = append(out, st)
 	}
 	return out, nil
@@ -204,6 +218,9 @@ func (c *Connector) MarkPublished(ctx context.Context, st services.Status) error
 	if cur, ok := c.outcomes[st.RequestID]; ok && same(cur, st) {
 		delete(c.outcomes, st.RequestID)
 	}
+	if len(c.published) >= maxPublished {
+		clear(c.published) // bounded; forgetting only costs a republication
+	}
 	c.published[st.RequestID] = st
 	return nil
 }
@@ -217,6 +234,9 @@ func (c *Connector) queue(st services.Status) {
 	c.mu.Unlock()
 	c.signal()
 }
+
+// maxPublished bounds the outcomes remembered as published.
+const maxPublished = 100_000
 
 // same compares what a patient sees of two statuses.
 func same(a, b services.Status) bool {

@@ -166,7 +166,9 @@ func TestConnector_Store_SlotTaken(t *testing.T) {
 	}
 
 	other := newConnector(t, p.URL)
-	other.FreeSlots(t.Context(), time.Now(), time.Now(), toronto)
+	if _, _, err := other.FreeSlots(t.Context(), time.Now(), time.Now(), toronto); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, c := range []*fhir.Connector{p.conn, other} {
@@ -233,19 +235,9 @@ func TestConnector_Outcomes(t *testing.T) {
 // poll makes the connector read what changed in the PMS now.
 func (p *pms) poll(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.conn.Run(ctx); close(done) }()
-	// Run polls at once; wait for its outcome to be visible.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if outs, _ := p.conn.PendingOutcomes(t.Context()); len(outs) > 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := p.conn.Poll(t.Context()); err != nil {
+		t.Fatalf("poll: %v", err)
 	}
-	cancel()
-	<-done
 }
 
 // TestConnector_Cancel: the patient cancels; the Appointment is cancelled
@@ -364,4 +356,84 @@ func slotOf(a fhirtest.Resource) string {
 	}
 	ref, _ := refs[0].(map[string]any)["reference"].(string)
 	return strings.TrimPrefix(ref, "Slot/")
+}
+
+// TestConnector_FreshAgent: an agent drains before its connector's first
+// poll has ended, and its first poll may run before it knows its clinic. A
+// request is stored all the same (not declined as taken), and an outcome
+// decided while the agent was away is published for the clinic.
+func TestConnector_FreshAgent(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	booked := request(1, free[0].ID)
+	if err := p.conn.Store(t.Context(), booked); err != nil {
+		t.Fatal(err)
+	}
+	a := p.Appointment(booked.ID)
+	a["status"] = "booked"
+	if code := p.Update(a); code != 200 {
+		t.Fatalf("book in the PMS: %d", code)
+	}
+
+	fresh, err := fhir.New(fhir.Config{URL: p.URL, PollEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Poll(t.Context()); err != nil { // before SetClinic
+		t.Fatal(err)
+	}
+	fresh.SetClinic(services.Clinic{ID: "maple", TimeZone: "America/Toronto"})
+	if got, ok := pending(t, fresh, booked.ID); !ok || got.ClinicID != "maple" || got.State != services.StateBooked {
+		t.Errorf("outcome decided while away: %+v, %v; want booked for maple", got, ok)
+	}
+
+	cold, _ := fhir.New(fhir.Config{URL: p.URL, PollEvery: time.Hour})
+	cold.SetClinic(services.Clinic{ID: "maple", TimeZone: "America/Toronto"})
+	if err := cold.Store(t.Context(), request(2, free[1].ID)); err != nil {
+		t.Fatalf("Store before any poll = %v, want it stored", err)
+	}
+	p.Appointment(request(2, free[1].ID).ID)
+}
+
+// TestConnector_ClinicChanges: the clinic declines in the PMS (the slot the
+// connector claimed is free again and offered) and retires a schedule (its
+// provider and slots leave the site).
+func TestConnector_ClinicChanges(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	req := request(1, free[0].ID)
+	if err := p.conn.Store(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	a := p.Appointment(req.ID)
+	a["status"], a["cancelationReason"] = "cancelled", map[string]any{"text": "Dr. Lee is away"}
+	if code := p.Update(a); code != 200 {
+		t.Fatalf("decline in the PMS: %d", code)
+	}
+	if err := p.conn.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Read("Slot", slotOf(a)); s["status"] != "free" {
+		t.Errorf("the declined request's slot is %v, want free again", s["status"])
+	}
+	if err := p.conn.Poll(t.Context()); err != nil { // the freed slot is seen changed
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(p.free(t), func(s services.Slot) bool { return s.ID == req.SlotID }) {
+		t.Error("the freed slot is not offered again")
+	}
+
+	sched := p.Read("Schedule", free[0].ProviderID)
+	sched["active"] = false
+	if code := p.Update(sched); code != 200 {
+		t.Fatalf("retire the schedule: %d", code)
+	}
+	if err := p.conn.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.free(t) {
+		if s.ProviderID == free[0].ProviderID {
+			t.Fatalf("a retired schedule's slot %s is still offered", s.ID)
+		}
+	}
 }

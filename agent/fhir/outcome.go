@@ -26,8 +26,25 @@ func (c *Connector) followAppointments(ctx context.Context, since time.Time) err
 		}
 		var m map[string]any
 		_ = json.Unmarshal(raw, &m)
-		if st, ok := c.outcome(a, m); ok && st.State != services.StateDelivered {
+		st, ok := c.outcome(a, m)
+		if !ok {
+			return nil
+		}
+		// A delivered status is the agent's own write, except after a
+		// patient's change, whose answer it is.
+		if st.State != services.StateDelivered || st.Change != "" {
 			c.queue(st)
+		}
+		if st.State == services.StateDeclined || st.State == services.StateCancelled {
+			// The clinic closed it: the Slot this connector claimed is free
+			// again (release leaves a slot the clinic reused alone).
+			for _, s := range a.Slot {
+				if id := s.id("Slot"); id != "" {
+					if err := c.release(ctx, id, st.RequestID); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		return nil
 	})
@@ -74,8 +91,8 @@ func (c *Connector) outcome(a appointment, raw map[string]any) (services.Status,
 	if moved {
 		st.State, st.ProposedSlot = services.StateProposed, services.SlotID(provider, *a.Start)
 	}
-	if st.Reason == "" && a.Status != "cancelled" {
-		st.Reason = extensionString(raw, extRefusedNote)
+	if st.State == services.StateDelivered {
+		st.Reason = extensionString(raw, extRefusedNote) // a new time the PMS did not have free
 	}
 	return st, true
 }
@@ -132,7 +149,13 @@ func (c *Connector) apply(ctx context.Context, ch services.Change) error {
 		return err
 	}
 	if at, perr := time.Parse(time.RFC3339, extensionString(raw, extChangeAt)); perr == nil && !ch.At.After(at) {
-		return nil // applied already, or older than the last applied
+		// Applied already (its answer may not have been published: the
+		// agent stopped, or the PUT's answer was lost), or older than the
+		// last applied: the current outcome answers it.
+		if st, ok := c.outcome(a, raw); ok {
+			c.queue(st)
+		}
+		return nil
 	}
 	cur, _ := c.outcome(a, raw)
 	old := ""
@@ -180,9 +203,9 @@ func (c *Connector) apply(ctx context.Context, ch services.Change) error {
 // a slot the PMS no longer has free leaves the Appointment as it was, with a
 // note for the patient.
 func (c *Connector) move(ctx context.Context, raw map[string]any, ch services.Change) error {
-	_, fs, err := c.findSlot(ctx, ch.SlotID)
+	_, fs, err := c.findSlot(ctx, ch.SlotID, ch.RequestID)
 	if err == nil {
-		err = c.claim(ctx, fs.ID, ch.RequestID)
+		err = c.claim(ctx, fs.ID, ch.SlotID, ch.RequestID)
 	}
 	if services.ErrorCode(err) == services.EConflict {
 		setExtension(raw, extRefusedNote, "valueString", ReasonMoveRefused)

@@ -75,8 +75,9 @@ func (s schedule) practitioner() reference {
 }
 
 type slot struct {
-	ID       string    `json:"id"`
-	Meta     meta      `json:"meta"`
+	ID         string       `json:"id"`
+	Meta       meta         `json:"meta"`
+	Identifier []identifier `json:"identifier,omitempty"`
 	Schedule reference `json:"schedule"`
 	Status   string    `json:"status"` // free, busy, busy-tentative, busy-unavailable, entered-in-error
 	Start    time.Time `json:"start"`
