@@ -78,10 +78,10 @@ type slot struct {
 	ID         string       `json:"id"`
 	Meta       meta         `json:"meta"`
 	Identifier []identifier `json:"identifier,omitempty"`
-	Schedule reference `json:"schedule"`
-	Status   string    `json:"status"` // free, busy, busy-tentative, busy-unavailable, entered-in-error
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
+	Schedule   reference    `json:"schedule"`
+	Status     string       `json:"status"` // free, busy, busy-tentative, busy-unavailable, entered-in-error
+	Start      time.Time    `json:"start"`
+	End        time.Time    `json:"end"`
 }
 
 type participant struct {
