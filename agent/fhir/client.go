@@ -55,6 +55,11 @@ func (c *client) call(ctx context.Context, method, path string, body any, hdr ma
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	if method == http.MethodGet {
+		// Some servers cache searches for a minute; the connector reads a
+		// version to write over it, so it needs the current one.
+		req.Header.Set("Cache-Control", "no-cache")
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func fhirFlags(cfg *Config, tokenFile, passFile string) error {
 	switch cfg.Connector {
 	case "console":
-		if cfg.FHIR.URL != "" || tokenFile != "" || cfg.FHIR.BasicUser != "" {
+		if cfg.FHIR.URL != "" || tokenFile != "" || cfg.FHIR.BasicUser != "" || passFile != "" {
 			return fmt.Errorf("--fhir-* flags need --connector fhir: %w", errUsage)
 		}
 		return nil
