@@ -167,6 +167,13 @@ func TestCommands_BadInput(t *testing.T) {
 		{"missing creds", []string{"run", "--nats-url", "nats://127.0.0.1:1"}, 2, "required"},
 		{"creds file missing", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", "/nonexistent"}, 1, "creds"},
 		{"not an agent's creds", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--data", t.TempDir()}, 1, "not a clinic agent's"},
+		{"fhir without its url", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--connector", "fhir"}, 2, "--fhir-url"},
+		{"unknown connector", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--connector", "pms"}, 2, "console or fhir"},
+		{"fhir flags on the console", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--fhir-url", "http://pms/fhir"}, 2, "need --connector fhir"},
+		{"fhir token and basic auth", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--connector", "fhir",
+			"--fhir-url", "http://pms/fhir", "--fhir-token", opCreds, "--fhir-basic-user", "u"}, 2, "exclude each other"},
+		{"fhir token file missing", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--connector", "fhir",
+			"--fhir-url", "http://pms/fhir", "--fhir-token", "/nonexistent"}, 1, "--fhir-token"},
 	} {
 		t.Run("agent "+tt.name, func(t *testing.T) {
 			var errOut strings.Builder
