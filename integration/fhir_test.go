@@ -22,23 +22,9 @@ import (
 // to the patient; and a slot the PMS gives away meanwhile turns the request
 // into a clear decline.
 func TestFHIR_Loop(t *testing.T) {
-	pms := fhirtest.Start(t)
-	loc, _ := time.LoadLocation("America/Toronto")
-	now := time.Now().In(loc)
-	start := time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, loc)
-	pms.Slots(pms.Schedule("Dr. Alex Lee"), start, 4, 30*time.Minute)
-
-	env := NewEnv(t)
-	creds := env.MustAddClinic("cedar") // America/Toronto
-	conn, err := fhir.New(fhir.Config{URL: pms.URL, PollEvery: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go conn.Run(ctx)
-	env.MustStartAgent(creds, conn, nil)
-	web := newClient(t, env.Relay.HTTPURL())
+	pms, start := pmsWithSlots(t, 4)
+	conn, web := fhirClinic(t, pms.URL, time.Hour)
+	ctx := t.Context()
 
 	// The PMS's slots on the site.
 	slot := firstSlot(t, web, "cedar")
@@ -101,11 +87,7 @@ func TestFHIR_Loop(t *testing.T) {
 // site shows the clinic as not syncing; when the PMS is back the request is
 // stored.
 func TestFHIR_PMSDown(t *testing.T) {
-	pms := fhirtest.Start(t)
-	loc, _ := time.LoadLocation("America/Toronto")
-	now := time.Now().In(loc)
-	start := time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, loc)
-	pms.Slots(pms.Schedule("Dr. Alex Lee"), start, 2, 30*time.Minute)
+	pms, _ := pmsWithSlots(t, 2)
 	target, _ := url.Parse(pms.URL)
 	var down atomic.Bool
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -117,17 +99,7 @@ func TestFHIR_PMSDown(t *testing.T) {
 	}))
 	defer proxy.Close()
 
-	env := NewEnv(t)
-	creds := env.MustAddClinic("cedar")
-	conn, err := fhir.New(fhir.Config{URL: proxy.URL + target.Path, PollEvery: 300 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go conn.Run(ctx)
-	env.MustStartAgent(creds, conn, nil)
-	web := newClient(t, env.Relay.HTTPURL())
+	_, web := fhirClinic(t, proxy.URL+target.Path, 300*time.Millisecond)
 	slot := firstSlot(t, web, "cedar")
 
 	down.Store(true)
@@ -158,4 +130,34 @@ func TestFHIR_PMSDown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// pmsWithSlots starts a FHIR server with one provider and n free half-hour
+// slots tomorrow from 09:00 Toronto time, which it returns.
+func pmsWithSlots(t *testing.T, n int) (*fhirtest.Server, time.Time) {
+	t.Helper()
+	pms := fhirtest.Start(t)
+	loc, _ := time.LoadLocation("America/Toronto")
+	now := time.Now().In(loc)
+	start := time.Date(now.Year(), now.Month(), now.Day()+1, 9, 0, 0, 0, loc)
+	pms.Slots(pms.Schedule("Dr. Alex Lee"), start, n, 30*time.Minute)
+	return pms, start
+}
+
+// fhirClinic starts a relay with clinic "cedar" (America/Toronto) whose agent
+// runs the FHIR connector on the PMS at pmsURL, polling every poll; it
+// returns the connector and the patient's client.
+func fhirClinic(t *testing.T, pmsURL string, poll time.Duration) (*fhir.Connector, *Client) {
+	t.Helper()
+	env := NewEnv(t)
+	creds := env.MustAddClinic("cedar")
+	conn, err := fhir.New(fhir.Config{URL: pmsURL, PollEvery: poll, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go conn.Run(ctx)
+	env.MustStartAgent(creds, conn, nil)
+	return conn, newClient(t, env.Relay.HTTPURL())
 }
