@@ -317,11 +317,7 @@ func (e *notifyEnv) awaitMetric(name string, c interface{ Load() int64 }, n int6
 func TestNotifier_NotDueAnyMore(t *testing.T) {
 	e := startNotifier(t)
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
-	st := e.request(reqA, slot)
-	e.awaitCount(5*time.Second, 1)
-	st.State = services.StateBooked
-	e.put(st)
-	e.awaitCount(5*time.Second, 2)
+	st := e.booked(reqA, slot)
 
 	e.smtp.Refuse(451)
 	st.State = services.StateCancelled
@@ -390,11 +386,7 @@ func TestNotifier_RescheduleKeepsContact(t *testing.T) {
 func TestNotifier_OutcomeRepublished(t *testing.T) {
 	e := startNotifier(t)
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
-	st := e.request(reqA, slot)
-	e.awaitCount(5*time.Second, 1)
-	st.State = services.StateBooked
-	e.put(st)
-	e.awaitCount(5*time.Second, 2)
+	st := e.booked(reqA, slot)
 
 	// The dedupe window passes (shortened: it is 10 minutes).
 	ctx := context.Background()
@@ -449,4 +441,15 @@ func TestNotifier_StatusDeleted(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// booked makes request id on slot, books it, and waits for both notices.
+func (e *notifyEnv) booked(id string, slot time.Time) services.Status {
+	e.t.Helper()
+	st := e.request(id, slot)
+	e.awaitCount(5*time.Second, 1)
+	st.State = services.StateBooked
+	e.put(st)
+	e.awaitCount(5*time.Second, 2)
+	return st
 }
