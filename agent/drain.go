@@ -114,7 +114,7 @@ func (a *Agent) declineTaken(ctx context.Context, m jetstream.Msg, log *slog.Log
 
 // ReasonSlotTaken is the decline reason of a request whose slot the
 // clinic's system gave to someone else.
-const ReasonSlotTaken = "This time was just taken at the clinic. Please choose another."
+const ReasonSlotTaken = services.ReasonSlotTaken
 
 // refuse terminates a request the clinic cannot take and declines it in
 // STATUS, so the patient is told rather than left waiting.

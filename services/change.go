@@ -7,6 +7,14 @@ import (
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
+// ReasonMoveRefused is what a patient reads when the new time they chose was
+// no longer free in the clinic's system: the request keeps its time.
+const ReasonMoveRefused = "The new time you chose was not free at the clinic; your request keeps its time."
+
+// ReasonSlotTaken is what a patient reads when the clinic's system gave the
+// requested time to someone else before the request reached it.
+const ReasonSlotTaken = "This time was just taken at the clinic. Please choose another."
+
 // Actions of a Change.
 const (
 	ActionCancel     = "cancel"

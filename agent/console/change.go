@@ -12,7 +12,7 @@ import (
 
 // ReasonMoveRefused is the note a patient sees when the new time they chose
 // was no longer free at the clinic: the request keeps its time.
-const ReasonMoveRefused = "The new time you chose was not free at the clinic; your request keeps its time."
+const ReasonMoveRefused = services.ReasonMoveRefused
 
 // Apply carries out a patient's change: a cancellation frees the slot; a new
 // time frees the old slot, takes the new one and waits for the front desk

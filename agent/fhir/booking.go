@@ -26,11 +26,11 @@ const ReasonPatientCancelled = "cancelled by the patient (clinicrelay)"
 
 // ReasonSlotTaken is the decline reason of a request whose slot the PMS no
 // longer has free.
-const ReasonSlotTaken = "This time was just taken at the clinic. Please choose another."
+const ReasonSlotTaken = services.ReasonSlotTaken
 
 // ReasonMoveRefused is the note on a request whose new time the PMS no
 // longer had free: it keeps its time.
-const ReasonMoveRefused = "The new time you chose was not free at the clinic; your request keeps its time."
+const ReasonMoveRefused = services.ReasonMoveRefused
 
 // Store implements agent.Connector: the request becomes a proposed
 // Appointment on its Slot, for the Patient found or made for it, and the
