@@ -104,7 +104,7 @@ func (s *Server) statusData(c echo.Context, token string, st services.Status) ma
 	}
 	cl, _ := s.cfg.Catalog.Clinic(st.ClinicID)
 	m := map[string]any{
-		"Clinic": st.ClinicID, "ClinicName": cl.Name, "State": st.State, "Reason": st.Reason,
+		"Clinic": st.ClinicID, "ClinicName": cl.Name, "State": st.State, "Reason": reasonText(lang(c), st.Reason),
 		"Text": stateIn(lang(c), st.State), "Final": st.Final(), "Closed": st.Closed(), "Step": step, "Token": token,
 		"Booked": st.State == services.StateBooked,
 	}
@@ -360,4 +360,19 @@ func (s *Server) handleAPIRequestReschedule(c echo.Context) error {
 	}
 	s.audit(c, st.ClinicID, services.AuditRequestMoved, st.RequestID)
 	return c.JSON(http.StatusOK, s.statusView(st))
+}
+
+// systemReasons are the reasons the clinic's agent writes itself (not its
+// staff), which the catalog translates; a reason staff wrote is shown as
+// written.
+var systemReasons = map[string]string{
+	services.ReasonSlotTaken:   "reason.slot_taken",
+	services.ReasonMoveRefused: "reason.move_refused",
+}
+
+func reasonText(l, reason string) string {
+	if key, ok := systemReasons[reason]; ok {
+		return tr(l, key)
+	}
+	return reason
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,34 @@ func TestServer_ServeEndsStatusStreams(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve still running 5s after its context ended, with a status stream open")
+	}
+}
+
+// declinedTaken knows one request, declined by the agent because its slot was taken.
+type declinedTaken struct{ fuzzStatuses }
+
+func (declinedTaken) GetStatus(_ context.Context, clinic, id string) (services.Status, error) {
+	return services.Status{RequestID: id, ClinicID: clinic, SlotID: "dr-lee_20300101T1400Z",
+		State: services.StateDeclined, Reason: services.ReasonSlotTaken, UpdatedAt: fuzzNow}, nil
+}
+
+// TestStatus_SystemReasonTranslated: a reason the agent writes itself is
+// shown in the patient's language; one the clinic's staff wrote, as written.
+func TestStatus_SystemReasonTranslated(t *testing.T) {
+	srv, err := New(Config{Booker: &services.Booker{Statuses: declinedTaken{}, Now: func() time.Time { return fuzzNow }},
+		Catalog: fuzzCatalog{}, Now: func() time.Time { return fuzzNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/r/maple_"+strings.Repeat("ab", 16), nil)
+	req.Header.Set("Accept-Language", "fr")
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
+	if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, "Cet horaire vient d’être pris") ||
+		strings.Contains(body, services.ReasonSlotTaken) {
+		t.Errorf("status page in French: %d, the agent's reason not translated", rec.Code)
+	}
+	if got := reasonText("fr", "Dr. Lee est absent"); got != "Dr. Lee est absent" {
+		t.Errorf("a staff reason became %q", got)
 	}
 }
