@@ -18,6 +18,9 @@ import (
 // without news from the feed (it also keeps the connection alive).
 const liveRecheck = 15 * time.Second
 
+// maxStream is the longest one live status stream lasts.
+const maxStream = 30 * time.Minute
+
 // statusHub fans STATUS changes out to the live status pages open in this
 // process, by status key.
 type statusHub struct {
@@ -177,11 +180,18 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	tick := time.NewTicker(liveRecheck)
 	defer tick.Stop()
 	stop := s.hub.stopped()
+	// A stream ends after maxStream: the page reconnects (its first event
+	// is the current status), and a client that sits on a stream for days
+	// does not hold its slot forever.
+	expire := time.NewTimer(maxStream)
+	defer expire.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-stop:
+			return nil
+		case <-expire.C:
 			return nil
 		case <-wake:
 		case <-tick.C:
