@@ -100,7 +100,9 @@ func (o *Opener) open(s Sealed, v any) error {
 	}
 	// nkeys' Open panics on a sender key longer than a curve key (it
 	// decodes into a fixed array); the header is not trusted, so check it.
-	if !nkeys.IsValidPublicCurveKey(s.From) {
+	// Base32 decoding skips line breaks, so the key must also be written
+	// canonically: one key, one spelling.
+	if !canonicalKey(s.From) || !nkeys.IsValidPublicCurveKey(s.From) {
 		return fmt.Errorf("open: the sender key is not a public curve key")
 	}
 	body, err := kp.Open(s.Box, s.From)
@@ -120,4 +122,15 @@ func Fingerprint(pub string) string {
 	sum := sha256.Sum256([]byte(pub))
 	h := hex.EncodeToString(sum[:8])
 	return h[0:4] + " " + h[4:8] + " " + h[8:12] + " " + h[12:16]
+}
+
+// canonicalKey reports whether k is spelled as nkeys writes a public key:
+// upper-case base32 letters and digits only.
+func canonicalKey(k string) bool {
+	for _, r := range k {
+		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
+			return false
+		}
+	}
+	return k != ""
 }
