@@ -84,23 +84,32 @@ func (m *Mirror[T]) Run(ctx context.Context, kv jetstream.KeyValue, pattern stri
 		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
 	}
 	defer w.Stop()
+	eachEntry(ctx, w, func(e jetstream.KeyValueEntry) {
+		if e != nil {
+			m.apply(e)
+			return
+		}
+		select { // nil: caught up
+		case <-m.ready:
+		default:
+			close(m.ready)
+		}
+	})
+	return nil
+}
+
+// eachEntry calls fn with every entry w delivers (nil once the watch has
+// caught up) until ctx ends or the watch closes.
+func eachEntry(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil
+				return
 			}
-			if e == nil {
-				select {
-				case <-m.ready:
-				default:
-					close(m.ready)
-				}
-				continue
-			}
-			m.apply(e)
+			fn(e)
 		}
 	}
 }

@@ -2,28 +2,28 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// StatusFeed follows STATUS from now on and hands every new status to a
-// callback: one watch per web process feeds all its live status pages.
+// StatusFeed follows STATUS from now on and hands the key of every new
+// status to a callback: one watch per web process feeds all its live status
+// pages, which read the status themselves if one of them shows it. The feed
+// decodes nothing: most statuses written are on no open page.
 type StatusFeed struct {
 	JS     jetstream.JetStream
 	Logger *slog.Logger
 }
 
-// Run calls fn with each status written from now until ctx ends. A watch
-// that ends (the bucket was re-created, say) is started again; updates
-// missed meanwhile are not replayed, which the pages cover by re-reading the
-// status now and then.
-func (f *StatusFeed) Run(ctx context.Context, fn func(services.Status)) error {
+// Run calls fn with the key of each status written from now until ctx
+// ends. A watch that ends (the bucket was re-created, say) is started again;
+// updates missed meanwhile are not replayed, which the pages cover by
+// re-reading their status now and then.
+func (f *StatusFeed) Run(ctx context.Context, fn func(key string)) error {
 	log := f.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -40,7 +40,7 @@ func (f *StatusFeed) Run(ctx context.Context, fn func(services.Status)) error {
 	return nil
 }
 
-func (f *StatusFeed) watch(ctx context.Context, fn func(services.Status)) error {
+func (f *StatusFeed) watch(ctx context.Context, fn func(string)) error {
 	kv, err := f.JS.KeyValue(ctx, subjects.BucketStatus)
 	if err != nil {
 		return err
@@ -50,21 +50,10 @@ func (f *StatusFeed) watch(ctx context.Context, fn func(services.Status)) error 
 		return err
 	}
 	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			var st services.Status
-			if json.Unmarshal(e.Value(), &st) == nil && subjects.StatusKey(st.ClinicID, st.RequestID) == e.Key() {
-				fn(st)
-			}
+	eachEntry(ctx, w, func(e jetstream.KeyValueEntry) {
+		if e != nil && e.Operation() == jetstream.KeyValuePut {
+			fn(e.Key())
 		}
-	}
+	})
+	return nil
 }

@@ -79,11 +79,10 @@ func (h *statusHub) publish(key string) {
 	}
 }
 
-// StatusChanged tells the live status pages of st's request that it
-// changed. The relay calls it from its STATUS feed.
-func (s *Server) StatusChanged(st services.Status) {
-	s.hub.publish(subjects.StatusKey(st.ClinicID, st.RequestID))
-}
+// StatusChanged tells the live status pages showing the status under key
+// (a STATUS key, subjects.StatusKey) that it changed. The relay calls it from
+// its STATUS feed.
+func (s *Server) StatusChanged(key string) { s.hub.publish(key) }
 
 // renderBlock renders one block of page name (a fragment, without the layout)
 // in the language of c.
