@@ -70,6 +70,10 @@ type Server struct {
 	// rates are the rate limiters, nil when Config.Limits.Off.
 	rates *rateLimits
 	hub   statusHub
+	// streams ends when the server shuts down: live status streams end at
+	// once rather than hold the shutdown for its whole grace period.
+	streams    context.Context
+	endStreams context.CancelFunc
 }
 
 // New builds the server and its routes.
@@ -90,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, e: e, log: cfg.Logger.With("component", "web"), pages: p, rates: newRateLimits(cfg.Limits)}
+	s.streams, s.endStreams = context.WithCancel(context.Background())
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Renderer = p
 	e.HTTPErrorHandler = s.handleError
@@ -178,7 +183,7 @@ func (s *Server) Handler() http.Handler { return s.e }
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
-	srv.RegisterOnShutdown(s.hub.close) // live status streams end at once
+	srv.RegisterOnShutdown(s.endStreams) // live status streams end at once
 	return httpserve.Serve(ctx, srv, ln, 10*time.Second)
 }
 

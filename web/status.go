@@ -26,25 +26,6 @@ const maxStream = 30 * time.Minute
 type statusHub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
-	// stop is closed when the server shuts down: streams end at once
-	// rather than hold the shutdown for its whole grace period.
-	stop     chan struct{}
-	stopOnce sync.Once
-}
-
-func (h *statusHub) stopped() chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.stop == nil {
-		h.stop = make(chan struct{})
-	}
-	return h.stop
-}
-
-// close ends every stream.
-func (h *statusHub) close() {
-	stop := h.stopped()
-	h.stopOnce.Do(func() { close(stop) })
 }
 
 func (h *statusHub) subscribe(key string) (<-chan struct{}, func()) {
@@ -178,7 +159,7 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	}
 	tick := time.NewTicker(liveRecheck)
 	defer tick.Stop()
-	stop := s.hub.stopped()
+	stop := s.streams.Done()
 	// A stream ends after maxStream: the page reconnects (its first event
 	// is the current status), and a client that sits on a stream for days
 	// does not hold its slot forever.
