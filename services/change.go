@@ -139,11 +139,12 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 		return Status{}, err
 	}
 	if err := b.Changes.PublishChange(ctx, q); err != nil {
-		// Put the status back as it was, if nobody moved it since.
+		// Put the status back as it was, if it is still the one this change
+		// wrote (its Change names it).
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		cur, crev, gerr := b.Swapper.GetStatusRev(uctx, clinic, id)
-		if gerr == nil && cur.State == next.State && cur.SlotID == next.SlotID && cur.UpdatedAt.Equal(next.UpdatedAt) {
+		if gerr == nil && cur.Change == ch.ID {
 			_, _ = b.Swapper.SwapStatus(uctx, st, crev)
 		}
 		b.releaseNew(ctx, clinic, slotID, id)
