@@ -38,8 +38,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		case cur.Change != "" && cur.Change != st.Change:
 			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
 			continue
-		case cur.State == st.State && cur.SlotID == st.SlotID && cur.ProposedSlot == st.ProposedSlot &&
-			cur.Reason == st.Reason && cur.Change == st.Change:
+		case cur.Same(st):
 			// STATUS says so already (a connector that rebuilt its outcomes
 			// after a restart): nothing to write, nothing to audit.
 			if err := a.conn.MarkPublished(ctx, st); err != nil {

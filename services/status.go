@@ -50,6 +50,13 @@ func (s Status) At(now time.Time) Status {
 	return s
 }
 
+// Same reports whether s and o tell the patient the same: the state, the
+// slots, the reason and the change they answer (not when they were written).
+func (s Status) Same(o Status) bool {
+	return s.State == o.State && s.SlotID == o.SlotID && s.ProposedSlot == o.ProposedSlot && s.Reason == o.Reason &&
+		s.Change == o.Change
+}
+
 // Final reports whether the clinic has decided.
 func (s Status) Final() bool {
 	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired ||

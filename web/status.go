@@ -180,7 +180,7 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 		if err != nil {
 			return nil // NATS lost or the status gone: the page reconnects
 		}
-		if sameStatus(cur, st) {
+		if cur.Same(st) {
 			if err := s.writeEvent(rc, w, ": still here\n\n"); err != nil {
 				return nil
 			}
@@ -315,11 +315,6 @@ func (s *Server) handleReschedule(c echo.Context) error {
 		return s.renderReschedule(c, http.StatusUnprocessableEntity, msg)
 	}
 	return err
-}
-
-func sameStatus(a, b services.Status) bool {
-	return a.State == b.State && a.SlotID == b.SlotID && a.ProposedSlot == b.ProposedSlot && a.Reason == b.Reason &&
-		a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 // handleAPIRequestCancel is POST /api/v1/requests/:token/cancel.

@@ -215,7 +215,7 @@ func (c *Connector) MarkPublished(ctx context.Context, st services.Status) error
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.outcomes[st.RequestID]; ok && same(cur, st) {
+	if cur, ok := c.outcomes[st.RequestID]; ok && cur.Same(st) {
 		delete(c.outcomes, st.RequestID)
 	}
 	if len(c.published) >= maxPublished {
@@ -228,7 +228,7 @@ func (c *Connector) MarkPublished(ctx context.Context, st services.Status) error
 // queue makes st pending publication unless it was published as it is.
 func (c *Connector) queue(st services.Status) {
 	c.mu.Lock()
-	if p, ok := c.published[st.RequestID]; !ok || !same(p, st) {
+	if p, ok := c.published[st.RequestID]; !ok || !p.Same(st) {
 		c.outcomes[st.RequestID] = st
 	}
 	c.mu.Unlock()
@@ -237,9 +237,3 @@ func (c *Connector) queue(st services.Status) {
 
 // maxPublished bounds the outcomes remembered as published.
 const maxPublished = 100_000
-
-// same compares what a patient sees of two statuses.
-func same(a, b services.Status) bool {
-	return a.State == b.State && a.SlotID == b.SlotID && a.ProposedSlot == b.ProposedSlot && a.Reason == b.Reason &&
-		a.Change == b.Change
-}
