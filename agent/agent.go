@@ -24,7 +24,7 @@ type Config struct {
 	NATSURL string
 	Creds   []byte // the clinic's creds file, from `relay clinic add`
 	Logger  *slog.Logger
-	// Days of availability published ahead (default 60).
+	// Days of availability published ahead (default and most: services.DaysAhead).
 	Days int
 	// HeartbeatEvery is how often <clinic>.seen is written (default 15s).
 	HeartbeatEvery time.Duration
@@ -66,7 +66,7 @@ type Agent struct {
 	avail  *cjs.Bucket
 	status *cjs.Bucket
 	meta   *cjs.Bucket
-	audit  *cjs.Auditor
+	audit  *cjs.AgentAuditor
 	holds  *cjs.Bucket
 	loc    *time.Location
 
@@ -95,8 +95,8 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Days <= 0 {
-		cfg.Days = 60
+	if cfg.Days <= 0 || cfg.Days > services.DaysAhead {
+		cfg.Days = services.DaysAhead // the relay keeps no day beyond it
 	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 15 * time.Second
@@ -176,8 +176,8 @@ func (a *Agent) connect() error {
 		return fmt.Errorf("connect %s: %w", a.cfg.NATSURL, err)
 	}
 	a.nc = nc
-	a.js, err = jetstream.New(nc, cjs.AuditErrHandler(a.log))
-	a.audit = &cjs.Auditor{JS: a.js, Logger: a.log}
+	a.js, err = jetstream.New(nc)
+	a.audit = cjs.NewAgentAuditor(nc, a.clinic, a.log)
 	return err
 }
 
@@ -306,8 +306,10 @@ func consumerLost(err error) bool {
 		errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
-// drain lets in-flight acks and puts finish, then closes; bounded at 10s.
+// drain lets queued audit events, in-flight acks and puts finish, then
+// closes; bounded at 15s.
 func (a *Agent) drain() {
+	a.audit.Close(5 * time.Second)
 	if err := a.nc.Drain(); err != nil {
 		a.nc.Close()
 		return
@@ -318,13 +320,14 @@ func (a *Agent) drain() {
 	a.nc.Close()
 }
 
-// open loads the clinic profile. The agent reaches its buckets through their
-// subjects only (cjs.Bucket): it holds no STREAM.INFO grant.
+// open loads the clinic profile. The agent reads its keys through their
+// subjects (it holds no STREAM.INFO grant) and writes them through the relay
+// (cjs.NewAgentBucket), which checks every write.
 func (a *Agent) open(ctx context.Context) error {
-	a.meta = cjs.NewBucket(a.js, subjects.BucketClinics)
-	a.avail = cjs.NewBucket(a.js, subjects.BucketAvailability)
-	a.holds = cjs.NewBucket(a.js, subjects.BucketHolds)
-	a.status = cjs.NewBucket(a.js, subjects.BucketStatus)
+	a.meta = cjs.NewAgentBucket(a.js, subjects.BucketClinics, a.clinic)
+	a.avail = cjs.NewAgentBucket(a.js, subjects.BucketAvailability, a.clinic)
+	a.holds = cjs.NewAgentBucket(a.js, subjects.BucketHolds, a.clinic)
+	a.status = cjs.NewAgentBucket(a.js, subjects.BucketStatus, a.clinic)
 	var c services.Clinic
 	if _, err := cjs.GetJSON(ctx, a.meta, subjects.ClinicKey(a.clinic), &c); err != nil {
 		return fmt.Errorf("clinic profile: %w", err)
@@ -500,7 +503,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true}
 	if h, ok := a.conn.(HealthReporter); ok {
 		if err := h.Health(); err != nil {
-			hb.Healthy, hb.Problem = false, err.Error()
+			hb.Healthy, hb.Problem = false, services.PlainLine(err.Error(), 500)
 		}
 	}
 	if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySeen), hb); err != nil {

@@ -152,7 +152,8 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint ui
 	var rev uint64
 	e, err := a.status.Get(ctx, key)
 	switch {
-	case errors.Is(err, cjs.ErrNotFound): // none: create it
+	case errors.Is(err, cjs.ErrNotFound):
+		return nil // errStatusGone: nothing to mark
 	case err != nil:
 		return err
 	default:
@@ -181,6 +182,7 @@ func (a *Agent) declineUnread(ctx context.Context, id, slot, reason string) erro
 	e, err := a.status.Get(ctx, key)
 	switch {
 	case errors.Is(err, cjs.ErrNotFound):
+		return nil // errStatusGone: no page to tell the patient on
 	case err != nil:
 		return err
 	default:
@@ -198,16 +200,20 @@ func (a *Agent) declineUnread(ctx context.Context, id, slot, reason string) erro
 	return nil
 }
 
-// putStatusAt writes st over revision rev of its key, or creates it when rev
-// is 0; cjs.ErrRevision if the key moved on meanwhile.
+// errStatusGone: the request has no status to update. The web makes every
+// status when it takes the request, and an agent only updates them (the
+// relay refuses new keys, which would let a clinic grow STATUS without end),
+// so there is nothing to write: the status expired, or was lost with a
+// restored relay, and the patient's page is gone with it.
+var errStatusGone = errors.New("the request has no status any more")
+
+// putStatusAt writes st over revision rev of its key; errStatusGone when rev
+// is 0, cjs.ErrRevision if the key moved on meanwhile.
 func (a *Agent) putStatusAt(ctx context.Context, st services.Status, rev uint64) error {
-	key := subjects.StatusKey(a.clinic, st.RequestID)
-	b, _ := json.Marshal(st)
-	var err error
 	if rev == 0 {
-		_, err = a.status.Create(ctx, key, b, 0)
-	} else {
-		_, err = a.status.Update(ctx, key, b, rev)
+		return errStatusGone
 	}
+	b, _ := json.Marshal(st)
+	_, err := a.status.Update(ctx, subjects.StatusKey(a.clinic, st.RequestID), b, rev)
 	return err
 }

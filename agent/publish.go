@@ -48,6 +48,13 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		}
 		if err := a.putStatusAt(ctx, st, rev); errors.Is(err, cjs.ErrRevision) {
 			continue // the patient changed it meanwhile: look again next time
+		} else if errors.Is(err, errStatusGone) {
+			a.log.Warn("outcome not published: the request has no status any more", "request_id", st.RequestID,
+				"state", st.State)
+			if err := a.conn.MarkPublished(ctx, st); err != nil {
+				return err
+			}
+			continue
 		} else if err != nil {
 			return err
 		}

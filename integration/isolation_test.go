@@ -71,11 +71,13 @@ func TestIsolation(t *testing.T) {
 	// Control: cedar's own grants work, so the denials below are not an
 	// artefact of a broken connection.
 	js, _ := jetstream.New(nc)
-	own := cjs.NewBucket(js, subjects.BucketAvailability)
-	if _, err := own.Put(ctx, "cedar.2030-01-01", []byte(`{}`)); err != nil {
+	own := cjs.NewAgentBucket(js, subjects.BucketAvailability, "cedar")
+	day := time.Now().UTC().Format(time.DateOnly)
+	value := `{"clinic":"cedar","date":"` + day + `","slots":[]}`
+	if _, err := own.Put(ctx, "cedar."+day, []byte(value)); err != nil {
 		t.Fatalf("own availability: %v", err)
 	}
-	if e, err := own.Get(ctx, "cedar.2030-01-01"); err != nil || string(e.Value) != `{}` {
+	if e, err := own.Get(ctx, "cedar."+day); err != nil || string(e.Value) != value {
 		t.Fatalf("own availability read back: %q %v", e.Value, err)
 	}
 	if _, err := cjs.AskAgentConsumer(ctx, js, "cedar"); err != nil {
@@ -107,6 +109,17 @@ func TestIsolation(t *testing.T) {
 		{"list availability keys", "$JS.API.STREAM.INFO.KV_AVAILABILITY", `{"subjects_filter":">"}`},
 		{"hold A's slot", "$KV.HOLDS.aspen.dr-lee_20300101T1400Z", `{}`},
 		{"deep key under own clinic", "$KV.AVAILABILITY.cedar.a.b", `{}`},
+		// Every stream-stored subject is out of reach, the clinic's own
+		// included: a header such as Nats-Rollup acts on the whole stream.
+		{"write own availability directly", "$KV.AVAILABILITY.cedar.2030-01-01", `{}`},
+		{"write own status directly", "$KV.STATUS.cedar.00000000000000000000000000000000", `{}`},
+		{"write own heartbeat directly", "$KV.CLINICS.cedar.seen", `{}`},
+		{"release own hold directly", "$KV.HOLDS.cedar.dr-lee_20300101T1400Z", ``},
+		{"own audit trail directly", "audit.cedar.request-opened", `{}`},
+		{"A's audit trail", "audit.aspen.request-opened", `{}`},
+		{"write A's keys through the relay", subjects.AgentWrite("aspen", subjects.BucketAvailability, "2030-01-01"), `{}`},
+		{"A's audit through the relay", subjects.AgentAudit("aspen"), `{}`},
+		{"notices", "notify.email.aspen", `{}`},
 	}
 	for _, p := range pubs {
 		t.Run(p.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -61,6 +63,14 @@ func TestSealing(t *testing.T) {
 	bad.Data = bytes.Clone(m.Data)
 	bad.Data[len(bad.Data)/2] ^= 1
 	if _, err := env.Admin.JS.PublishMsg(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	// Its "received" status, as the web makes for every request it takes
+	// (an agent updates statuses, never makes them).
+	received, _ := json.Marshal(services.Status{RequestID: services.RequestIDFor(token), ClinicID: "fir", SlotID: slots[1],
+		State: services.StateReceived, UpdatedAt: time.Now().UTC()})
+	if _, err := cjs.NewBucket(env.Admin.JS, subjects.BucketStatus).Put(ctx,
+		subjects.StatusKey("fir", services.RequestIDFor(token)), received); err != nil {
 		t.Fatal(err)
 	}
 

@@ -31,6 +31,9 @@ type Entry struct {
 type Bucket struct {
 	js   jetstream.JetStream
 	name string
+	// writer, when set, makes the writes instead of a publish: an agent's
+	// buckets ask the relay (NewAgentBucket).
+	writer func(ctx context.Context, bucket string, w write) (uint64, error)
 }
 
 // NewBucket returns the bucket name on js.
@@ -71,19 +74,25 @@ func (b *Bucket) get(ctx context.Context, key string) (Entry, bool, error) {
 	return Entry{Value: m.Data, Revision: rev, Created: at}, deleted, nil
 }
 
+// write is one write of a key: a put, or a delete (del); rev is the
+// revision the key must still have (-1: any, 0: none); ttl > 0 expires it.
+type write struct {
+	key   string
+	value []byte
+	del   bool
+	rev   int64
+	ttl   time.Duration
+}
+
 // Put writes value under key.
 func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	return b.publish(ctx, key, value, nil)
+	return b.write(ctx, write{key: key, value: value, rev: -1})
 }
 
 // Create writes value under key only if the key has no value (a deleted key
 // counts as none); ErrRevision otherwise. ttl > 0 expires the key.
 func (b *Bucket) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(0)}
-	if ttl > 0 {
-		opts = append(opts, jetstream.WithMsgTTL(ttl))
-	}
-	rev, err := b.publish(ctx, key, value, nil, opts...)
+	rev, err := b.write(ctx, write{key: key, value: value, ttl: ttl})
 	if !errors.Is(err, ErrRevision) {
 		return rev, err
 	}
@@ -91,32 +100,49 @@ func (b *Bucket) Create(ctx context.Context, key string, value []byte, ttl time.
 	if gerr != nil || !deleted {
 		return 0, ErrRevision
 	}
-	opts[0] = jetstream.WithExpectLastSequencePerSubject(e.Revision)
-	return b.publish(ctx, key, value, nil, opts...)
+	return b.write(ctx, write{key: key, value: value, ttl: ttl, rev: int64(e.Revision)})
 }
 
 // Update writes value under key only if its revision is still rev.
 func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	return b.publish(ctx, key, value, nil, jetstream.WithExpectLastSequencePerSubject(rev))
+	return b.write(ctx, write{key: key, value: value, rev: int64(rev)})
 }
 
 // UpdateTTL is Update with a new per-key TTL.
 func (b *Bucket) UpdateTTL(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
-	return b.publish(ctx, key, value, nil, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	return b.write(ctx, write{key: key, value: value, rev: int64(rev), ttl: ttl})
 }
 
 // Delete deletes key; with rev > 0 only if its revision is still rev.
 func (b *Bucket) Delete(ctx context.Context, key string, rev uint64) error {
-	var opts []jetstream.PublishOpt
+	w := write{key: key, del: true, rev: -1}
 	if rev > 0 {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+		w.rev = int64(rev)
 	}
-	_, err := b.publish(ctx, key, nil, nats.Header{"KV-Operation": []string{"DEL"}}, opts...)
+	_, err := b.write(ctx, w)
 	return err
 }
 
-func (b *Bucket) publish(ctx context.Context, key string, value []byte, hdr nats.Header, opts ...jetstream.PublishOpt) (uint64, error) {
-	m := &nats.Msg{Subject: subjects.KVSubject(b.name, key), Data: value, Header: hdr}
+func (b *Bucket) write(ctx context.Context, w write) (uint64, error) {
+	if b.writer != nil {
+		return b.writer(ctx, b.name, w)
+	}
+	return b.publish(ctx, w)
+}
+
+// publish writes w with a JetStream publish of the key's subject.
+func (b *Bucket) publish(ctx context.Context, w write) (uint64, error) {
+	m := &nats.Msg{Subject: subjects.KVSubject(b.name, w.key), Data: w.value}
+	if w.del {
+		m.Header = nats.Header{"KV-Operation": []string{"DEL"}}
+	}
+	var opts []jetstream.PublishOpt
+	if w.rev >= 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(uint64(w.rev)))
+	}
+	if w.ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(w.ttl))
+	}
 	ack, err := b.js.PublishMsg(ctx, m, opts...)
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||

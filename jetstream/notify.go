@@ -88,7 +88,7 @@ func (cs *Contacts) KeepContact(ctx context.Context, c services.Contact, until t
 	rand.Read(nonce)
 	sealed := cs.aead.Seal(nonce, nonce, plain, []byte(key)) // bound to its key: no moving it to another request
 	ttl := max(until.Sub(cs.now()), time.Minute).Round(time.Second)
-	_, err = cs.b.publish(ctx, key, sealed, nil, jetstream.WithMsgTTL(ttl))
+	_, err = cs.b.write(ctx, write{key: key, value: sealed, rev: -1, ttl: ttl})
 	return err
 }
 

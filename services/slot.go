@@ -43,6 +43,11 @@ type Day struct {
 	Slots  []Slot `json:"slots"`
 }
 
+// DaysAhead is the booking window: how many days ahead, from today in the
+// clinic's zone, an agent publishes free slots and patients can book. The
+// relay keeps no availability beyond it.
+const DaysAhead = 60
+
 // Date formats t as the YYYY-MM-DD it falls on in loc.
 func Date(t time.Time, loc *time.Location) string { return t.In(loc).Format(time.DateOnly) }
 

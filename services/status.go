@@ -57,6 +57,15 @@ func (s Status) Same(o Status) bool {
 		s.Change == o.Change
 }
 
+// KnownState reports whether state is one of the states above.
+func KnownState(state string) bool {
+	switch state {
+	case StateReceived, StateDelivered, StateBooked, StateDeclined, StateProposed, StateExpired, StateCancelled:
+		return true
+	}
+	return false
+}
+
 // Final reports whether the clinic has decided.
 func (s Status) Final() bool {
 	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired ||

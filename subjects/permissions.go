@@ -27,8 +27,10 @@ type Permissions struct {
 // (its JSON body reads any key, nats-server#5203), "$JS.API.STREAM.MSG.GET.*",
 // any CONSUMER.CREATE (filter_subjects cannot be restricted, #6180, and even
 // the filtered create lets the agent pick a deliver_subject, #8274),
-// "_INBOX.>", and "$JS.API.STREAM.INFO.<stream>", whose subjects_filter
-// lists every key of a bucket (the agent uses keys through their subjects).
+// "_INBOX.>", "$JS.API.STREAM.INFO.<stream>", whose subjects_filter
+// lists every key of a bucket (the agent uses keys through their subjects),
+// and any subject a stream stores ($KV.>, audit.>): headers such as
+// Nats-Rollup act on the whole stream, whatever the subject.
 func AgentPermissions(clinic string) Permissions {
 	c := AgentConsumer(clinic)
 	pub := []string{
@@ -39,15 +41,14 @@ func AgentPermissions(clinic string) Permissions {
 		"$JS.ACK." + StreamRequests + "." + c + ".>",
 		"$JS.ACK.*.*." + StreamRequests + "." + c + ".>",
 	}
+	// Writes go through the relay (AgentWrite), which checks the key, the
+	// value and the operation: a direct publish to $KV could carry any
+	// header and make any number of keys.
+	pub = append(pub, AgentWrite(clinic, "*", "*"), AgentAudit(clinic))
 	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics, BucketHolds} {
-		// One token under the clinic: <clinic>.<date>, <clinic>.<request>,
-		// <clinic>.seen, <clinic>.<slot> (the agent releases holds once it
-		// has the request); never deeper keys that would bloat the web's mirror.
-		own := KVSubject(b, clinic) + ".*"
-		pub = append(pub, own, "$JS.API.DIRECT.GET."+KVStream(b)+"."+own)
+		// Reads of its own keys, one token under the clinic.
+		pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, clinic)+".*")
 	}
-	// Its own clinic's audit trail: delivered, opened, outcome set.
-	pub = append(pub, AuditFilter(clinic))
 	// The agent reads, but never writes, its own public profile.
 	pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(BucketClinics)+"."+KVSubject(BucketClinics, ClinicKey(clinic)))
 	return Permissions{PubAllow: pub, SubAllow: []string{AgentInboxPrefix(clinic) + ".>"}}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Streams and buckets.
@@ -68,7 +69,19 @@ var (
 	providerIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 	tokenIDRE    = regexp.MustCompile(`^[a-f0-9]{32}$`)
 	slotIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}_\d{8}T\d{4}Z$`)
+	dateRE       = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 )
+
+// ValidDate reports an error unless date is a calendar date YYYY-MM-DD.
+func ValidDate(date string) error {
+	if !dateRE.MatchString(date) {
+		return fmt.Errorf("date %q must look like 2026-01-02", date)
+	}
+	if _, err := time.Parse(time.DateOnly, date); err != nil {
+		return fmt.Errorf("date %q is not a day of the calendar", date)
+	}
+	return nil
+}
 
 // ValidClinicID reports an error unless id is a clinic ID: ^[a-z0-9][a-z0-9-]{1,39}$.
 // No dot, wildcard or space can pass, so a valid ID is always one subject token.
@@ -128,6 +141,33 @@ func AgentConsumerRequest(clinic string) string { return "relay.agents." + clini
 
 // AllAgentConsumerRequests is "relay.agents.*.consumer".
 const AllAgentConsumerRequests = "relay.agents.*.consumer"
+
+// AgentWrite is "relay.agents.<clinic>.kv.<bucket>.<suffix>": an agent asks
+// the relay here to write (or delete) its key <clinic>.<suffix> of bucket.
+// Agents never publish to a KV subject themselves: a publish can carry
+// headers (Nats-Rollup: all purges a whole stream) and any number of keys,
+// which subject permissions cannot restrict; the relay checks the key, the
+// value and the operation, then writes with headers of its own.
+func AgentWrite(clinic, bucket, suffix string) string {
+	return "relay.agents." + clinic + ".kv." + bucket + "." + suffix
+}
+
+// AllAgentWrites is "relay.agents.*.kv.*.*", what the relay listens on.
+const AllAgentWrites = "relay.agents.*.kv.*.*"
+
+// AgentAudit is "relay.agents.<clinic>.audit": an agent's audit event, which
+// the relay checks and records in AUDIT.
+func AgentAudit(clinic string) string { return "relay.agents." + clinic + ".audit" }
+
+// AllAgentAudits is "relay.agents.*.audit".
+const AllAgentAudits = "relay.agents.*.audit"
+
+// Headers of an AgentWrite request: the operation and, for a
+// compare-and-set, the revision the key must still have.
+const (
+	HeaderOp       = "Clinicrelay-Op" // put, update or delete
+	HeaderRevision = "Clinicrelay-Revision"
+)
 
 // AgentInboxPrefix is "_INBOX_<clinic>": the inbox prefix an agent must use, so
 // that its replies cannot be read by any other clinic.

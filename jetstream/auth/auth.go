@@ -75,6 +75,9 @@ func Open(dir string) (*Keys, error) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "app.jwt")); err == nil {
 		k.appJWT = string(b)
+		if err := k.refreshAppJWT(); err != nil {
+			return nil, err
+		}
 	} else if errors.Is(err, fs.ErrNotExist) {
 		if err := k.writeAppJWT(nil); err != nil {
 			return nil, err
@@ -210,6 +213,45 @@ func (k *Keys) writeAppJWT(rev jwt.RevocationList) error {
 	}
 	k.appJWT = s
 	return nil
+}
+
+// refreshAppJWT signs the APP account again, its revocations kept, when the
+// agents' permission template it carries is not the current one
+// (subjects.AgentPermissions changed in an upgrade): every agent's grants
+// follow at the next start, with no creds to reissue.
+func (k *Keys) refreshAppJWT() error {
+	unlock, err := k.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ac, err := jwt.DecodeAccountClaims(k.appJWT)
+	if err != nil {
+		return fmt.Errorf("decode app jwt: %w", err)
+	}
+	want, err := k.accountJWT(k.app, AppAccount, ac.Revocations)
+	if err != nil {
+		return err
+	}
+	wc, err := jwt.DecodeAccountClaims(want)
+	if err != nil {
+		return fmt.Errorf("decode app jwt: %w", err)
+	}
+	if agentTemplate(ac) == agentTemplate(wc) {
+		return nil
+	}
+	return k.writeAppJWT(ac.Revocations)
+}
+
+// agentTemplate is the agent signing key's permission template in ac, as JSON.
+func agentTemplate(ac *jwt.AccountClaims) string {
+	var out []byte
+	for _, s := range ac.SigningKeys {
+		if us, ok := s.(*jwt.UserScope); ok && us.Role == agentRole {
+			out, _ = json.Marshal(us.Template)
+		}
+	}
+	return string(out)
 }
 
 // AppJWT is the APP account's current JWT, revocations included.

@@ -85,20 +85,40 @@ func TestAdmin_AddAndRevoke(t *testing.T) {
 	if _, err := cjs.AskAgentConsumer(ctx, js, "maple"); err != nil {
 		t.Fatalf("agent gets its consumer: %v", err)
 	}
-	kv := cjs.NewBucket(js, subjects.BucketAvailability)
-	if _, err := kv.Put(ctx, "maple.2026-01-01", []byte("{}")); err != nil {
+	// It writes its keys through the relay; a direct publish to a KV
+	// subject, its own clinic's included, is a permission violation.
+	aw := &cjs.AgentWrites{JS: admin.JS, Active: func(c string) bool { return c == "maple" }}
+	if err := aw.Serve(admin.JS.Conn()); err != nil {
+		t.Fatal(err)
+	}
+	day := time.Now().UTC().Format(time.DateOnly)
+	kv := cjs.NewAgentBucket(js, subjects.BucketAvailability, "maple")
+	if _, err := kv.Put(ctx, "maple."+day, []byte(`{"clinic":"maple","date":"`+day+`","slots":[]}`)); err != nil {
 		t.Fatalf("own availability: %v", err)
 	}
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	if _, err := kv.Put(short, "birch.2026-01-01", []byte("{}")); err == nil {
+	if _, err := cjs.NewBucket(js, subjects.BucketAvailability).Put(short, "maple."+day, []byte("{}")); err == nil {
+		t.Fatal("agent published to its KV subject itself")
+	}
+	short2, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel2()
+	if _, err := cjs.NewAgentBucket(js, subjects.BucketAvailability, "birch").Put(short2, "birch."+day, []byte("{}")); err == nil {
 		t.Fatal("agent wrote another clinic's availability")
 	}
-	mu.Lock()
-	if len(denied) == 0 || !strings.Contains(strings.Join(denied, "\n"), "$KV.AVAILABILITY.birch.2026-01-01") {
-		t.Errorf("no permission violation naming the subject: %q", denied)
+	for _, subj := range []string{"$KV.AVAILABILITY.maple." + day, subjects.AgentWrite("birch", subjects.BucketAvailability, day)} {
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			found := strings.Contains(strings.Join(denied, "\n"), subj)
+			mu.Unlock()
+			if found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no permission violation naming %s: %q", subj, denied)
+			}
+		}
 	}
-	mu.Unlock()
 
 	if _, err := admin.Revoke(ctx, "maple"); err != nil {
 		t.Fatal(err)

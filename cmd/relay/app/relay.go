@@ -151,9 +151,15 @@ func (r *Relay) start(ctx context.Context) error {
 		}
 	})
 	// Agents ask the relay for their consumers; it makes them to its own config.
-	ac := &cjs.AgentConsumers{JS: adminJS, AckWait: r.cfg.AckWait, Logger: r.log,
-		Active: func(c string) bool { cl, ok := r.Catalog.Clinic(c); return ok && !cl.Revoked }}
+	active := func(c string) bool { cl, ok := r.Catalog.Clinic(c); return ok && !cl.Revoked }
+	ac := &cjs.AgentConsumers{JS: adminJS, AckWait: r.cfg.AckWait, Logger: r.log, Active: active}
 	if _, err := ac.Serve(adminJS.Conn()); err != nil {
+		return err
+	}
+	// Agents write their keys and audit events through the relay, which
+	// checks each one (cjs.AgentWrites): they publish to no stream.
+	aw := &cjs.AgentWrites{JS: adminJS, Active: active, Now: r.cfg.Now, Logger: r.log}
+	if err := aw.Serve(adminJS.Conn()); err != nil {
 		return err
 	}
 	if r.Node != nil {

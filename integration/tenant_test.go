@@ -1,0 +1,255 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// jsHeaders is every header JetStream honours on a publish, each set to
+// the value that would do the most harm.
+var jsHeaders = nats.Header{
+	"Nats-Rollup":                                 {"all"},
+	"Nats-Expected-Last-Sequence":                 {"0"},
+	"Nats-Expected-Last-Subject-Sequence":         {"0"},
+	"Nats-Expected-Last-Subject-Sequence-Subject": {"$KV.STATUS.aspen.*"},
+	"Nats-Expected-Last-Msg-Id":                   {"x"},
+	"Nats-Expected-Stream":                        {"KV_STATUS"},
+	"Nats-TTL":                                    {"1s"},
+	"Nats-Marker-Reason":                          {"Purge"},
+	"Nats-Schedule":                               {"@every 1s"},
+	"Nats-Schedule-Target":                        {"$KV.STATUS.aspen.x"},
+	"Nats-Incr":                                   {"1"},
+	"Nats-Batch-Id":                               {"b"},
+	"Nats-Batch-Sequence":                         {"1"},
+	"Nats-Batch-Commit":                           {"1"},
+	"Nats-Msg-Id":                                 {"aspen"},
+	"KV-Operation":                                {"PURGE"},
+}
+
+// snapshot is everything the relay keeps of one clinic: each key of every
+// bucket with its value and revision, and the number of its audit events.
+func snapshot(t *testing.T, env *Env, clinic string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus,
+		subjects.BucketClinics, subjects.BucketPending, subjects.BucketContacts} {
+		kv, err := env.Admin.JS.KeyValue(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := kv.ListKeysFiltered(ctx, subjects.KVKeyUnder(clinic), clinic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range l.Keys() {
+			if k == subjects.ClinicSubKey(clinic, subjects.KeySeen) {
+				continue // the heartbeat moves on by itself
+			}
+			e, err := kv.Get(ctx, k)
+			if err != nil {
+				t.Fatalf("%s %s: %v", b, k, err)
+			}
+			out[b+" "+k] = string(e.Value()) + " @" + strconv.FormatUint(e.Revision(), 10)
+		}
+	}
+	s, err := env.Admin.JS.Stream(ctx, subjects.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.AuditFilter(clinic)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(0)
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	out["audit events"] = strconv.FormatUint(n, 10)
+	return out
+}
+
+// TestIsolation_Writes is the adversarial suite of clinic B's writes: every
+// header JetStream honours, on every subject B may publish to; wildcard and
+// deep keys; a flood of days; forged values naming clinic A; and writes of
+// kinds an agent never makes. Each must leave A's data exactly as it was,
+// and B's own keys within their bounds.
+func TestIsolation_Writes(t *testing.T) {
+	env := NewEnv(t)
+	env.MustAddClinic("aspen")
+	ctx := context.Background()
+	// A's data in every bucket it has keys in.
+	day := time.Now().UTC().AddDate(0, 0, 3).Format(time.DateOnly)
+	aspenReq := strings.Repeat("a", 32)
+	admin := func(b string) *cjs.Bucket { return cjs.NewBucket(env.Admin.JS, b) }
+	for b, kv := range map[string][2]string{
+		subjects.BucketAvailability: {"aspen." + day, `{"clinic":"aspen","date":"` + day + `","slots":[]}`},
+		subjects.BucketStatus:       {"aspen." + aspenReq, `{"request_id":"` + aspenReq + `","clinic_id":"aspen","state":"received"}`},
+		subjects.BucketHolds:        {"aspen.dr-lee_20300101T1400Z", `{"request_id":"` + aspenReq + `"}`},
+		subjects.BucketClinics:      {"aspen.providers", `[{"id":"dr-lee","name":"Dr Lee"}]`},
+	} {
+		if _, err := admin(b).Put(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	(&cjs.Auditor{JS: env.Admin.JS}).AuditNow(ctx, services.AuditEvent{Clinic: "aspen", Action: services.AuditRequestOpened})
+	before := snapshot(t, env, "aspen")
+
+	v := &violations{}
+	nc := agentConn(t, env, env.MustAddClinic("cedar"), v)
+	js, _ := jetstream.New(nc)
+	cedarReq := strings.Repeat("c", 32)
+	if _, err := admin(subjects.BucketStatus).Put(ctx, "cedar."+cedarReq,
+		[]byte(`{"request_id":"`+cedarReq+`","clinic_id":"cedar","state":"received"}`)); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := cjs.GetJSON(ctx, admin(subjects.BucketStatus), "cedar."+cedarReq, &services.Status{})
+
+	// Allowed writes, each carrying every header: the relay writes them
+	// with headers of its own.
+	cedarDay := `{"clinic":"cedar","date":"` + day + `","slots":[]}`
+	ok := []struct {
+		name, bucket, suffix, op string
+		rev                      uint64
+		body                     string
+	}{
+		{"availability", subjects.BucketAvailability, day, cjs.OpPut, 0, cedarDay},
+		{"heartbeat", subjects.BucketClinics, subjects.KeySeen, cjs.OpPut, 0, `{"at":"2030-01-01T00:00:00Z","connector":"x","healthy":true}`},
+		{"status", subjects.BucketStatus, cedarReq, cjs.OpUpdate, status,
+			`{"request_id":"` + cedarReq + `","clinic_id":"cedar","state":"delivered"}`},
+	}
+	for _, w := range ok {
+		m := &nats.Msg{Subject: subjects.AgentWrite("cedar", w.bucket, w.suffix), Data: []byte(w.body), Header: maps.Clone(jsHeaders)}
+		m.Header.Set(subjects.HeaderOp, w.op)
+		if w.rev > 0 {
+			m.Header.Set(subjects.HeaderRevision, strconv.FormatUint(w.rev, 10))
+		}
+		resp, err := nc.RequestMsg(m, 5*time.Second)
+		if err != nil || strings.Contains(string(resp.Data), "error") {
+			t.Errorf("%s with every header: %v %s", w.name, err, respData(resp))
+		}
+	}
+	// The same headers on a direct publish to B's own subjects, and on
+	// its audit events: refused, or ignored.
+	for _, subj := range []string{"$KV.STATUS.cedar." + cedarReq, "$KV.AVAILABILITY.cedar." + day, "$KV.CLINICS.cedar.seen",
+		"$KV.HOLDS.cedar.dr-lee_20300101T1400Z", "audit.cedar.request-opened",
+		"$JS.API.DIRECT.GET.KV_STATUS.$KV.STATUS.cedar." + cedarReq} {
+		nc.RequestMsg(&nats.Msg{Subject: subj, Data: []byte(`{}`), Header: maps.Clone(jsHeaders)}, 300*time.Millisecond)
+	}
+	ev := &nats.Msg{Subject: subjects.AgentAudit("cedar"), Header: maps.Clone(jsHeaders),
+		Data: []byte(`{"clinic":"aspen","action":"request-opened","actor":"relay","request_id":"` + aspenReq + `"}`)}
+	if resp, err := nc.RequestMsg(ev, 5*time.Second); err != nil || strings.Contains(string(resp.Data), "error") {
+		t.Errorf("audit event with every header: %v %s", err, respData(resp))
+	}
+
+	// Refused writes: each answers with the rule it breaks.
+	now := time.Now().UTC()
+	refusedWrites := []struct {
+		name, bucket, suffix, op, body, want string
+	}{
+		{"wildcard key", subjects.BucketAvailability, "*", cjs.OpPut, cedarDay, "must look like"},
+		{"full wildcard key", subjects.BucketAvailability, ">", cjs.OpPut, cedarDay, "must look like"},
+		{"day past the window", subjects.BucketAvailability, now.AddDate(0, 0, services.DaysAhead+5).Format(time.DateOnly), cjs.OpPut,
+			`{"clinic":"cedar","date":"` + now.AddDate(0, 0, services.DaysAhead+5).Format(time.DateOnly) + `","slots":[]}`, "outside the booking window"},
+		{"day naming A", subjects.BucketAvailability, day, cjs.OpPut, `{"clinic":"aspen","date":"` + day + `","slots":[]}`, "stored under"},
+		{"not a day", subjects.BucketAvailability, day, cjs.OpPut, strings.Repeat("x", 1000), "decode day"},
+		{"too big", subjects.BucketAvailability, day, cjs.OpPut, strings.Repeat("x", cjs.MaxDayBytes+1), "at most"},
+		{"unknown CLINICS key", subjects.BucketClinics, "junk", cjs.OpPut, `{}`, "writes only"},
+		{"rewrite own profile", subjects.BucketClinics, "", cjs.OpPut, `{}`, "writes only"},
+		{"bad seal key", subjects.BucketClinics, subjects.KeySealKey, cjs.OpPut, `"x"`, "curve key"},
+		{"provider name with a bidi override", subjects.BucketClinics, subjects.KeyProviders, cjs.OpPut,
+			`[{"id":"p","name":"Dr \u202eeL"}]`, "bidi"},
+		{"new hold", subjects.BucketHolds, "dr-lee_20300101T1500Z", cjs.OpPut, `{}`, "may not"},
+		{"new status", subjects.BucketStatus, strings.Repeat("d", 32), cjs.OpCreate, `{}`, "may not"},
+		{"status put without revision", subjects.BucketStatus, cedarReq, cjs.OpPut, `{}`, "may not"},
+		{"status naming A's request", subjects.BucketStatus, cedarReq, cjs.OpUpdate,
+			`{"request_id":"` + aspenReq + `","clinic_id":"aspen","state":"booked"}`, "names request"},
+		{"bucket it does not write", subjects.BucketPending, "x", cjs.OpPut, `{}`, "writes no keys"},
+		{"notify stream", "NOTIFY", "x", cjs.OpPut, `{}`, "writes no keys"},
+	}
+	for _, w := range refusedWrites {
+		t.Run("refused "+w.name, func(t *testing.T) {
+			m := &nats.Msg{Subject: subjects.AgentWrite("cedar", w.bucket, w.suffix), Data: []byte(w.body), Header: nats.Header{}}
+			if w.suffix == "" {
+				m.Subject = strings.TrimSuffix(m.Subject, ".")
+			}
+			m.Header.Set(subjects.HeaderOp, w.op)
+			m.Header.Set(subjects.HeaderRevision, "1")
+			if w.op == cjs.OpUpdate {
+				m.Header.Set(subjects.HeaderRevision, strconv.FormatUint(status, 10))
+			}
+			resp, err := nc.RequestMsg(m, 5*time.Second)
+			if w.suffix == "" { // not an AgentWrite subject at all: a permission violation
+				v.await(t, "publish", m.Subject)
+				return
+			}
+			if err != nil || !strings.Contains(string(resp.Data), `"refused"`) || !strings.Contains(string(resp.Data), w.want) {
+				t.Errorf("got %v %s, want a refusal saying %q", err, respData(resp), w.want)
+			}
+		})
+	}
+	// A flood of days under B's own prefix: at most the window is kept.
+	bucket := cjs.NewAgentBucket(js, subjects.BucketAvailability, "cedar")
+	refusals := 0
+	for i := -400; i < 800; i++ {
+		d := now.AddDate(0, 0, i).Format(time.DateOnly)
+		_, err := bucket.Put(ctx, "cedar."+d, []byte(`{"clinic":"cedar","date":"`+d+`","slots":[]}`))
+		if errors.Is(err, cjs.ErrRefused) {
+			refusals++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := 0
+	for k := range snapshot(t, env, "cedar") {
+		if strings.HasPrefix(k, subjects.BucketAvailability+" ") {
+			kept++
+		}
+	}
+	if kept > services.DaysAhead+3 || refusals < 1200-(services.DaysAhead+3) {
+		t.Errorf("a flood of 1,200 days kept %d of them (%d refused), want at most %d", kept, refusals, services.DaysAhead+3)
+	}
+
+	// A's data is exactly as it was; B's status is its own update.
+	time.Sleep(1500 * time.Millisecond) // any Nats-TTL of 1s would have expired by now
+	if after := snapshot(t, env, "aspen"); !maps.Equal(before, after) {
+		t.Errorf("clinic A's data changed:\nbefore %v\nafter  %v", before, after)
+	}
+	var st services.Status
+	if _, err := cjs.GetJSON(ctx, admin(subjects.BucketStatus), "cedar."+cedarReq, &st); err != nil || st.State != services.StateDelivered {
+		t.Errorf("B's own status: %+v %v, want delivered (the TTL header ignored)", st, err)
+	}
+	// The event B sent as A's was recorded as B's, by its agent.
+	var evs []services.AuditEvent
+	if err := cjs.ReadAudit(ctx, env.Admin.JS, "cedar", time.Time{}, func(e services.AuditEvent) {
+		if e.Action == services.AuditRequestOpened {
+			evs = append(evs, e)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Clinic != "cedar" || evs[0].Actor != "agent" {
+		t.Errorf("B's request-opened events: %+v, want one of clinic cedar by its agent", evs)
+	}
+}
+
+func respData(m *nats.Msg) string {
+	if m == nil {
+		return ""
+	}
+	b, _ := json.Marshal(string(m.Data))
+	return string(b)
+}
