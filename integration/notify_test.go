@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -21,6 +22,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
 // notifyEnv is a relay that sends email through an in-process SMTP server
@@ -324,5 +326,39 @@ func TestNotify_ReminderAcrossRestart(t *testing.T) {
 	got := awaitEmails(t, smtp, 3, 10*time.Second)
 	if got[2].subject != "Reminder: your appointment at Clinic maple" || !strings.Contains(got[2].text, "/r/"+a["token"]) {
 		t.Errorf("reminder: %q\n%s", got[2].subject, got[2].text)
+	}
+}
+
+// TestNotify_ForgedStatus: a status under one clinic's key that names
+// another clinic's request neither tells that patient anything nor forgets
+// their contact: the notifier takes the clinic and request from the key.
+func TestNotify_ForgedStatus(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{User: "relay", Pass: "s3cret", STARTTLS: true})
+	env := notifyEnv(t, t.TempDir(), smtp, nil)
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	env.MustAddClinic("birch")
+	web := newClient(t, env.Relay.HTTPURL())
+	desk := newClient(t, ag.HTTP.URL)
+
+	var a map[string]string
+	slot := firstSlot(t, web, "maple")
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(slot, "ada@example.org", "416 555 0100"), &a); code != 201 {
+		t.Fatalf("create: %d %v", code, a)
+	}
+	awaitEmails(t, smtp, 1, 10*time.Second)
+	awaitState(t, web, a["token"], "delivered")
+	// Booked, on the patient's slot, before the clinic has booked it: had
+	// the notifier believed it, the real confirmation would count as sent.
+	forged, _ := json.Marshal(services.Status{RequestID: a["id"], ClinicID: "maple", SlotID: slot, State: services.StateBooked,
+		UpdatedAt: time.Now().UTC()})
+	if _, err := cjs.NewBucket(env.Admin.JS, subjects.BucketStatus).Put(t.Context(), subjects.StatusKey("birch", a["id"]), forged); err != nil {
+		t.Fatal(err)
+	}
+	if code := desk.JSON("POST", "/api/requests/"+a["id"]+"/confirm", nil, nil); code != 200 {
+		t.Fatalf("confirm: %d", code)
+	}
+	got := awaitEmails(t, smtp, 2, 10*time.Second)
+	if got[1].subject != "Your appointment at Clinic maple is confirmed" {
+		t.Errorf("second email %q, want the confirmation", got[1].subject)
 	}
 }

@@ -195,8 +195,11 @@ func (n *Notifier) follow(m jetstream.Msg) {
 		n.forgetDeleted(ctx, m)
 		return
 	}
+	// The clinic and request come from the key; a value naming others (a
+	// clinic's forgery, to silence another clinic's patient) is ignored.
+	clinic, request, ok := statusKeyOf(m.Subject())
 	var st services.Status
-	if err := json.Unmarshal(m.Data(), &st); err != nil || !strings.HasSuffix(m.Subject(), "."+st.RequestID) {
+	if err := json.Unmarshal(m.Data(), &st); err != nil || !ok || st.ClinicID != clinic || st.RequestID != request {
 		m.Ack() // not a status the relay can read; the web ignores it too
 		return
 	}
@@ -213,13 +216,19 @@ func (n *Notifier) follow(m jetstream.Msg) {
 	m.Ack()
 }
 
+// statusKeyOf is the clinic and request of a STATUS key's subject.
+func statusKeyOf(subject string) (clinic, request string, ok bool) {
+	key := strings.TrimPrefix(subject, subjects.KVSubject(subjects.BucketStatus, ""))
+	clinic, request, ok = strings.Cut(key, ".")
+	return clinic, request, ok && subjects.ValidClinicID(clinic) == nil && subjects.ValidRequestID(request) == nil
+}
+
 // forgetDeleted deletes the contact of a request whose status was deleted
 // (the Booker undid it): the Booker forgets it too, but a status change
 // this follower was handling meanwhile may have stored it again.
 func (n *Notifier) forgetDeleted(ctx context.Context, m jetstream.Msg) {
-	key := strings.TrimPrefix(m.Subject(), subjects.KVSubject(subjects.BucketStatus, ""))
-	clinic, request, ok := strings.Cut(key, ".")
-	if !ok || subjects.ValidClinicID(clinic) != nil || subjects.ValidRequestID(request) != nil {
+	clinic, request, ok := statusKeyOf(m.Subject())
+	if !ok {
 		m.Ack()
 		return
 	}
