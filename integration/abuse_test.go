@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +72,67 @@ func TestAbuse_EndToEnd(t *testing.T) {
 	if retry, err := strconv.Atoi(hdr.Get("Retry-After")); last != 429 || err != nil || retry < 1 {
 		t.Errorf("sixth creation from one IP: %d, Retry-After %q; want 429 with seconds", last, hdr.Get("Retry-After"))
 	}
+}
+
+// TestAbuse_JunkSpendsNoClinicBudget: thirty refused requests (415, 400,
+// 422) from three addresses leave the clinic's budget whole, so a patient
+// from a new address still books; once real holds spend it, the 429 says
+// the clinic is busy, not the patient's network.
+func TestAbuse_JunkSpendsNoClinicBudget(t *testing.T) {
+	env := newAbuseEnv(t, web.Limits{CreateClinic: web.Rate{Every: time.Hour, Burst: 3},
+		CreateIP: web.Rate{Every: time.Hour, Burst: 10}})
+	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	base, hc := env.Relay.HTTPURL(), &http.Client{Timeout: 10 * time.Second}
+	slots := freeSlots(t, base, "maple", 4)
+	for i := range 30 {
+		ip := fmt.Sprintf("203.0.113.%d", 1+i%3)
+		var code int
+		switch i % 3 {
+		case 0: // 415
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/clinics/maple/requests", strings.NewReader("x"))
+			req.Header.Set("Content-Type", "text/plain")
+			req.Header.Set("X-Forwarded-For", ip)
+			res, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			code = res.StatusCode
+		case 1: // 400
+			code, _, _ = post(t, hc, base, "maple", ip, "not an object")
+		case 2: // 422
+			code, _, _ = post(t, hc, base, "maple", ip, patient("bad-slot", i))
+		}
+		if code < 400 || code >= 500 || code == 429 {
+			t.Fatalf("junk %d: %d, want a 4xx refusal", i, code)
+		}
+	}
+	for i, slot := range slots[:3] {
+		if code, _, out := post(t, hc, base, "maple", fmt.Sprintf("198.51.100.%d", i+1), patient(slot, i)); code != 201 {
+			t.Fatalf("patient %d from a new address after the junk: %d %v", i, code, out)
+		}
+	}
+	code, _, out := post(t, hc, base, "maple", "198.51.100.50", patient(slots[3], 50))
+	if msg, _ := out["error"].(string); code != 429 || !strings.Contains(msg, "clinic is receiving many requests") {
+		t.Errorf("past the clinic's budget of holds: %d %v, want 429 saying the clinic is busy", code, out)
+	}
+}
+
+// freeSlots waits for clinic to offer n free slots and returns their IDs.
+func freeSlots(t *testing.T, base, clinic string, n int) []string {
+	t.Helper()
+	var slots []string
+	checkFor(t, 10*time.Second, func() error {
+		var got slotsResp
+		from := time.Now().Format(time.DateOnly)
+		if code := newClient(t, base).JSON("GET", "/api/v1/clinics/"+clinic+"/slots?from="+from, nil, &got); code != 200 || len(got.Slots) < n {
+			return fmt.Errorf("slots: %d, %d of them", code, len(got.Slots))
+		}
+		slots = nil
+		for _, s := range got.Slots[:n] {
+			slots = append(slots, s.ID)
+		}
+		return nil
+	})
+	return slots
 }

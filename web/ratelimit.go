@@ -255,7 +255,7 @@ func (s *Server) limitRead(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		s.proxyHint(c)
 		if wait := s.take(s.cfg.Now(), s.rates.read, clientKey(c.RealIP())); wait > 0 {
-			return s.tooMany(c, wait)
+			return s.tooMany(c, wait, byNetwork)
 		}
 		return next(c)
 	}
@@ -285,10 +285,26 @@ func (s *Server) limitCreate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		s.proxyHint(c)
-		if wait := s.take(s.cfg.Now(), s.rates.createIP, clientKey(c.RealIP()), s.rates.createClinic, clinic); wait > 0 {
-			return s.tooMany(c, wait)
+		now := s.cfg.Now()
+		ip := s.rates.createIP.reserve(clientKey(c.RealIP()), now)
+		cl := s.rates.createClinic.reserve(clinic, now)
+		if wait := max(ip.DelayFrom(now), cl.DelayFrom(now)); wait > 0 {
+			ip.CancelAt(now)
+			cl.CancelAt(now)
+			if cl.DelayFrom(now) >= wait {
+				return s.tooMany(c, wait, byClinic)
+			}
+			return s.tooMany(c, wait, byNetwork)
 		}
-		return next(c)
+		err := next(c)
+		// The clinic's budget counts slots held, not attempts: a request
+		// refused (bad input, a slot taken, a service busy) gives its
+		// token back, so junk sent from a few addresses cannot close a
+		// clinic to everyone else. The address's token stays spent.
+		if err != nil || c.Response().Status >= 400 {
+			cl.CancelAt(now)
+		}
+		return err
 	}
 }
 
@@ -326,14 +342,20 @@ func (s *Server) take(now time.Time, pairs ...any) time.Duration {
 	return wait
 }
 
+// Whose budget a 429 is about: the message says so.
+const (
+	byNetwork = "too many requests from your network"
+	byClinic  = "this clinic is receiving many requests right now"
+)
+
 // tooMany answers 429 with Retry-After in whole seconds: JSON under /api/,
-// a page elsewhere.
-func (s *Server) tooMany(c echo.Context, wait time.Duration) error {
+// a page elsewhere. who is byNetwork or byClinic.
+func (s *Server) tooMany(c echo.Context, wait time.Duration, who string) error {
 	secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
 	h := c.Response().Header()
 	h.Set("Retry-After", secs)
 	h.Set("Cache-Control", "no-store")
-	msg := "too many requests from your network; please try again in " + secs + " seconds"
+	msg := who + "; please try again in " + secs + " seconds"
 	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 		return c.JSON(http.StatusTooManyRequests, apiError{Code: codeRateLimited, Error: msg})
 	}

@@ -128,7 +128,7 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	// all (web/ratelimit.go).
 	release, ok := s.openStream(c)
 	if !ok {
-		return s.tooMany(c, streamRetry)
+		return s.tooMany(c, streamRetry, byNetwork)
 	}
 	defer release()
 	ctx := c.Request().Context()
