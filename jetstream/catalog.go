@@ -52,8 +52,10 @@ func NewCatalog(now func() time.Time) *Catalog {
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
 	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
 		OnInvalid: c.dropped(subjects.BucketClinics)})
-	c.days = NewMirror(MirrorConfig[*lazyDay]{Decode: newLazyDay, OnChange: c.changed})
-	c.holds = NewMirror(MirrorConfig[json.RawMessage]{OnChange: c.holdChanged, OnInvalid: c.dropped(subjects.BucketHolds)})
+	c.days = NewMirror(MirrorConfig[*lazyDay]{Decode: c.newLazyDay, OnChange: c.changed,
+		OnInvalid: c.dropped(subjects.BucketAvailability)})
+	c.holds = NewMirror(MirrorConfig[json.RawMessage]{Decode: decodeHold, OnChange: c.holdChanged,
+		OnInvalid: c.dropped(subjects.BucketHolds)})
 	return c
 }
 
@@ -69,7 +71,13 @@ type clinicValue struct {
 func decodeClinicValue(key string, b []byte) (clinicValue, error) {
 	var v clinicValue
 	var err error
-	switch _, sub, _ := strings.Cut(key, "."); sub {
+	clinic, sub, _ := strings.Cut(key, ".")
+	if subjects.ValidClinicID(clinic) != nil {
+		return v, fmt.Errorf("key %q is not under a clinic", key)
+	}
+	switch sub {
+	default:
+		return v, fmt.Errorf("key %q is none of the keys of CLINICS", key)
 	case "":
 		err = json.Unmarshal(b, &v.clinic)
 	case subjects.KeyProviders:
@@ -97,8 +105,37 @@ type lazyDay struct {
 	err  error
 }
 
-func newLazyDay(key string, value []byte) (*lazyDay, error) {
+func (c *Catalog) newLazyDay(key string, value []byte) (*lazyDay, error) {
+	if err := dayKeyInWindow(key, c.now()); err != nil {
+		return nil, err
+	}
 	return &lazyDay{key: key, raw: bytes.Clone(value)}, nil
+}
+
+// dayKeyInWindow refuses an AVAILABILITY key that is not <clinic>.<date>
+// with the date in the booking window: the mirror keeps no other, whatever
+// the bucket holds (keys written before the relay checked agents' writes).
+func dayKeyInWindow(key string, now time.Time) error {
+	clinic, date, _ := strings.Cut(key, ".")
+	if subjects.ValidClinicID(clinic) != nil || subjects.ValidDate(date) != nil {
+		return fmt.Errorf("key %q is not <clinic>.<date>", key)
+	}
+	// A day before the window is yesterday's or older: agents delete them.
+	first, last := AvailabilityWindow(now)
+	if date < first || date > last {
+		return fmt.Errorf("day %s is outside the booking window %s to %s", date, first, last)
+	}
+	return nil
+}
+
+// decodeHold refuses a HOLDS key that is not <clinic>.<slot id>.
+func decodeHold(key string, value []byte) (json.RawMessage, error) {
+	clinic, slot, _ := strings.Cut(key, ".")
+	if subjects.ValidClinicID(clinic) != nil || subjects.ValidSlotID(slot) != nil {
+		return nil, fmt.Errorf("key %q is not <clinic>.<slot id>", key)
+	}
+	var v json.RawMessage
+	return v, json.Unmarshal(value, &v)
 }
 
 // day gets a clinic's day: false when there is none or its value was
@@ -121,6 +158,9 @@ func (c *Catalog) day(clinic, date string) (services.Day, bool) {
 // changed counts a change to a key of the clinic the key starts with.
 func (c *Catalog) changed(key string) {
 	clinic, _, _ := strings.Cut(key, ".")
+	if subjects.ValidClinicID(clinic) != nil {
+		return // a key the mirrors refused: no clinic to count it for
+	}
 	v, _ := c.versions.LoadOrStore(clinic, new(atomic.Uint64))
 	v.(*atomic.Uint64).Add(1)
 }
