@@ -241,6 +241,7 @@ func TestRateLimit_Reschedule(t *testing.T) {
 	want429(t, a.post(t, "maple", fuzzBody, "203.0.113.4"), "60")
 	// Cancels keep the read limit only.
 	req, _ := http.NewRequest(http.MethodPost, a.url+"/api/v1/requests/"+token+"/cancel", nil)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Forwarded-For", "203.0.113.1")
 	if res := a.do(t, req); res.StatusCode == http.StatusTooManyRequests {
 		t.Errorf("cancel after the reschedule limit: 429, want no creation limit")

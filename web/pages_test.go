@@ -232,6 +232,9 @@ func TestRequestForm_Errors(t *testing.T) {
 		if w.Code != 422 {
 			t.Fatalf("%s: %d, want 422", tt.lang, w.Code)
 		}
+		if cc := w.Header().Get("Cache-Control"); cc != "no-store" { // it carries the patient's details
+			t.Errorf("%s: the re-rendered form's Cache-Control is %q, want no-store", tt.lang, cc)
+		}
 		i := strings.Index(page, `id="error-summary"`)
 		if i < 0 {
 			t.Fatalf("%s: no error summary: %.2000s", tt.lang, page)
@@ -250,5 +253,27 @@ func TestRequestForm_Errors(t *testing.T) {
 				t.Errorf("%s: page lacks %q", tt.lang, want)
 			}
 		}
+	}
+}
+
+// TestPages_NoStore: no page is kept by a cache, static files are; the
+// API's cancel takes JSON only, so a cross-site form cannot post it.
+func TestPages_NoStore(t *testing.T) {
+	now := time.Date(2026, 3, 2, 7, 0, 0, 0, time.UTC)
+	h := newPageServer(t, "America/Toronto", now)
+	for _, path := range []string{"/", "/c/maple", "/c/maple/request", "/r/maple_" + strings.Repeat("ab", 16)} {
+		if res, _ := get(t, h, path); res.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s: %d, Cache-Control %q, want no-store", path, res.StatusCode, res.Header.Get("Cache-Control"))
+		}
+	}
+	if res, _ := get(t, h, "/static/style.css"); res.StatusCode != 200 || res.Header.Get("Cache-Control") == "no-store" {
+		t.Errorf("static file: %d, Cache-Control %q, want cacheable", res.StatusCode, res.Header.Get("Cache-Control"))
+	}
+	r := httptest.NewRequest("POST", "/api/v1/requests/maple_"+strings.Repeat("ab", 16)+"/cancel", strings.NewReader("x=1"))
+	r.Header.Set("Content-Type", "text/plain")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("cancel as text/plain: %d, want 415", w.Code)
 	}
 }

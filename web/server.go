@@ -107,6 +107,7 @@ func New(cfg Config) (*Server, error) {
 	e.Use(s.language) // first, so that error pages are in the patient's language too
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.limitRead)
+	e.Use(noStoreButStatic)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0",
 		ContentTypeNosniff:    "nosniff",
@@ -164,6 +165,18 @@ func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 			g := r.Clone(r.Context())
 			g.Method = http.MethodGet
 			c.SetRequest(g)
+		}
+		return next(c)
+	}
+}
+
+// noStoreButStatic keeps every answer but static files out of caches: a
+// form re-rendered with its errors carries the patient's details, and no
+// page is worth a shared cache holding it.
+func noStoreButStatic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !strings.HasPrefix(c.Request().URL.Path, "/static/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
 		}
 		return next(c)
 	}

@@ -319,6 +319,10 @@ func (s *Server) handleReschedule(c echo.Context) error {
 
 // handleAPIRequestCancel is POST /api/v1/requests/:token/cancel.
 func (s *Server) handleAPIRequestCancel(c echo.Context) error {
+	// JSON only, as the API says: a cross-site form cannot send it.
+	if err := requireJSON(c); err != nil {
+		return err
+	}
 	st, err := s.cfg.Booker.Cancel(c.Request().Context(), c.Param("token"))
 	if err != nil {
 		return err
