@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type Config struct {
 	// FullEvery is how often a connector that tracks its changes
 	// (ChangeTracker) has every day published anyway (default 5m).
 	FullEvery time.Duration
+	// CheckEvery is how often the agent asks the relay which of its keys
+	// are there, to put back any that vanished (default 30s).
+	CheckEvery time.Duration
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
@@ -115,6 +119,9 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 128
+	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, opener: opener, published: map[string]string{},
 		kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
@@ -351,6 +358,8 @@ func (a *Agent) loop(ctx context.Context) {
 	defer hb.Stop()
 	sync := time.NewTicker(a.cfg.SyncEvery)
 	defer sync.Stop()
+	check := time.NewTicker(a.cfg.CheckEvery)
+	defer check.Stop()
 	a.sync(ctx, true)
 	a.heartbeat(ctx)
 	// Changes that come within Coalesce of the last publication wait for
@@ -385,8 +394,15 @@ func (a *Agent) loop(ctx context.Context) {
 			later = nil
 			changed()
 		case <-a.kick:
-			a.lastFull = time.Time{} // reconnected: publish every day
+			// Reconnected, maybe to a relay restored from a backup: what
+			// it holds is compared afresh, and every day published.
+			a.published = map[string]string{}
+			a.lastFull = time.Time{}
 			a.sync(ctx, true)
+		case <-check.C:
+			if a.vanished(ctx) {
+				a.sync(ctx, true)
+			}
 		case <-sync.C:
 			a.sync(ctx, true)
 		case <-hb.C:
@@ -451,6 +467,40 @@ func (a *Agent) changedDays() (map[string]bool, bool) {
 		}
 	}
 	return dates, true
+}
+
+// vanished asks the relay which of the agent's keys are there and forgets
+// those it published that are not (a purge, a new bucket): the next
+// publication puts them back. It reports whether any had vanished.
+func (a *Agent) vanished(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	have, err := cjs.AskAgentKeys(cctx, a.nc, a.clinic)
+	if err != nil {
+		a.log.Warn("check published keys", "err", err.Error())
+		return false
+	}
+	gone := 0
+	if keys, ok := have[subjects.BucketClinics]; ok && !keys[subjects.ClinicSubKey(a.clinic, subjects.KeySealKey)] {
+		// Without its seal key the web takes no request for the clinic.
+		if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), a.opener.PublicKey()); err != nil {
+			a.log.Warn("seal key", "err", err.Error())
+		}
+		gone++
+	}
+	for k := range a.published {
+		bucket, key, _ := strings.Cut(k, "/")
+		if keys, ok := have[bucket]; ok && !keys[key] {
+			delete(a.published, k)
+			gone++
+		}
+	}
+	if gone == 0 {
+		return false
+	}
+	a.log.Warn("published keys vanished from the relay: publishing them again", "keys", gone)
+	a.lastFull = time.Time{}
+	return true
 }
 
 // heldSlot is the web's hold on a stored request's slot; rev is the hold's

@@ -173,7 +173,7 @@ func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Co
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
 		SealKey:   agentSealKey(e.t, creds),
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, CheckEvery: time.Second,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
 		e.t.Fatal(err)

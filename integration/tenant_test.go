@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -252,4 +253,49 @@ func respData(m *nats.Msg) string {
 	}
 	b, _ := json.Marshal(string(m.Data))
 	return string(b)
+}
+
+// TestRecovery_PurgedKeys: keys an agent published that vanish from the
+// relay (an operator's purge, a new bucket) are put back without a
+// restart: its days and its seal key, within a few checks.
+func TestRecovery_PurgedKeys(t *testing.T) {
+	env := NewEnv(t)
+	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	ctx := context.Background()
+	count := func(bucket, filter string) int {
+		s, err := env.Admin.JS.Stream(ctx, subjects.KVStream(bucket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.KVSubject(bucket, filter)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(info.State.Subjects)
+	}
+	days := 0
+	checkFor(t, 10*time.Second, func() error {
+		if days = count(subjects.BucketAvailability, "maple.*"); days < services.DaysAhead {
+			return fmt.Errorf("%d days published", days)
+		}
+		return nil
+	})
+	for _, b := range []string{subjects.BucketAvailability, subjects.BucketClinics} {
+		s, _ := env.Admin.JS.Stream(ctx, subjects.KVStream(b))
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subjects.KVSubject(b, "maple.*"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(subjects.BucketAvailability, "maple.*"); n != 0 {
+		t.Fatalf("%d days left after the purge", n)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if n := count(subjects.BucketAvailability, "maple.*"); n != days {
+			return fmt.Errorf("%d of %d days back", n, days)
+		}
+		if count(subjects.BucketClinics, "maple."+subjects.KeySealKey) != 1 {
+			return fmt.Errorf("no seal key back")
+		}
+		return nil
+	})
 }

@@ -198,7 +198,77 @@ func (s *AgentWrites) Serve(nc *nats.Conn) error {
 	if _, err := nc.QueueSubscribe(subjects.AllAgentAudits, "relay", s.handleAudit); err != nil {
 		return fmt.Errorf("serve agent audit: %w", err)
 	}
+	if _, err := nc.QueueSubscribe(subjects.AllAgentKeys, "relay", s.handleKeys); err != nil {
+		return fmt.Errorf("serve agent keys: %w", err)
+	}
 	return nil
+}
+
+// agentKeysReply lists a clinic's keys, per bucket.
+type agentKeysReply struct {
+	Keys  map[string][]string `json:"keys,omitempty"`
+	Error string              `json:"error,omitempty"`
+}
+
+// censusBuckets are the buckets whose keys an agent republishes when they vanish.
+var censusBuckets = []string{subjects.BucketAvailability, subjects.BucketClinics}
+
+// handleKeys answers which keys of the clinic AVAILABILITY and CLINICS hold:
+// at most the window's days and three CLINICS keys, so the answer is small.
+func (s *AgentWrites) handleKeys(m *nats.Msg) {
+	clinic := strings.Split(m.Subject, ".")[2]
+	r := agentKeysReply{Keys: map[string][]string{}}
+	if subjects.ValidClinicID(clinic) != nil || !s.Active(clinic) {
+		r = agentKeysReply{Error: "no active clinic " + clinic}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range censusBuckets {
+		if r.Error != "" {
+			break
+		}
+		st, err := s.JS.Stream(ctx, subjects.KVStream(b))
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = st.Info(ctx, jetstream.WithSubjectFilter(subjects.KVSubject(b, subjects.KVKeyUnder(clinic))))
+		}
+		if err != nil {
+			s.Logger.Warn("agent keys", "clinic_id", clinic, "bucket", b, "err", err.Error())
+			r = agentKeysReply{Error: "the relay could not list the keys; try again"}
+			break
+		}
+		keys := []string{}
+		for subj := range info.State.Subjects {
+			keys = append(keys, strings.TrimPrefix(subj, subjects.KVSubject(b, "")))
+		}
+		r.Keys[b] = keys
+	}
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+// AskAgentKeys is the agent's side of handleKeys: the keys of clinic each
+// bucket holds ("<clinic>.<suffix>"), delete markers included.
+func AskAgentKeys(ctx context.Context, nc *nats.Conn, clinic string) (map[string]map[string]bool, error) {
+	m, err := nc.RequestWithContext(ctx, subjects.AgentKeys(clinic), nil)
+	if err != nil {
+		return nil, fmt.Errorf("ask the relay for the keys: %w", err)
+	}
+	var r agentKeysReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return nil, fmt.Errorf("ask the relay for the keys: %w", err)
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	out := map[string]map[string]bool{}
+	for b, keys := range r.Keys {
+		out[b] = map[string]bool{}
+		for _, k := range keys {
+			out[b][k] = true
+		}
+	}
+	return out, nil
 }
 
 func respond(m *nats.Msg, r agentWriteReply) {

@@ -162,6 +162,14 @@ func AgentAudit(clinic string) string { return "relay.agents." + clinic + ".audi
 // AllAgentAudits is "relay.agents.*.audit".
 const AllAgentAudits = "relay.agents.*.audit"
 
+// AgentKeys is "relay.agents.<clinic>.keys": an agent asks the relay which of
+// its keys AVAILABILITY and CLINICS hold, to put back any that vanished (a
+// purge, a restored backup, a new bucket).
+func AgentKeys(clinic string) string { return "relay.agents." + clinic + ".keys" }
+
+// AllAgentKeys is "relay.agents.*.keys".
+const AllAgentKeys = "relay.agents.*.keys"
+
 // Headers of an AgentWrite request: the operation and, for a
 // compare-and-set, the revision the key must still have.
 const (

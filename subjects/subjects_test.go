@@ -61,6 +61,7 @@ func TestAgentPermissions(t *testing.T) {
 			"$JS.ACK.*.*.REQUESTS.agent_maple.>",
 			"relay.agents.maple.kv.*.*",
 			"relay.agents.maple.audit",
+			"relay.agents.maple.keys",
 			"$JS.API.DIRECT.GET.KV_AVAILABILITY.$KV.AVAILABILITY.maple.*",
 			"$JS.API.DIRECT.GET.KV_STATUS.$KV.STATUS.maple.*",
 			"$JS.API.DIRECT.GET.KV_CLINICS.$KV.CLINICS.maple.*",
