@@ -78,6 +78,9 @@ func TestRequest_Validate(t *testing.T) {
 		{"name/Err121", func(r *services.Request) { r.Name = strings.Repeat("a", 121) }, "name"},
 		{"name/ErrNUL", func(r *services.Request) { r.Name = "Ada\x00" }, "name"},
 		{"name/ErrNewline", func(r *services.Request) { r.Name = "Ada\nLovelace" }, "name"},
+		{"name/ErrZeroWidthOnly", func(r *services.Request) { r.Name = "\u200b\u200d\ufeff" }, "name"},
+		{"name/ErrBidiOverride", func(r *services.Request) { r.Name = "Ada \u202eecalevoL" }, "name"},
+		{"name/ErrBidiIsolate", func(r *services.Request) { r.Name = "Ada \u2066x\u2069" }, "name"},
 
 		{"birth_date/OK today", func(r *services.Request) { r.BirthDate = "2026-03-01" }, ""},
 		{"birth_date/OK 129 years", func(r *services.Request) { r.BirthDate = "1897-03-02" }, ""},

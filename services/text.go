@@ -11,6 +11,12 @@ import (
 // character, or a bidi control (U+202E turns the rest of a line around).
 func hiddenRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
 
+// visible reports a rune that shows: not a space, a control or a format
+// character (zero-width space, joiner, bidi mark...).
+func visible(r rune) bool {
+	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+}
+
 // PlainLine is s on one line, each control or bidi character a space, cut to
 // at most max characters: for text that goes where a caller cannot refuse it,
 // such as a connector's error in the agent's heartbeat.
