@@ -171,7 +171,6 @@ func (n *Notifier) slotTimes(clinic services.Clinic, slot string, c services.Con
 // giveUp leaves the failure where people look: a record on
 // notify.failed.<clinic>, an ERROR log line and the failed counter.
 func (n *Notifier) giveUp(ctx context.Context, no services.Notice, attempts int, err error) {
-	n.Metrics.Failed.Add(1)
 	why := n.cfg.Describe(err)
 	n.log.Error("notice NOT sent: given up", "clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind,
 		"attempts", attempts, "err", why)
@@ -179,6 +178,8 @@ func (n *Notifier) giveUp(ctx context.Context, no services.Notice, attempts int,
 	if _, perr := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyFailed(no.ClinicID), Data: b}); perr != nil {
 		n.log.Error("failed notice not recorded", "clinic_id", no.ClinicID, "request_id", no.RequestID, "err", perr.Error())
 	}
+	// Counted last, so whoever sees the counter move finds the record too.
+	n.Metrics.Failed.Add(1)
 }
 
 // FailedNotices lists the notices given up on, oldest first.
