@@ -7,7 +7,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -41,7 +40,9 @@ func (r Request) Validate(now time.Time) error {
 	// would show it at the front desk other than as written.
 	if n := strings.TrimSpace(r.Name); strings.IndexFunc(n, visible) < 0 {
 		f.Add("name", "name is required")
-	} else if !utf8.ValidString(n) || utf8.RuneCountInString(n) > 120 || strings.IndexFunc(n, hiddenRune) >= 0 {
+	} else if !utf8.ValidString(n) || strings.IndexFunc(n, hiddenRune) >= 0 {
+		f.Add("name", "name must be plain text, without control or bidi characters")
+	} else if utf8.RuneCountInString(n) > 120 {
 		f.Add("name", "name must be at most 120 printable characters")
 	}
 	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
@@ -65,7 +66,14 @@ func (r Request) Validate(now time.Time) error {
 	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
 		f.Add("email", "email must be an address like name@example.org")
 	}
-	if !utf8.ValidString(r.Reason) || utf8.RuneCountInString(r.Reason) > 1000 || strings.IndexFunc(r.Reason, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\r' }) >= 0 {
+	// The reason is a textarea: line breaks and tabs are its own; any other
+	// control or bidi character, or text with nothing visible, is not.
+	switch reason := strings.TrimSpace(r.Reason); {
+	case !utf8.ValidString(reason) || strings.IndexFunc(reason, reasonHidden) >= 0:
+		f.Add("reason", "reason must be plain text, without control or bidi characters")
+	case reason != "" && strings.IndexFunc(reason, visible) < 0:
+		f.Add("reason", "reason has no visible text: write one or leave it empty")
+	case utf8.RuneCountInString(r.Reason) > 1000:
 		f.Add("reason", "reason must be at most 1000 characters")
 	}
 	if !r.Consent {

@@ -111,7 +111,12 @@ func TestRequest_Validate(t *testing.T) {
 		{"reason/OK empty", func(r *services.Request) { r.Reason = "" }, ""},
 		{"reason/OK 1000", func(r *services.Request) { r.Reason = strings.Repeat("a", 1000) }, ""},
 		{"reason/Err1001", func(r *services.Request) { r.Reason = strings.Repeat("a", 1001) }, "reason"},
+		{"reason/OK lines and tabs", func(r *services.Request) { r.Reason = "knee\r\n\tleft" }, ""},
+		{"reason/OK blank", func(r *services.Request) { r.Reason = " \n " }, ""},
 		{"reason/ErrControl", func(r *services.Request) { r.Reason = "ring \x07" }, "reason"},
+		{"reason/ErrNUL", func(r *services.Request) { r.Reason = "knee\x00" }, "reason"},
+		{"reason/ErrBidiOverride", func(r *services.Request) { r.Reason = "knee \u202eright" }, "reason"},
+		{"reason/ErrZeroWidthOnly", func(r *services.Request) { r.Reason = "\u200b\u2060" }, "reason"},
 
 		{"consent/Err", func(r *services.Request) { r.Consent = false }, "consent"},
 	}
@@ -121,6 +126,30 @@ func TestRequest_Validate(t *testing.T) {
 			tt.edit(&r)
 			checkField(t, r.Validate(requestNow), tt.wantField)
 		})
+	}
+}
+
+// TestRequest_Validate_Messages: text that does not show as written is
+// told so, not reported as too long.
+func TestRequest_Validate_Messages(t *testing.T) {
+	for _, tt := range []struct {
+		edit func(r *services.Request)
+		want string
+	}{
+		{func(r *services.Request) { r.Reason = "knee\x00" }, "reason must be plain text, without control or bidi characters"},
+		{func(r *services.Request) { r.Reason = "knee\u202e" }, "reason must be plain text, without control or bidi characters"},
+		{func(r *services.Request) { r.Reason = "\u200b" }, "reason has no visible text: write one or leave it empty"},
+		{func(r *services.Request) { r.Reason = strings.Repeat("a", 1001) }, "reason must be at most 1000 characters"},
+		{func(r *services.Request) { r.Name = "Ada\x00" }, "name must be plain text, without control or bidi characters"},
+		{func(r *services.Request) { r.Name = "Ada \u202eecalevoL" }, "name must be plain text, without control or bidi characters"},
+		{func(r *services.Request) { r.Name = strings.Repeat("a", 121) }, "name must be at most 120 printable characters"},
+	} {
+		r := validRequest()
+		tt.edit(&r)
+		err := r.Validate(requestNow)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate() = %v, want %q", err, tt.want)
+		}
 	}
 }
 

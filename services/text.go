@@ -11,6 +11,10 @@ import (
 // character, or a bidi control (U+202E turns the rest of a line around).
 func hiddenRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
 
+// reasonHidden is hiddenRune but for the line breaks and tabs a
+// multi-line text keeps.
+func reasonHidden(r rune) bool { return r != '\n' && r != '\r' && r != '\t' && hiddenRune(r) }
+
 // visible reports a rune that shows: not a space, a control or a format
 // character (zero-width space, joiner, bidi mark...).
 func visible(r rune) bool {

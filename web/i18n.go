@@ -211,15 +211,18 @@ func formatSlot(lang string, t time.Time, loc *time.Location) string {
 // fieldKeys maps the English messages of services.Request.Validate to
 // catalog keys; fieldError falls back to "field.other".
 var fieldKeys = map[string]string{
-	"slot_id is not a slot":                                  "field.slot_id",
-	"name is required":                                       "field.name.required",
-	"name must be at most 120 printable characters":          "field.name.long",
-	"birth_date must be a date YYYY-MM-DD":                   "field.birth_date.format",
-	"birth_date must be in the past 130 years":               "field.birth_date.range",
-	"phone must have 7 to 15 digits":                         "field.phone",
-	"email must be an address like name@example.org":         "field.email",
-	"reason must be at most 1000 characters":                 "field.reason",
-	"consent is required to send your details to the clinic": "field.consent",
+	"slot_id is not a slot":                                         "field.slot_id",
+	"name is required":                                              "field.name.required",
+	"name must be at most 120 printable characters":                 "field.name.long",
+	"name must be plain text, without control or bidi characters":   "field.name.hidden",
+	"birth_date must be a date YYYY-MM-DD":                          "field.birth_date.format",
+	"birth_date must be in the past 130 years":                      "field.birth_date.range",
+	"phone must have 7 to 15 digits":                                "field.phone",
+	"email must be an address like name@example.org":                "field.email",
+	"reason must be at most 1000 characters":                        "field.reason",
+	"reason must be plain text, without control or bidi characters": "field.reason.hidden",
+	"reason has no visible text: write one or leave it empty":       "field.reason.invisible",
+	"consent is required to send your details to the clinic":        "field.consent",
 }
 
 // fieldError translates a services field error into lang.

@@ -239,6 +239,8 @@ func TestFieldError_EveryValidateMessage(t *testing.T) {
 	for _, r := range []services.Request{
 		{},
 		{Name: strings.Repeat("n", 121), BirthDate: "1800-01-01", Reason: strings.Repeat("r", 1001)},
+		{Name: "Ada\u202e", Reason: "ring\x07"},
+		{Reason: "\u200b"},
 	} {
 		_, _, fields := classify(r.Validate(now))
 		for _, m := range fields {
