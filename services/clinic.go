@@ -1,7 +1,6 @@
 package services
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +22,8 @@ func (c Clinic) Validate() error {
 	if err := subjects.ValidClinicID(c.ID); err != nil {
 		f.Add("slug", err.Error())
 	}
-	if n := strings.TrimSpace(c.Name); n == "" || len(n) > 120 {
-		f.Add("name", "name must be 1-120 characters")
+	if m := nameProblem(c.Name); m != "" {
+		f.Add("name", m)
 	}
 	if _, err := LoadZone(c.TimeZone); err != nil {
 		f.Add("timezone", err.Error())

@@ -36,14 +36,8 @@ func (r Request) Validate(now time.Time) error {
 	if err := subjects.ValidSlotID(r.SlotID); err != nil {
 		f.Add("slot_id", "slot_id is not a slot")
 	}
-	// A name of zero-width characters alone is no name; a bidi override
-	// would show it at the front desk other than as written.
-	if n := strings.TrimSpace(r.Name); strings.IndexFunc(n, visible) < 0 {
-		f.Add("name", "name is required")
-	} else if !utf8.ValidString(n) || strings.IndexFunc(n, hiddenRune) >= 0 {
-		f.Add("name", "name must be plain text, without control or bidi characters")
-	} else if utf8.RuneCountInString(n) > 120 {
-		f.Add("name", "name must be at most 120 printable characters")
+	if m := nameProblem(r.Name); m != "" {
+		f.Add("name", m)
 	}
 	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
 		f.Add("birth_date", "birth_date must be a date YYYY-MM-DD")

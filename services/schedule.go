@@ -3,7 +3,6 @@ package services
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -40,8 +39,8 @@ func (p ProviderSchedule) Validate(prefix string) error {
 	if err := subjects.ValidProviderID(p.ID); err != nil {
 		f.Add(prefix+"id", err.Error())
 	}
-	if n := strings.TrimSpace(p.Name); n == "" || len(n) > 120 {
-		f.Add(prefix+"name", "name must be 1-120 characters")
+	if m := nameProblem(p.Name); m != "" {
+		f.Add(prefix+"name", m)
 	}
 	if p.SlotMinutes < 5 || p.SlotMinutes > 480 {
 		f.Add(prefix+"slot_minutes", "slot_minutes must be between 5 and 480")

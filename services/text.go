@@ -21,6 +21,24 @@ func visible(r rune) bool {
 	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
 }
 
+// nameProblem is what is wrong with a person's or a clinic's name, or "":
+// it needs something visible (zero-width characters alone are no name), no
+// control or bidi character (a bidi override shows it other than as
+// written, a line break forges a line in a list), and at most 120
+// characters once trimmed.
+func nameProblem(s string) string {
+	n := strings.TrimSpace(s)
+	switch {
+	case strings.IndexFunc(n, visible) < 0:
+		return "name is required"
+	case !utf8.ValidString(n) || strings.IndexFunc(n, hiddenRune) >= 0:
+		return "name must be plain text, without control or bidi characters"
+	case utf8.RuneCountInString(n) > 120:
+		return "name must be at most 120 printable characters"
+	}
+	return ""
+}
+
 // PlainLine is s on one line, each control or bidi character a space, cut to
 // at most max characters: for text that goes where a caller cannot refuse it,
 // such as a connector's error in the agent's heartbeat.

@@ -182,6 +182,17 @@ func TestPage_Providers(t *testing.T) {
 		})
 	}
 
+	// A line break in a name would forge a line wherever names are listed.
+	crlf := form("dr-roy", "15", "09:00-12:00")
+	crlf.Set("name", "Dr. Sam Roy\r\nDr. Forged")
+	if rec := postForm(t, e.c, s, "/providers", crlf); rec.Code != http.StatusUnprocessableEntity ||
+		!strings.Contains(rec.Body.String(), "<li>name: ") {
+		t.Errorf("name with CR/LF: status %d, want 422 naming name", rec.Code)
+	}
+	if got, _ := e.c.Providers(t.Context()); len(got) != 2 {
+		t.Errorf("a refused provider was stored: %+v", got)
+	}
+
 	wantRedirect(t, postForm(t, e.c, s, "/providers", form("dr-roy", "15", "08:00-10:00, 11:00-12:00")))
 	got, _ := e.c.Providers(t.Context())
 	if len(got) != 3 || got[2].ID != "dr-roy" || len(got[2].Hours["mon"]) != 2 || got[2].Closures[0] != "2026-12-24" {
