@@ -71,14 +71,27 @@ func (p *Pending) key(clinic string, k services.PendingKey) string {
 func (p *Pending) Reserve(ctx context.Context, clinic, requestID string, keys []services.PendingKey, until time.Time) error {
 	capped := services.FieldErrors{}
 	var done []services.PendingKey
+	full := func(k services.PendingKey) {
+		capped.Add(k.Field, fmt.Sprintf("this %s already has %d requests waiting for an answer from this clinic", k.Field, p.max))
+	}
 	for _, k := range keys {
-		ok, err := p.add(ctx, p.key(clinic, k), clinic, requestID, until)
+		key := p.key(clinic, k)
+		if len(capped) > 0 {
+			// Past a key at the cap the rest are only looked at, to name
+			// every field at it: a count taken and given back would refuse
+			// a request of the same patient running alongside.
+			if room, err := p.hasRoom(ctx, key, clinic); err == nil && !room {
+				full(k)
+			}
+			continue
+		}
+		ok, err := p.add(ctx, key, clinic, requestID, until)
 		if err != nil {
 			p.Release(context.WithoutCancel(ctx), clinic, requestID, done)
 			return unavailable("pending", err)
 		}
 		if !ok {
-			capped.Add(k.Field, fmt.Sprintf("this %s already has %d requests waiting for an answer from this clinic", k.Field, p.max))
+			full(k)
 			continue
 		}
 		done = append(done, k)
@@ -112,6 +125,12 @@ func (p *Pending) add(ctx context.Context, key, clinic, requestID string, until 
 		backoff(ctx)
 	}
 	return false, fmt.Errorf("pending %s: still contended after %d tries", clinic, pendingTries)
+}
+
+// hasRoom reports whether key has fewer live entries than the cap.
+func (p *Pending) hasRoom(ctx context.Context, key, clinic string) (bool, error) {
+	entries, _, err := p.read(ctx, key)
+	return err == nil && len(p.live(ctx, clinic, entries)) < p.max, err
 }
 
 // Release removes requestID from each key.
