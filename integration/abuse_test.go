@@ -15,7 +15,7 @@ import (
 
 // TestAbuse_EndToEnd runs the abuse defences on a real relay and agent:
 // a filled honeypot looks accepted and reaches no clinic, the pending cap
-// refuses a fourth open request from one address, and an IP past its rate
+// refuses a fourth open request from one address however it is written, and an IP past its rate
 // gets 429 with Retry-After.
 func TestAbuse_EndToEnd(t *testing.T) {
 	env := newAbuseEnv(t, web.Limits{CreateIP: web.Rate{Every: time.Hour, Burst: 5}})
@@ -48,9 +48,13 @@ func TestAbuse_EndToEnd(t *testing.T) {
 			t.Fatalf("request %d: %d %v", i, code, out)
 		}
 	}
-	code, _, out := post(t, hc, base, "maple", "192.0.2.20", patient(slots[4], 7))
-	if fields, _ := out["fields"].(map[string]any); code != 409 || out["code"] != "pending_limit" || fields["email"] == nil {
-		t.Errorf("fourth open request: %d %v, want 409 pending_limit naming email", code, out)
+	// The same patient written otherwise: a +tag, capitals, and the phone
+	// without its country code (the clinic is in Canada).
+	again := patient(slots[4], 7)
+	again["email"], again["phone"] = "Patient7+again@Example.org", "(647) 555-0007"
+	code, _, out := post(t, hc, base, "maple", "192.0.2.20", again)
+	if fields, _ := out["fields"].(map[string]any); code != 409 || out["code"] != "pending_limit" || fields["email"] == nil || fields["phone"] == nil {
+		t.Errorf("fourth open request: %d %v, want 409 pending_limit naming email and phone", code, out)
 	}
 	checkFor(t, 10*time.Second, func() error {
 		es, err := ag.Console.Requests(context.Background(), console.StatusAll)

@@ -29,9 +29,9 @@ func TestPending_Cap(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	p, reqs := newPending(t, func() time.Time { return now })
 	ctx := t.Context()
-	ada := services.PendingKeys(services.Request{Email: " Ada@Example.org", Phone: "+1 (416) 555-0100"})
-	adaAgain := services.PendingKeys(services.Request{Email: "ada@example.org ", Phone: "14165550100"})
-	bo := services.PendingKeys(services.Request{Email: "bo@example.org", Phone: "+1 416 555 0100"})
+	ada := services.PendingKeys(services.Request{Email: " Ada@Example.org", Phone: "+1 (416) 555-0100"}, "CA")
+	adaAgain := services.PendingKeys(services.Request{Email: "ada@example.org ", Phone: "14165550100"}, "CA")
+	bo := services.PendingKeys(services.Request{Email: "bo@example.org", Phone: "+1 416 555 0100"}, "CA")
 	var ids []string
 	for i := range 3 {
 		id := reqID(i)
@@ -90,7 +90,7 @@ func TestPending_NoStatus(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	p, _ := newPending(t, func() time.Time { return now })
 	ctx := t.Context()
-	ada := services.PendingKeys(services.Request{Email: "ada@example.org", Phone: "4165550100"})
+	ada := services.PendingKeys(services.Request{Email: "ada@example.org", Phone: "4165550100"}, "CA")
 	for i := range 3 {
 		if err := p.Reserve(ctx, "maple", reqID(i), ada, now.Add(24*time.Hour)); err != nil {
 			t.Fatal(err)
@@ -116,7 +116,7 @@ func TestPending_NoStatus(t *testing.T) {
 // compare-and-set lets exactly the cap through.
 func TestPending_Concurrent(t *testing.T) {
 	p, _ := newPending(t, nil)
-	ada := services.PendingKeys(services.Request{Email: "ada@example.org", Phone: "4165550100"})
+	ada := services.PendingKeys(services.Request{Email: "ada@example.org", Phone: "4165550100"}, "CA")
 	var ok, limited atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 30 {

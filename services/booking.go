@@ -117,7 +117,8 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		return Booked{}, err
 	}
 	var rev Revisions
-	if err = b.reserve(ctx, req, slot.Start); err != nil {
+	keys := PendingKeys(req, c.Country())
+	if err = b.reserve(ctx, req, keys, slot.Start); err != nil {
 		return Booked{}, err
 	}
 	// A hold lasts until the slot starts, so that it stays taken while the
@@ -131,7 +132,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		ttl = b.HoldTTL
 	}
 	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, ttl); err != nil {
-		b.unreserve(ctx, req)
+		b.unreserve(ctx, req, keys)
 		return Booked{}, err
 	}
 	b.keepContact(ctx, req, token, slot) // before the status, which the notifier follows

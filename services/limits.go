@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // ELimit means the patient has reached a cap on what may wait at one clinic
@@ -23,15 +25,47 @@ type PendingKey struct {
 	Value string
 }
 
-// PendingKeys returns req's email (trimmed, lower-case) and phone (its digits).
-func PendingKeys(req Request) []PendingKey {
-	digits := strings.Map(func(r rune) rune {
+// PendingKeys returns req's email and phone in the one form each has
+// however it is written (CanonicalEmail, CanonicalPhone), so that a patient
+// cannot step around the cap with "ada+2@" or by leaving out the country
+// code. country is the clinic's (Clinic.Country).
+func PendingKeys(req Request, country string) []PendingKey {
+	return []PendingKey{{Field: "email", Value: CanonicalEmail(req.Email)},
+		{Field: "phone", Value: CanonicalPhone(req.Phone, country)}}
+}
+
+// CanonicalEmail is the mailbox an address reaches: lower-case, without a
+// "+tag" (which every large provider delivers to the untagged mailbox), and
+// for Gmail without dots in the local part (Gmail ignores them).
+func CanonicalEmail(email string) string {
+	local, domain, ok := strings.Cut(strings.ToLower(strings.TrimSpace(email)), "@")
+	if !ok {
+		return local
+	}
+	local, _, _ = strings.Cut(local, "+")
+	if domain == "googlemail.com" {
+		domain = "gmail.com"
+	}
+	if domain == "gmail.com" {
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	return local + "@" + domain
+}
+
+// CanonicalPhone is phone in E.164 ("+14165550199"), read as a number of
+// country when written without a country code; only its digits when it
+// cannot be a number (no country code and a clinic of no country, too many
+// digits).
+func CanonicalPhone(phone, country string) string {
+	if n, err := phonenumbers.Parse(phone, country); err == nil && phonenumbers.IsPossibleNumber(n) {
+		return phonenumbers.Format(n, phonenumbers.E164)
+	}
+	return strings.Map(func(r rune) rune {
 		if r >= '0' && r <= '9' {
 			return r
 		}
 		return -1
-	}, req.Phone)
-	return []PendingKey{{Field: "email", Value: strings.ToLower(strings.TrimSpace(req.Email))}, {Field: "phone", Value: digits}}
+	}, phone)
 }
 
 // Pending counts the requests that are not yet final per email or phone and clinic.
@@ -46,19 +80,19 @@ type Pending interface {
 
 // reserve counts req against its patient's email and phone until its slot
 // starts; a no-op without b.Pending.
-func (b *Booker) reserve(ctx context.Context, req Request, until time.Time) error {
+func (b *Booker) reserve(ctx context.Context, req Request, keys []PendingKey, until time.Time) error {
 	if b.Pending == nil {
 		return nil
 	}
-	return b.Pending.Reserve(ctx, req.ClinicID, req.ID, PendingKeys(req), until)
+	return b.Pending.Reserve(ctx, req.ClinicID, req.ID, keys, until)
 }
 
 // unreserve drops what reserve counted, for a request whose hold failed; a
 // request that fails later is dropped by the adapter once its status is gone.
-func (b *Booker) unreserve(ctx context.Context, req Request) {
+func (b *Booker) unreserve(ctx context.Context, req Request, keys []PendingKey) {
 	if b.Pending != nil {
 		// Best effort: an entry left behind drops out once the adapter
 		// finds no status for it.
-		b.Pending.Release(context.WithoutCancel(ctx), req.ClinicID, req.ID, PendingKeys(req))
+		b.Pending.Release(context.WithoutCancel(ctx), req.ClinicID, req.ID, keys)
 	}
 }

@@ -278,7 +278,11 @@ func cmdClinicShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 			state = "revoked"
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "slug:\t%s\nname:\t%s\ntimezone:\t%s\nstate:\t%s\n", c.ID, c.Name, c.TimeZone, state)
+		fmt.Fprintf(tw, "slug:\t%s\nname:\t%s\ntimezone:\t%s\n", c.ID, c.Name, c.TimeZone)
+		if country := c.Country(); country != "" {
+			fmt.Fprintf(tw, "country:\t%s\t(of the time zone: phone numbers without a country code are read as %[1]s's)\n", country)
+		}
+		fmt.Fprintf(tw, "state:\t%s\n", state)
 		if key == "" {
 			fmt.Fprintln(tw, "seal key:\tnone yet (its agent has not connected): it takes no requests")
 		} else {
