@@ -180,7 +180,10 @@ type AgentWrites struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// audits has a limiter per clinic, made only for an active one (audit
+	// checks first), so it holds at most the clinics onboarded, never one
+	// per subject a stranger makes up.
 	audits map[string]*rate.Limiter
 }
 

@@ -30,6 +30,7 @@ import (
 
 const usage = `usage:
   bench [--quick] [--json] [--step DURATION] [--clinics N] [--agents N] [--keep DIR]
+  bench flood [--keys N] [--kib N] [--json] [--keep DIR]
 `
 
 // Config is the bench's flags.
@@ -57,6 +58,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return relayapp.Main(ctx, args, stdout, stderr)
 	case "echo":
 		return command.Exit("bench echo", usage, serveEcho(ctx, args, stdout), stderr)
+	}
+	if len(args) > 0 && args[0] == "flood" {
+		return command.Exit("bench flood", floodUsage, runFlood(ctx, args[1:], stdout, stderr), stderr)
 	}
 	return command.Exit("bench", usage, run(ctx, args, stdout, stderr), stderr)
 }
@@ -156,6 +160,7 @@ func (b *bench) logf(format string, args ...any) {
 type relayProc struct {
 	*child
 	dir, httpAddr, natsAddr string
+	abuseLimits             bool // as deployed; off for load (one IP and one patient post everything)
 }
 
 func (r *relayProc) url() string     { return "http://" + r.httpAddr }
@@ -175,7 +180,7 @@ func startRelay(ctx context.Context, r *relayProc) (time.Duration, error) {
 	}
 	t0 := time.Now()
 	r.child, err = startChild("relay", r.dir+".log", "serve", "--data", r.dir, "--http", r.httpAddr, "--nats-listen", r.natsAddr,
-		"--abuse-limits=false") // one IP and one patient post everything
+		fmt.Sprintf("--abuse-limits=%t", r.abuseLimits))
 	if err != nil {
 		return 0, err
 	}

@@ -2,10 +2,14 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 func TestSummarize(t *testing.T) {
@@ -44,5 +48,27 @@ func TestClosedLoop_CountsAndStops(t *testing.T) {
 	})
 	if time.Since(t0) > 2*time.Second || pool.left() != 0 {
 		t.Errorf("an empty pool did not end the step: %s, %d left", time.Since(t0), pool.left())
+	}
+}
+
+// TestFloodDay: the flood's days are as large as asked, small enough for
+// the relay to judge them by their rules (not their size), and days of
+// beta on their own date.
+func TestFloodDay(t *testing.T) {
+	for _, kib := range []int{1, 250} {
+		key, value := floodDay(5, kib)
+		var d services.Day
+		if err := json.Unmarshal(value, &d); err != nil {
+			t.Fatal(err)
+		}
+		date := time.Now().UTC().AddDate(0, 0, 4).Format(time.DateOnly)
+		if len(value) < kib<<10 || len(value) > cjs.MaxDayBytes || key != "beta."+date || d.Clinic != "beta" || d.Date != date {
+			t.Errorf("floodDay(5, %d) = %s, %d bytes of clinic %s on %s", kib, key, len(value), d.Clinic, d.Date)
+		}
+		for _, s := range d.Slots {
+			if s.Start.UTC().Format(time.DateOnly) != date {
+				t.Fatalf("slot %s is not on %s", s.ID, date)
+			}
+		}
 	}
 }
