@@ -51,12 +51,18 @@ func NewCatalog(now func() time.Time) *Catalog {
 	}
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
 	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
-		OnInvalid: c.dropped(subjects.BucketClinics)})
+		OnInvalid: c.dropped(subjects.BucketClinics), OnVanished: c.reread(subjects.BucketClinics)})
 	c.days = NewMirror(MirrorConfig[*lazyDay]{Decode: c.newLazyDay, OnChange: c.changed,
-		OnInvalid: c.dropped(subjects.BucketAvailability)})
+		OnInvalid: c.dropped(subjects.BucketAvailability), OnVanished: c.reread(subjects.BucketAvailability)})
 	c.holds = NewMirror(MirrorConfig[json.RawMessage]{Decode: decodeHold, OnChange: c.holdChanged,
-		OnInvalid: c.dropped(subjects.BucketHolds)})
+		OnInvalid: c.dropped(subjects.BucketHolds), OnVanished: c.reread(subjects.BucketHolds)})
 	return c
+}
+
+// SetCheckEvery sets how often the mirrors look for values that vanished
+// unannounced (MirrorCheckEvery by default); call it before Run.
+func (c *Catalog) SetCheckEvery(d time.Duration) {
+	c.clinics.cfg.CheckEvery, c.days.cfg.CheckEvery, c.holds.cfg.CheckEvery = d, d, d
 }
 
 // clinicValue is a CLINICS value decoded once, when it is written: which
@@ -183,6 +189,13 @@ func (c *Catalog) SetLogger(l *slog.Logger) { c.log = l.With("component", "catal
 func (c *Catalog) dropped(bucket string) func(key string, err error) {
 	return func(key string, err error) {
 		c.log.Warn("value dropped", "bucket", bucket, "key", key, "err", err.Error())
+	}
+}
+
+// reread logs that values of bucket vanished and the bucket is read again.
+func (c *Catalog) reread(bucket string) func(why string) {
+	return func(why string) {
+		c.log.Warn("values vanished: reading the bucket again", "bucket", bucket, "why", why)
 	}
 }
 

@@ -76,3 +76,85 @@ func TestCatalog_MalformedKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalog_NoticesVanishedValues: values that vanish with no delete for
+// the watch to see (an operator purges a stream, a bucket is made anew)
+// leave the web's mirrors too, within a few checks, without a restart; and
+// the mirrors go on following the bucket afterwards.
+func TestCatalog_NoticesVanishedValues(t *testing.T) {
+	js := runJetStream(t)
+	ctx := context.Background()
+	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(bucket, key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cjs.NewBucket(js, bucket).Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	date := time.Now().UTC().AddDate(0, 0, 3)
+	day := func(clinic string) services.Day {
+		start := date.Truncate(24 * time.Hour).Add(15 * time.Hour)
+		return services.Day{Clinic: clinic, Date: date.Format(time.DateOnly), Slots: []services.Slot{{
+			ID: services.SlotID("dr-lee", start), ProviderID: "dr-lee", Start: start, End: start.Add(30 * time.Minute)}}}
+	}
+	for _, clinic := range []string{"maple", "oak"} {
+		put(subjects.BucketClinics, clinic, services.Clinic{ID: clinic, Name: clinic, TimeZone: "UTC"})
+		put(subjects.BucketAvailability, subjects.AvailabilityKey(clinic, date.Format(time.DateOnly)), day(clinic))
+	}
+	slot := day("maple").Slots[0].ID
+	put(subjects.BucketHolds, subjects.HoldKey("oak", slot), map[string]string{"request_id": strings.Repeat("a", 32)})
+
+	var logs syncBuf
+	c := cjs.NewCatalog(nil)
+	c.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	c.SetCheckEvery(100 * time.Millisecond)
+	ready := make(chan struct{})
+	go c.Run(t.Context(), js, ready)
+	<-ready
+	day0 := date.Truncate(24 * time.Hour)
+	slots := func(clinic string) int { return len(c.Slots(clinic, day0, day0)) }
+	if slots("maple") != 1 || slots("oak") != 0 {
+		t.Fatalf("before: maple %d slots, oak %d (held), want 1 and 0", slots("maple"), slots("oak"))
+	}
+	await := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not seen in 5 s; logs:\n%s", what, logs.String())
+			}
+		}
+	}
+
+	// `nats stream purge KV_AVAILABILITY`: no delete reaches the watch.
+	st, err := js.Stream(ctx, subjects.KVStream(subjects.BucketAvailability))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	await("the purged days gone", func() bool { return slots("maple") == 0 })
+	if !strings.Contains(logs.String(), "bucket=AVAILABILITY") {
+		t.Errorf("no log of the purge:\n%s", logs.String())
+	}
+	put(subjects.BucketAvailability, subjects.AvailabilityKey("maple", date.Format(time.DateOnly)), day("maple"))
+	await("a day published after the purge", func() bool { return slots("maple") == 1 })
+
+	// HOLDS deleted and made again (a restore): oak's hold is gone, so its slot is free.
+	if _, ok := c.Clinic("oak"); !ok {
+		t.Fatal("oak is gone from CLINICS with AVAILABILITY's purge")
+	}
+	put(subjects.BucketAvailability, subjects.AvailabilityKey("oak", date.Format(time.DateOnly)), day("oak"))
+	if err := js.DeleteKeyValue(ctx, subjects.BucketHolds); err != nil {
+		t.Fatal(err)
+	}
+	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	await("the hold of a bucket made anew gone", func() bool { return slots("oak") == 1 })
+	put(subjects.BucketHolds, subjects.HoldKey("maple", slot), map[string]string{"request_id": strings.Repeat("b", 32)})
+	await("a hold in the new bucket", func() bool { return slots("maple") == 0 })
+}

@@ -42,6 +42,13 @@ func GetJSON(ctx context.Context, kv *Bucket, key string, v any) (uint64, error)
 // instead of asking NATS on every page. A value that fails to decode is
 // dropped: its key reads as missing, not as its previous value, until a good
 // value comes.
+//
+// A watch hears of puts and deletes, not of values that vanish behind its
+// back: a purged stream, a bucket deleted and made again, a restore. So the
+// mirror also looks at the stream every CheckEvery, and when it holds what
+// the stream cannot (a revision below the stream's first, more keys than it
+// has messages, or a stream made anew) twice in a row, it reads the bucket
+// again and swaps in what it found.
 type Mirror[T any] struct {
 	mu    sync.RWMutex
 	items map[string]item[T]
@@ -57,12 +64,22 @@ type MirrorConfig[T any] struct {
 	OnChange func(key string)
 	// OnInvalid, if set, runs for each value Decode refused.
 	OnInvalid func(key string, err error)
+	// CheckEvery is how often the stream is compared with the mirror
+	// (MirrorCheckEvery when 0).
+	CheckEvery time.Duration
+	// OnVanished, if set, hears that values vanished and the bucket is read again.
+	OnVanished func(why string)
 }
 
-// item is a value with the server's time of its last write.
+// MirrorCheckEvery is how often a mirror looks for values that vanished
+// unannounced: a purge is noticed within about twice this.
+const MirrorCheckEvery = 10 * time.Second
+
+// item is a value with the server's time and revision of its last write.
 type item[T any] struct {
-	v  T
-	at time.Time
+	v   T
+	at  time.Time
+	rev uint64
 }
 
 // NewMirror returns an empty mirror.
@@ -74,28 +91,130 @@ func NewMirror[T any](cfg MirrorConfig[T]) *Mirror[T] {
 			return v, err
 		}
 	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = MirrorCheckEvery
+	}
 	return &Mirror[T]{items: map[string]item[T]{}, ready: make(chan struct{}), cfg: cfg}
 }
 
+// errVanished ends a watch whose bucket lost values unannounced.
+var errVanished = errors.New("values vanished from the bucket")
+
 // Run watches pattern in kv until ctx ends, updating the mirror.
 func (m *Mirror[T]) Run(ctx context.Context, kv jetstream.KeyValue, pattern string) error {
+	var created time.Time
+	for {
+		err := m.follow(ctx, kv, pattern, &created)
+		if !errors.Is(err, errVanished) {
+			return err
+		}
+	}
+}
+
+// follow runs one watch. After the first, the watch fills a fresh map and
+// the mirror keeps answering from the old one until the fresh one has
+// caught up.
+func (m *Mirror[T]) follow(ctx context.Context, kv jetstream.KeyValue, pattern string, created *time.Time) error {
 	w, err := kv.Watch(ctx, pattern)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
 	}
 	defer w.Stop()
-	eachEntry(ctx, w, func(e jetstream.KeyValueEntry) {
-		if e != nil {
-			m.apply(e)
-			return
+	var fresh map[string]item[T]
+	select {
+	case <-m.ready:
+		fresh = map[string]item[T]{}
+	default:
+	}
+	tick := time.NewTicker(m.cfg.CheckEvery)
+	defer tick.Stop()
+	suspect := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil
+			case e != nil && fresh != nil:
+				m.applyTo(fresh, e)
+			case e != nil:
+				m.apply(e)
+			case fresh != nil: // the fresh read has caught up
+				m.swap(fresh)
+				fresh = nil
+			default:
+				select {
+				case <-m.ready:
+				default:
+					close(m.ready)
+				}
+			}
+		case <-tick.C:
+			why := ""
+			if fresh == nil {
+				why = m.vanished(ctx, kv, created)
+			}
+			if suspect && why != "" {
+				if m.cfg.OnVanished != nil {
+					m.cfg.OnVanished(why)
+				}
+				return errVanished
+			}
+			suspect = why != ""
 		}
-		select { // nil: caught up
-		case <-m.ready:
-		default:
-			close(m.ready)
+	}
+}
+
+// vanished says why the mirror holds what kv's stream cannot, or "".
+func (m *Mirror[T]) vanished(ctx context.Context, kv jetstream.KeyValue, created *time.Time) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if err != nil || !ok || bs.StreamInfo() == nil {
+		return ""
+	}
+	info := bs.StreamInfo()
+	if created.IsZero() {
+		*created = info.Created
+	}
+	if !info.Created.Equal(*created) {
+		*created = info.Created
+		return "the bucket was made anew"
+	}
+	m.mu.RLock()
+	n, low := len(m.items), uint64(0)
+	for _, it := range m.items {
+		if low == 0 || it.rev < low {
+			low = it.rev
 		}
-	})
-	return nil
+	}
+	m.mu.RUnlock()
+	switch {
+	case n > 0 && low < info.State.FirstSeq:
+		return fmt.Sprintf("revision %d is gone (the stream starts at %d)", low, info.State.FirstSeq)
+	case uint64(n) > info.State.Msgs:
+		return fmt.Sprintf("%d keys held, %d messages in the stream", n, info.State.Msgs)
+	}
+	return ""
+}
+
+// swap makes fresh the mirror and tells of every key either one holds.
+func (m *Mirror[T]) swap(fresh map[string]item[T]) {
+	m.mu.Lock()
+	old := m.items
+	m.items = fresh
+	m.mu.Unlock()
+	for k := range old {
+		if _, ok := fresh[k]; !ok {
+			m.changed(k)
+		}
+	}
+	for k := range fresh {
+		m.changed(k)
+	}
 }
 
 // eachEntry calls fn with every entry w delivers (nil once the watch has
@@ -114,25 +233,36 @@ func eachEntry(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.Ke
 	}
 }
 
+// apply applies e to the mirror and tells of it.
 func (m *Mirror[T]) apply(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	m.applyTo(m.items, e)
+	m.mu.Unlock()
+	m.changed(e.Key())
+}
+
+// applyTo applies e to items (locked by the caller when they are the
+// mirror's own).
+func (m *Mirror[T]) applyTo(items map[string]item[T], e jetstream.KeyValueEntry) {
 	var v T
 	var err error
 	put := e.Operation() == jetstream.KeyValuePut
 	if put {
 		v, err = m.cfg.Decode(e.Key(), e.Value())
 	}
-	m.mu.Lock()
 	if put && err == nil {
-		m.items[e.Key()] = item[T]{v: v, at: e.Created()}
+		items[e.Key()] = item[T]{v: v, at: e.Created(), rev: e.Revision()}
 	} else {
-		delete(m.items, e.Key())
+		delete(items, e.Key())
 	}
-	m.mu.Unlock()
 	if err != nil && m.cfg.OnInvalid != nil {
 		m.cfg.OnInvalid(e.Key(), err)
 	}
+}
+
+func (m *Mirror[T]) changed(key string) {
 	if m.cfg.OnChange != nil {
-		m.cfg.OnChange(e.Key())
+		m.cfg.OnChange(key)
 	}
 }
 
