@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/web"
 )
 
@@ -139,4 +143,99 @@ func freeSlots(t *testing.T, base, clinic string, n int) []string {
 		return nil
 	})
 	return slots
+}
+
+// TestAbuse_EmailCodePastTheBudget: once holds have spent the clinic's
+// budget, a patient from a new address is not turned away: the relay emails
+// a code (only for a valid request), holds nothing meanwhile, refuses a
+// wrong code naming the field, and takes the request with the right one.
+func TestAbuse_EmailCodePastTheBudget(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	dir := t.TempDir()
+	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+		Notify: app.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test"},
+		Abuse: app.Abuse{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+			Limits: web.Limits{CreateClinic: web.Rate{Every: time.Hour, Burst: 2}, CreateIP: web.Rate{Every: time.Hour, Burst: 10}}}})
+	a, err := r.Admin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{t: t, Relay: r, DataDir: dir, Admin: a, ctx: t.Context()}
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	base, hc := env.Relay.HTTPURL(), &http.Client{Timeout: 10 * time.Second}
+	slots := freeSlots(t, base, "maple", 3)
+	for i, slot := range slots[:2] {
+		if code, _, out := post(t, hc, base, "maple", fmt.Sprintf("198.51.100.%d", i+1), patient(slot, i)); code != 201 {
+			t.Fatalf("patient %d within the budget: %d %v", i, code, out)
+		}
+	}
+	codeMails := func() []email {
+		var out []email
+		for _, m := range smtp.Messages() {
+			if e := readEmail(t, m); strings.Contains(e.subject, "is your code for") {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	// Junk past the budget: a 422 as always, and no email.
+	if code, _, _ := post(t, hc, base, "maple", "203.0.113.9", patient("bad-slot", 9)); code != 422 {
+		t.Errorf("junk past the budget: %d, want 422", code)
+	}
+	ada := patient(slots[2], 7)
+	ada["email"] = "Ada.Lovelace@Example.org"
+	code, _, out := post(t, hc, base, "maple", "203.0.113.10", ada)
+	if fields, _ := out["fields"].(map[string]any); code != 409 || out["code"] != "email_code_required" || fields["email_code"] == nil {
+		t.Fatalf("past the budget: %d %v, want 409 email_code_required", code, out)
+	}
+	var sent []email
+	checkFor(t, 5*time.Second, func() error {
+		if sent = codeMails(); len(sent) != 1 {
+			return fmt.Errorf("%d code emails, want 1 (the junk gets none)", len(sent))
+		}
+		return nil
+	})
+	if sent[0].to != "Ada.Lovelace@Example.org" {
+		t.Errorf("code sent to %q", sent[0].to)
+	}
+	emailed := regexp.MustCompile(`Your code: (\d{6})`).FindStringSubmatch(sent[0].text)
+	if emailed == nil {
+		t.Fatalf("no code in the email:\n%s", sent[0].text)
+	}
+	if !hasSlot(t, newClient(t, base), "maple", slots[2]) {
+		t.Error("the slot is held while the code is on its way")
+	}
+
+	wrong := fmt.Sprintf("%06d", (atoi(t, emailed[1])+1)%1_000_000)
+	ada["email_code"] = wrong
+	code, _, out = post(t, hc, base, "maple", "203.0.113.10", ada)
+	if fields, _ := out["fields"].(map[string]any); code != 422 || fields["email_code"] == nil {
+		t.Errorf("a wrong code: %d %v, want 422 naming email_code", code, out)
+	}
+	ada["email_code"] = emailed[1][:3] + " " + emailed[1][3:]
+	if code, _, out = post(t, hc, base, "maple", "203.0.113.10", ada); code != 201 {
+		t.Fatalf("the right code: %d %v, want 201", code, out)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		es, err := ag.Console.Requests(context.Background(), console.StatusAll)
+		if err == nil && len(es) != 3 {
+			err = fmt.Errorf("the clinic has %d requests, want 3", len(es))
+		}
+		return err
+	})
+	// The code was for this clinic and mailbox only.
+	bo := patient(slots[2], 8)
+	bo["email_code"] = emailed[1]
+	if code, _, out = post(t, hc, base, "maple", "203.0.113.11", bo); code != 422 {
+		t.Errorf("Ada's code for another address: %d %v, want 422", code, out)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

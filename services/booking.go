@@ -3,7 +3,6 @@ package services
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -98,7 +97,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 		return Booked{}, Errorf(ENotFound, "no clinic %q", clinicID)
 	}
 	now := b.Now().UTC()
-	req.Name, req.Email, req.Phone = strings.TrimSpace(req.Name), strings.TrimSpace(req.Email), strings.TrimSpace(req.Phone)
+	req = req.Trimmed()
 	if err := req.Validate(now); err != nil {
 		return Booked{}, err
 	}

@@ -16,6 +16,7 @@ const (
 	EInternal    = "internal"    // a bug; never shown in detail
 	ETooLarge    = "too_large"   // the request body is too big
 	EForbidden   = "forbidden"   // not allowed
+	ECodeNeeded  = "code_needed" // a code was emailed: send the request again with it (EmailCodes)
 )
 
 // Error is the one domain error. Message is safe to show a user; Fields names

@@ -76,6 +76,13 @@ func (r Request) Validate(now time.Time) error {
 	return f.Err()
 }
 
+// Trimmed is r with the spaces around its name, email and phone cut, as
+// the Booker takes it.
+func (r Request) Trimmed() Request {
+	r.Name, r.Email, r.Phone = strings.TrimSpace(r.Name), strings.TrimSpace(r.Email), strings.TrimSpace(r.Phone)
+	return r
+}
+
 // NewToken returns a status token: 128 random bits as 32 hex digits.
 func NewToken() string {
 	var b [16]byte

@@ -29,13 +29,20 @@ type abuseServer struct {
 
 func newAbuseServer(t *testing.T, l Limits, trusted ...string) *abuseServer {
 	t.Helper()
-	a := &abuseServer{fuzzServer: newFuzzServer(t), now: fuzzNow}
 	var proxies []netip.Prefix
 	for _, p := range trusted {
 		proxies = append(proxies, netip.MustParsePrefix(p))
 	}
+	return newAbuseServerWith(t, func(cfg *Config) { cfg.Limits, cfg.TrustedProxies = l, proxies })
+}
+
+// newAbuseServerWith is newAbuseServer with its Config set by edit.
+func newAbuseServerWith(t *testing.T, edit func(*Config)) *abuseServer {
+	t.Helper()
+	a := &abuseServer{fuzzServer: newFuzzServer(t), now: fuzzNow}
 	cfg := a.srv.cfg
-	cfg.Limits, cfg.TrustedProxies, cfg.Now = l, proxies, a.clock
+	edit(&cfg)
+	cfg.Now = a.clock
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

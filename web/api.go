@@ -45,6 +45,9 @@ type apiRequest struct {
 	// Consent defaults to true for API clients, which confirm by calling that
 	// the patient agreed; an explicit false is refused.
 	Consent *bool `json:"consent"`
+	// EmailCode is the code emailed to the patient when the clinic asked
+	// for one (web/emailcode.go); empty otherwise.
+	EmailCode string `json:"email_code,omitempty"`
 	// Website is a honeypot (web/honeypot.go): honest clients leave it
 	// out; a request that fills it is answered as accepted and dropped.
 	Website string `json:"website,omitempty"`
@@ -186,11 +189,14 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	if err := requireJSON(c); err != nil {
 		return err
 	}
-	req, err := decodeAPIRequest(c.Request().Body)
+	req, code, err := decodeAPIRequest(c.Request().Body)
 	if err != nil {
 		return err
 	}
 	req.Lang = lang(c) // for the email notices
+	if err := s.checkEmailCode(c, c.Param("slug"), req, code); err != nil {
+		return err
+	}
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), c.Param("slug"), req)
 	if err != nil {
 		return err
@@ -207,15 +213,15 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 }
 
 // decodeAPIRequest reads the JSON body of POST /api/v1/clinics/:slug/requests
-// (the first JSON value; what follows it is ignored). Its errors are echo
+// and the email code it carries (the first JSON value; what follows it is ignored). Its errors are echo
 // HTTP errors of status 400 or 413; the fields are checked later, by the Booker.
-func decodeAPIRequest(body io.Reader) (services.Request, error) {
+func decodeAPIRequest(body io.Reader) (req services.Request, emailCode string, err error) {
 	var in apiRequest
 	if err := decodeJSON(body, &in); err != nil {
-		return services.Request{}, err
+		return services.Request{}, "", err
 	}
 	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
-		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, nil
+		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, strings.TrimSpace(in.EmailCode), nil
 }
 
 // requireJSON refuses a body that is not declared JSON, with 415.

@@ -20,6 +20,7 @@ var statusOf = map[string]int{
 	services.EUnavailable: http.StatusServiceUnavailable,
 	services.ETooLarge:    http.StatusRequestEntityTooLarge,
 	services.EForbidden:   http.StatusForbidden,
+	services.ECodeNeeded:  http.StatusConflict, // nothing taken: the same request with its code will be
 	services.EInternal:    http.StatusInternalServerError,
 }
 
@@ -61,6 +62,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if rl := (*rateLimited)(nil); errors.As(err, &rl) {
+		s.tooMany(c, rl.wait, rl.who)
+		return
+	}
 	code, msg, fields := classify(err)
 	if code >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", code, "err", err.Error())
@@ -70,8 +75,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 		body := apiError{Error: msg, Fields: fields}
-		if services.ErrorCode(err) == services.ELimit {
+		switch services.ErrorCode(err) {
+		case services.ELimit:
 			body.Code = codePendingLimit
+		case services.ECodeNeeded:
+			body.Code = codeEmailCode
 		}
 		var de *services.Error
 		if errors.As(err, &de) && de.Code == services.EConflict {

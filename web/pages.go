@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -193,6 +194,9 @@ type formView struct {
 	Summary  []formError       // the same, in the order of the form
 	Message  string
 	NextFree []pageSlot
+	// NeedCode shows the email code's field: the clinic's budget is spent
+	// and a code was, or is to be, emailed (web/emailcode.go).
+	NeedCode bool
 }
 
 // formError is one line of the form's error summary; Field is the id of
@@ -200,7 +204,7 @@ type formView struct {
 type formError struct{ Field, Text string }
 
 // formFields are the request form's fields in page order.
-var formFields = []string{"name", "birth_date", "phone", "email", "reason", "consent", "slot_id"}
+var formFields = []string{"name", "birth_date", "phone", "email", "email_code", "reason", "consent", "slot_id"}
 
 // setErrors translates the services field errors into language l; a field
 // at the pending-requests cap (services.ELimit) says so.
@@ -258,7 +262,11 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 		Phone: c.FormValue("phone"), Email: c.FormValue("email"), Reason: c.FormValue("reason"),
 		Consent: c.FormValue("consent") == "yes"}
 	req.Lang = lang(c) // for the email notices
-	booked, err := s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
+	err = s.checkEmailCode(c, cl.ID, req, strings.TrimSpace(c.FormValue("email_code")))
+	var booked services.Booked
+	if err == nil {
+		booked, err = s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
+	}
 	if err == nil {
 		s.log.Info("request accepted", "clinic_id", cl.ID, "request_id", booked.Status.RequestID)
 		s.audit(c, cl.ID, services.AuditRequestCreated, booked.Status.RequestID)
@@ -275,7 +283,11 @@ func (s *Server) formRefused(c echo.Context, cl services.Clinic, req services.Re
 	if sl, ok := s.cfg.Catalog.FreeSlot(cl.ID, req.SlotID); ok {
 		v.Slot = s.pageSlot(c, cl, sl)
 	}
+	v.NeedCode = needsCode(c)
 	switch services.ErrorCode(err) {
+	case services.ECodeNeeded:
+		v.Message = t(c, "form.code_sent", strings.TrimSpace(req.Email))
+		return s.renderForm(c, http.StatusConflict, cl, v)
 	case services.EInvalid, services.ELimit:
 		code, msg, fields := classify(err)
 		limit := services.ErrorCode(err) == services.ELimit

@@ -36,6 +36,11 @@ type Limits struct {
 	// many times a busy clinic's real rate), so a botnet cannot hold a
 	// clinic's whole calendar in minutes.
 	CreateClinic Rate
+	// CodeSend limits the email codes sent to one address at one clinic
+	// (Config.EmailCodes): 3 at once, then one every 2 minutes. CodeGuess
+	// limits the codes tried for one: 5, then one every 2 minutes, so a
+	// code of 6 digits is not guessed.
+	CodeSend, CodeGuess Rate
 	// Read limits every other route but /static and /healthz per client IP:
 	// 100 at once, then 20 a second. Reads are served from memory; this only
 	// stops one client from hogging the server.
@@ -58,6 +63,8 @@ var (
 	DefaultCreateIP     = Rate{Every: 2 * time.Minute, Burst: 10}
 	DefaultCreateClinic = Rate{Every: 10 * time.Second, Burst: 30}
 	DefaultRead         = Rate{Every: 50 * time.Millisecond, Burst: 100}
+	DefaultCodeSend     = Rate{Every: 2 * time.Minute, Burst: 3}
+	DefaultCodeGuess    = Rate{Every: 2 * time.Minute, Burst: 5}
 )
 
 const (
@@ -182,6 +189,7 @@ func (st *streams) acquire(key string) (release func(), ok bool) {
 // rateLimits are the server's stores, nil when limits are off.
 type rateLimits struct {
 	createIP, createClinic, read *limiters
+	codeSend, codeGuess          *limiters
 	streams                      *streams
 	proxyHint                    sync.Once
 }
@@ -202,6 +210,8 @@ func newRateLimits(l Limits) *rateLimits {
 	return &rateLimits{createIP: newLimiters(l.CreateIP.or(DefaultCreateIP), l.MaxKeys),
 		createClinic: newLimiters(l.CreateClinic.or(DefaultCreateClinic), l.MaxKeys),
 		read:         newLimiters(l.Read.or(DefaultRead), l.MaxKeys),
+		codeSend:     newLimiters(l.CodeSend.or(DefaultCodeSend), l.MaxKeys),
+		codeGuess:    newLimiters(l.CodeGuess.or(DefaultCodeGuess), l.MaxKeys),
 		streams:      &streams{perKey: l.Streams, total: l.StreamsTotal, open: map[string]int{}}}
 }
 
@@ -288,10 +298,19 @@ func (s *Server) limitCreate(next echo.HandlerFunc) echo.HandlerFunc {
 		now := s.cfg.Now()
 		ip := s.rates.createIP.reserve(clientKey(c.RealIP()), now)
 		cl := s.rates.createClinic.reserve(clinic, now)
-		if wait := max(ip.DelayFrom(now), cl.DelayFrom(now)); wait > 0 {
+		ipWait, clWait := ip.DelayFrom(now), cl.DelayFrom(now)
+		if ipWait == 0 && clWait > 0 && s.cfg.EmailCodes != nil && c.Param("token") == "" {
+			// The clinic's budget is spent: a new request goes on if its
+			// patient proves their email (checkEmailCode). It spends the
+			// address's token, not the clinic's.
+			cl.CancelAt(now)
+			c.Set(needsCodeKey, true)
+			return next(c)
+		}
+		if wait := max(ipWait, clWait); wait > 0 {
 			ip.CancelAt(now)
 			cl.CancelAt(now)
-			if cl.DelayFrom(now) >= wait {
+			if clWait >= wait {
 				return s.tooMany(c, wait, byClinic)
 			}
 			return s.tooMany(c, wait, byNetwork)

@@ -61,7 +61,7 @@ func FuzzAPIRequestCreate(f *testing.F) {
 		}
 		// The handler answers what the decoder says: 413 over the limit, the
 		// decoder's own 400 when it fails, and otherwise the Booker decides.
-		_, derr := decodeAPIRequest(bytes.NewReader(body))
+		_, _, derr := decodeAPIRequest(bytes.NewReader(body))
 		switch {
 		case len(body) > fuzzBodyLimit:
 			if w.Code != http.StatusRequestEntityTooLarge {

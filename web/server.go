@@ -55,6 +55,10 @@ type Config struct {
 	Audit services.Auditor
 	// Limits throttle traffic per client IP and per clinic (web/ratelimit.go).
 	Limits Limits
+	// EmailCodes, when set, keep a clinic whose creation budget is spent
+	// open to patients who prove their email (web/emailcode.go); without
+	// them such a clinic answers 429 until its budget refills.
+	EmailCodes *services.EmailCodes
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
 	// the client IP; with none, the client IP is the connection's peer.
 	TrustedProxies []netip.Prefix

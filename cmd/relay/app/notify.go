@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -52,10 +54,7 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 		r.log.Warn("no --smtp-url: the relay sends no email notices and keeps no patient addresses")
 		return nil
 	}
-	if _, err := netmail.ParseAddress(nc.SMTPFrom); err != nil {
-		return fmt.Errorf("--smtp-from %q is not an address (--smtp-url needs one)", nc.SMTPFrom)
-	}
-	sender, err := mail.New(mail.Config{URL: nc.SMTPURL, TLS: nc.SMTPTLS})
+	sender, err := r.mailer()
 	if err != nil {
 		return err
 	}
@@ -88,6 +87,39 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 	}
 	r.log.Info("email notices on", "smtp", sender.Addr(), "public_url", base)
 	return nil
+}
+
+// mailer is the SMTP sender of --smtp-url, from --smtp-from.
+func (r *Relay) mailer() (*mail.Sender, error) {
+	nc := r.cfg.Notify
+	if _, err := netmail.ParseAddress(nc.SMTPFrom); err != nil {
+		return nil, fmt.Errorf("--smtp-from %q is not an address (--smtp-url needs one)", nc.SMTPFrom)
+	}
+	return mail.New(mail.Config{URL: nc.SMTPURL, TLS: nc.SMTPTLS})
+}
+
+// emailCodes lets patients past a clinic's spent budget by proving their
+// email (web/emailcode.go); nil without --smtp-url or with abuse limits off.
+// Its secret comes from the pending cap's, which every relay shares.
+func (r *Relay) emailCodes() (*services.EmailCodes, error) {
+	if r.cfg.Notify.SMTPURL == "" || r.cfg.Abuse.Off {
+		return nil, nil
+	}
+	sender, err := r.mailer()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := pendingSecret(r.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("clinicrelay/email-code-key"))
+	from, _ := netmail.ParseAddress(r.cfg.Notify.SMTPFrom) // checked by mailer
+	return &services.EmailCodes{Secret: m.Sum(nil), From: r.cfg.Notify.SMTPFrom, Now: r.cfg.Now,
+		Send: func(ctx context.Context, to string, msg []byte) error {
+			return sender.Send(ctx, from.Address, to, msg)
+		}}, nil
 }
 
 // loadNotifyKey reads DATA/notify.key, making it (32 random bytes, hex,

@@ -105,9 +105,13 @@ func (r *Relay) start(ctx context.Context) error {
 	if booker.Pending, err = r.pendingCap(js); err != nil {
 		return err
 	}
+	codes, err := r.emailCodes()
+	if err != nil {
+		return err
+	}
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
-	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now,
+	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now, EmailCodes: codes,
 		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log},
 		Limits: r.cfg.Abuse.webLimits(), TrustedProxies: r.cfg.Abuse.TrustedProxies})
 	if err != nil {
