@@ -17,7 +17,10 @@ func TestEmailCodes(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	var msgs []string
 	e := &services.EmailCodes{Secret: []byte("k"), From: "relay@book.test", Now: func() time.Time { return now },
-		Send: func(_ context.Context, to string, msg []byte) error { msgs = append(msgs, to+"\n"+string(msg)); return nil }}
+		Send: func(_ context.Context, to string, msg []byte) error {
+			msgs = append(msgs, to+"\n"+string(msg))
+			return nil
+		}}
 	maple := services.Clinic{ID: "maple", Name: "Maple Clinic"}
 	if err := e.SendCode(context.Background(), maple, "Ada+x@Example.org", "fr"); err != nil {
 		t.Fatal(err)

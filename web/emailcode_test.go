@@ -53,7 +53,9 @@ func (cs *codeServer) codes() []string {
 	return out
 }
 
-func withCode(code string) string { return strings.TrimSuffix(fuzzBody, "}") + `,"email_code":"` + code + `"}` }
+func withCode(code string) string {
+	return strings.TrimSuffix(fuzzBody, "}") + `,"email_code":"` + code + `"}`
+}
 
 func answer(t *testing.T, res *http.Response) (int, apiError) {
 	t.Helper()
