@@ -204,6 +204,11 @@ func (s *AgentWrites) Serve(nc *nats.Conn) error {
 	if _, err := nc.QueueSubscribe(subjects.AllAgentKeys, "relay", s.handleKeys); err != nil {
 		return fmt.Errorf("serve agent keys: %w", err)
 	}
+	// The server has the subscriptions once Serve returns: an agent asking
+	// right after gets an answer, not "no responders".
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("serve agent writes: %w", err)
+	}
 	return nil
 }
 
