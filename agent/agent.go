@@ -74,10 +74,13 @@ type Agent struct {
 	holds  *cjs.Bucket
 	loc    *time.Location
 
-	published map[string]string // AVAILABILITY key -> last value written
-	lastFull  time.Time         // when every day was last published
-	kick      chan struct{}     // reconnected: publish every day
-	stored    chan struct{}     // a request was stored: its hold can go
+	published map[string]string  // AVAILABILITY key -> last value written
+	refused   map[string]refusal // "<bucket>/<key>" -> what the relay refused
+	// shownRefusals is what the connector was last told was refused.
+	shownRefusals string
+	lastFull      time.Time     // when every day was last published
+	kick          chan struct{} // reconnected: publish every day
+	stored        chan struct{} // a request was stored: its hold can go
 
 	mu      sync.Mutex
 	release []heldSlot // stored requests whose holds go once availability is out
@@ -124,7 +127,7 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 		cfg.CheckEvery = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, opener: opener, published: map[string]string{},
-		kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
+		refused: map[string]refusal{}, kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
 		log: cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
 }
 
@@ -396,7 +399,8 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.kick:
 			// Reconnected, maybe to a relay restored from a backup: what
 			// it holds is compared afresh, and every day published.
-			a.published = map[string]string{}
+			// What it refused is tried again too: its rules may differ.
+			a.published, a.refused = map[string]string{}, map[string]refusal{}
 			a.lastFull = time.Time{}
 			a.sync(ctx, true)
 		case <-check.C:
@@ -432,6 +436,7 @@ func (a *Agent) sync(ctx context.Context, tick bool) {
 	} else {
 		err = a.publishDays(cctx, dates)
 	}
+	defer a.reportRefusals()
 	if err != nil {
 		a.lastFull = time.Time{} // the next tick publishes every day
 		a.log.Warn("publish availability", "err", err.Error())

@@ -54,3 +54,14 @@ type HealthReporter interface {
 	// in words for the clinic's staff and operators (no patient data).
 	Health() error
 }
+
+// RefusalReporter is a Connector that shows the clinic's staff the writes
+// the relay refuses (a day with more free slots than it carries, a value
+// that breaks its rules, see docs/security.md): until they are fixed,
+// patients online do not see what the clinic's system says.
+type RefusalReporter interface {
+	// Refused is called with one line per refused key, sorted (no patient
+	// data), whenever the list changes; with none once every write goes
+	// through again.
+	Refused(lines []string)
+}

@@ -23,11 +23,18 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pending := map[string]bool{}
+	defer a.forgetRefusals(a.status.Name(), func(key string) bool { return pending[key] })
 	for _, st := range outs {
 		if st.ClinicID != a.clinic || subjects.ValidRequestID(st.RequestID) != nil {
 			continue
 		}
 		key := subjects.StatusKey(a.clinic, st.RequestID)
+		pending[key] = true
+		// The clinic's system may keep a reason the patient's page cannot
+		// show as written (a PMS's multi-line note): it goes on one line.
+		sent := st
+		sent.Reason = services.PlainLine(strings.TrimSpace(st.Reason), services.MaxOutcomeReason)
 		var cur services.Status
 		rev, err := cjs.GetJSON(ctx, a.status, key, &cur)
 		switch {
@@ -38,7 +45,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		case cur.Change != "" && cur.Change != st.Change:
 			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
 			continue
-		case cur.Same(st):
+		case cur.Same(sent):
 			// STATUS says so already (a connector that rebuilt its outcomes
 			// after a restart): nothing to write, nothing to audit.
 			if err := a.conn.MarkPublished(ctx, st); err != nil {
@@ -46,8 +53,12 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := a.putStatusAt(ctx, st, rev); errors.Is(err, cjs.ErrRevision) {
+		if err := a.putStatusAt(ctx, sent, rev); errors.Is(err, cjs.ErrRevision) {
 			continue // the patient changed it meanwhile: look again next time
+		} else if errors.Is(err, cjs.ErrRefused) {
+			// Tried again every time: it stays pending, and the staff see why.
+			a.noteRefusal(ctx, a.status, key, "", err)
+			continue
 		} else if errors.Is(err, errStatusGone) {
 			a.log.Warn("outcome not published: the request has no status any more", "request_id", st.RequestID,
 				"state", st.State)
@@ -58,6 +69,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		} else if err != nil {
 			return err
 		}
+		delete(a.refused, a.status.Name()+"/"+key)
 		if err := a.conn.MarkPublished(ctx, st); err != nil {
 			return err
 		}
@@ -143,6 +155,10 @@ func (a *Agent) dropPastDays(ctx context.Context, today time.Time) error {
 		}
 		delete(a.published, k)
 	}
+	a.forgetRefusals(a.avail.Name(), func(key string) bool {
+		date, ok := strings.CutPrefix(key, subjects.AvailabilityKey(a.clinic, ""))
+		return !ok || date >= today.Format(time.DateOnly)
+	})
 	return nil
 }
 
@@ -151,7 +167,11 @@ func (a *Agent) putIfChanged(ctx context.Context, kv *cjs.Bucket, key string, v 
 	if err != nil {
 		return err
 	}
-	last, seen := a.published[kv.Name()+"/"+key]
+	id := kv.Name() + "/" + key
+	if r, ok := a.refused[id]; ok && r.value == string(b) {
+		return nil // refused as it is: sent again once it changes
+	}
+	last, seen := a.published[id]
 	if !seen {
 		if e, err := kv.Get(ctx, key); err == nil {
 			last, seen = string(e.Value), true
@@ -160,12 +180,18 @@ func (a *Agent) putIfChanged(ctx context.Context, kv *cjs.Bucket, key string, v 
 		}
 	}
 	if seen && last == string(b) {
-		a.published[kv.Name()+"/"+key] = last
+		a.published[id] = last
+		delete(a.refused, id) // the value went back to one the relay took
 		return nil
 	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
+	if _, err := kv.Put(ctx, key, b); errors.Is(err, cjs.ErrRefused) {
+		// The other keys go on: one refused day hides no other.
+		a.noteRefusal(ctx, kv, key, string(b), err)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	a.published[kv.Name()+"/"+key] = string(b)
+	a.published[id] = string(b)
+	delete(a.refused, id)
 	return nil
 }

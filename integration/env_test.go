@@ -81,6 +81,16 @@ func testLogger(t *testing.T) *slog.Logger {
 	))
 }
 
+// logged is everything the test logged so far.
+func logged(t *testing.T) string {
+	testLogger(t)
+	sink, _ := sinks.Load(t)
+	ls := sink.(*logSink)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.buf.String()
+}
+
 // NewEnv starts a relay on random ports; it stops at the end of the test.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()

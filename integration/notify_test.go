@@ -266,12 +266,8 @@ func TestNotify_Failures(t *testing.T) {
 		!strings.Contains(metrics, "clinicrelay_notify_sent_total 1\n") {
 		t.Errorf("/metrics: %d\n%s", code, metrics)
 	}
-	sink, _ := sinks.Load(t)
-	ls := sink.(*logSink)
-	ls.mu.Lock()
-	logged := ls.buf.String()
-	ls.mu.Unlock()
-	if !strings.Contains(logged, `level=ERROR msg="notice NOT sent: given up"`) || !strings.Contains(logged, "request_id="+b["id"]) {
+	if log := logged(t); !strings.Contains(log, `level=ERROR msg="notice NOT sent: given up"`) ||
+		!strings.Contains(log, "request_id="+b["id"]) {
 		t.Errorf("no ERROR line for the notice given up")
 	}
 }

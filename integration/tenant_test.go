@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/agent/console"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -298,4 +299,188 @@ func TestRecovery_PurgedKeys(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestQuota_RefusedDayOnConsole: a day with more free slots than the relay
+// carries (MaxDayBytes) is refused; the agent logs it, the console shows it
+// to the staff, the day's old slots stop being offered, its other days and
+// another clinic go on; once the slots fit again the day is back and the
+// console says nothing more.
+func TestQuota_RefusedDayOnConsole(t *testing.T) {
+	env := NewEnv(t)
+	ctx := context.Background()
+	maple := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	env.MustStartAgent(env.MustAddClinic("birch"), nil, nil)
+	loc, _ := time.LoadLocation("America/Toronto")
+	today := services.Today(time.Now(), loc)
+	big := today.AddDate(0, 0, 2)
+	bigKey := subjects.AvailabilityKey("maple", big.Format(time.DateOnly))
+	bigDays := 0 // days of the window on big's weekday
+	for d := today; d.Before(today.AddDate(0, 0, services.DaysAhead)); d = d.AddDate(0, 0, 1) {
+		if d.Weekday() == big.Weekday() {
+			bigDays++
+		}
+	}
+	avail := cjs.NewBucket(env.Admin.JS, subjects.BucketAvailability)
+	kv, err := env.Admin.JS.KeyValue(ctx, subjects.BucketAvailability)
+	if err != nil {
+		t.Fatal(err)
+	}
+	days := func(clinic string) int {
+		keys, err := kv.ListKeysFiltered(ctx, clinic+".*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if _, err := avail.Get(ctx, bigKey); err != nil {
+			return fmt.Errorf("%s: %w", bigKey, err)
+		}
+		if n := days("birch"); n != services.DaysAhead {
+			return fmt.Errorf("birch: %d days", n)
+		}
+		return nil
+	})
+
+	// Twelve providers with 5-minute slots all day: about 3,400 slots,
+	// 390 KB, where the relay takes 256 KiB a day.
+	weekday := strings.ToLower(big.Weekday().String()[:3])
+	many := console.DemoProviders()
+	for i := range 12 {
+		many = append(many, services.ProviderSchedule{
+			Provider:    services.Provider{ID: fmt.Sprintf("big-%02d", i), Name: fmt.Sprintf("Dr. Big %d", i)},
+			SlotMinutes: 5, Closures: []string{},
+			Hours: map[string][]services.Interval{weekday: {{Start: "00:00", End: "23:55"}}},
+		})
+	}
+	if err := maple.Console.SetProviders(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	page := func() string {
+		_, _, body := newClient(t, maple.HTTP.URL).Do("GET", "/", "", nil)
+		return body
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if body := page(); !strings.Contains(body, `id="refused"`) ||
+			!strings.Contains(body, "free slots of "+big.Format(time.DateOnly)) ||
+			!strings.Contains(body, fmt.Sprintf("at most %d bytes", cjs.MaxDayBytes)) {
+			return errors.New("the console does not show the refused day")
+		}
+		return nil
+	})
+	if _, err := avail.Get(ctx, bigKey); !errors.Is(err, cjs.ErrNotFound) {
+		t.Errorf("%s: the day's old slots are still offered (%v)", bigKey, err)
+	}
+	if n := days("maple"); n != services.DaysAhead-bigDays {
+		t.Errorf("maple: %d days published, want the %d that fit", n, services.DaysAhead-bigDays)
+	}
+	if n := days("birch"); n != services.DaysAhead {
+		t.Errorf("birch: %d days after maple's were refused", n)
+	}
+	log := logged(t)
+	for _, want := range []string{
+		`level=ERROR msg="the relay refused a write: patients online do not see it until it is fixed" clinic_id=maple`,
+		"key=" + bigKey,
+		`level=WARN msg="agent write refused" clinic_id=maple bucket=AVAILABILITY`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log has no %q", want)
+		}
+	}
+	if n := strings.Count(log, "the relay refused a write"); n != bigDays {
+		t.Errorf("%d refusals logged, want one per refused day (%d): a refused value is not sent again", n, bigDays)
+	}
+
+	if err := maple.Console.SetProviders(ctx, console.DemoProviders()); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if strings.Contains(page(), `id="refused"`) {
+			return errors.New("the console still shows a refusal")
+		}
+		if n := days("maple"); n != services.DaysAhead {
+			return fmt.Errorf("maple: %d days back", n)
+		}
+		return nil
+	})
+	if !strings.Contains(logged(t), "the relay takes every write again") {
+		t.Error("the log does not say the refusals ended")
+	}
+}
+
+// refusingDesk is a console whose outcomes the relay refuses or must tidy:
+// the first request's names a slot that is no slot, the second's reason
+// runs over lines, as a PMS's note can.
+type refusingDesk struct {
+	*console.Console
+	bad, multiline string // request IDs
+}
+
+func (d *refusingDesk) PendingOutcomes(ctx context.Context) ([]services.Status, error) {
+	outs, err := d.Console.PendingOutcomes(ctx)
+	var first, rest []services.Status // the refused one first
+	for _, st := range outs {
+		switch st.RequestID {
+		case d.bad:
+			st.ProposedSlot = "not a slot"
+			first = append(first, st)
+			continue
+		case d.multiline:
+			st.Reason = "Dr. Lee is away\nback on Monday"
+		}
+		rest = append(rest, st)
+	}
+	return append(first, rest...), err
+}
+
+// TestQuota_RefusedOutcome: an outcome the relay refuses is shown to the
+// staff and tried again, and holds back no other outcome; a reason on
+// several lines reaches the patient on one.
+func TestQuota_RefusedOutcome(t *testing.T) {
+	env := NewEnv(t)
+	desk := &refusingDesk{Console: openDemoConsole(t, console.Config{})}
+	ag := env.MustStartAgent(env.MustAddClinic("fir"), desk, desk.Console)
+	web := newClient(t, env.Relay.HTTPURL())
+	firstSlot(t, web, "fir")
+	var got slotsResp
+	from, to := time.Now().Format(time.DateOnly), time.Now().AddDate(0, 0, 13).Format(time.DateOnly)
+	if code := web.JSON("GET", "/api/v1/clinics/fir/slots?from="+from+"&to="+to, nil, &got); code != 200 || len(got.Slots) < 2 {
+		t.Fatalf("slots: %d, %d", code, len(got.Slots))
+	}
+	var reqs [2]map[string]string
+	for i := range reqs {
+		if code := web.JSON("POST", "/api/v1/clinics/fir/requests", validRequest(got.Slots[i].ID), &reqs[i]); code != 201 {
+			t.Fatalf("create %d: %d", i, code)
+		}
+		awaitState(t, web, reqs[i]["token"], "delivered")
+	}
+	desk.bad, desk.multiline = reqs[0]["id"], reqs[1]["id"]
+	staff := newClient(t, ag.HTTP.URL)
+	for _, r := range reqs {
+		if code := staff.JSON("POST", "/api/requests/"+r["id"]+"/decline", map[string]string{"reason": "Dr. Lee is away"}, nil); code != 200 {
+			t.Fatalf("decline: %d", code)
+		}
+	}
+	awaitState(t, web, reqs[1]["token"], "declined")
+	var st struct{ Reason string }
+	web.JSON("GET", "/api/v1/requests/"+reqs[1]["token"], nil, &st)
+	if st.Reason != "Dr. Lee is away back on Monday" {
+		t.Errorf("reason = %q, want it on one line", st.Reason)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		_, _, body := staff.Do("GET", "/", "", nil)
+		if !strings.Contains(body, "outcome of request "+reqs[0]["id"]+": STATUS: status: proposed_slot") {
+			return fmt.Errorf("the console does not show the refused outcome: %s", body)
+		}
+		return nil
+	})
+	awaitState(t, web, reqs[0]["token"], "delivered") // not what the relay refused
+	if n := strings.Count(logged(t), "key=fir."+reqs[0]["id"]); n != 1 {
+		t.Errorf("the refusal logged %d times, want once: it is tried again, not logged again", n)
+	}
 }

@@ -57,16 +57,19 @@ type agentKey struct {
 	// needRev: a write must name the revision the key still has.
 	needRev bool
 	max     int
+	// tooBig says what to do about a value over max.
+	tooBig string
 	// check validates the key's suffix (after "<clinic>.") and, for a put,
 	// the value; now is the relay's clock.
 	check func(clinic, suffix string, value []byte, op string, now time.Time) error
 }
 
 var agentKeys = map[string]agentKey{
-	subjects.BucketAvailability: {ops: map[string]bool{OpPut: true, OpDelete: true}, max: MaxDayBytes, check: checkAgentDay},
-	subjects.BucketClinics:      {ops: map[string]bool{OpPut: true}, max: MaxSmallBytes, check: checkAgentClinicKey},
-	subjects.BucketHolds:        {ops: map[string]bool{OpDelete: true}, needRev: true, check: checkAgentHold},
-	subjects.BucketStatus:       {ops: map[string]bool{OpUpdate: true}, needRev: true, max: MaxSmallBytes, check: checkAgentStatus},
+	subjects.BucketAvailability: {ops: map[string]bool{OpPut: true, OpDelete: true}, max: MaxDayBytes, check: checkAgentDay,
+		tooBig: "offer fewer free slots that day (longer slots, or fewer providers online)"},
+	subjects.BucketClinics: {ops: map[string]bool{OpPut: true}, max: MaxSmallBytes, check: checkAgentClinicKey},
+	subjects.BucketHolds:   {ops: map[string]bool{OpDelete: true}, needRev: true, check: checkAgentHold},
+	subjects.BucketStatus:  {ops: map[string]bool{OpUpdate: true}, needRev: true, max: MaxSmallBytes, check: checkAgentStatus},
 }
 
 // AvailabilityWindow is the first and last date (YYYY-MM-DD, UTC) an agent
@@ -146,7 +149,7 @@ func checkAgentStatus(clinic, request string, value []byte, _ string, _ time.Tim
 	case st.ProposedSlot != "" && subjects.ValidSlotID(st.ProposedSlot) != nil:
 		return fmt.Errorf("status: proposed_slot %q is not a slot id", st.ProposedSlot)
 	}
-	return services.PlainText("status: reason", st.Reason, 1000)
+	return services.PlainText("status: reason", st.Reason, services.MaxOutcomeReason)
 }
 
 // strictJSON decodes b into v; anything after the value is an error.
@@ -185,6 +188,8 @@ type AgentWrites struct {
 	// checks first), so it holds at most the clinics onboarded, never one
 	// per subject a stranger makes up.
 	audits map[string]*rate.Limiter
+	// refusals has a limiter per active clinic of the refusals logged.
+	refusals map[string]*rate.Limiter
 }
 
 // Serve answers on nc until the subscriptions are drained.
@@ -296,7 +301,14 @@ func (s *AgentWrites) handleWrite(m *nats.Msg) {
 		return
 	}
 	clinic, bucket, suffix := tok[2], tok[4], tok[5]
-	respond(m, s.write(clinic, bucket, suffix, m))
+	r := s.write(clinic, bucket, suffix, m)
+	respond(m, r)
+	// The operator sees a clinic whose agent writes what the relay refuses,
+	// at most once a minute per clinic: the agent's log has every refusal.
+	if r.Code == "refused" && subjects.ValidClinicID(clinic) == nil && s.Active(clinic) &&
+		s.limiter(&s.refusals, clinic, rate.Every(time.Minute), 1).Allow() {
+		s.Logger.Warn("agent write refused", "clinic_id", clinic, "bucket", bucket, "why", r.Error)
+	}
 }
 
 func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWriteReply {
@@ -319,7 +331,11 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 		return refused("%s: a delete carries no value", bucket)
 	}
 	if rule.max > 0 && len(m.Data) > rule.max {
-		return refused("%s: a value is at most %d bytes, this one %d", bucket, rule.max, len(m.Data))
+		msg := fmt.Sprintf("%s: a value is at most %d bytes, this one %d", bucket, rule.max, len(m.Data))
+		if rule.tooBig != "" {
+			msg += ": " + rule.tooBig
+		}
+		return refused("%s", msg)
 	}
 	if err := rule.check(clinic, suffix, m.Data, op, s.Now()); err != nil {
 		return refused("%s: %s", bucket, err)
@@ -385,7 +401,7 @@ func (s *AgentWrites) audit(clinic string, body []byte) agentWriteReply {
 	if err := services.PlainText("audit: detail", ev.Detail, 200); err != nil {
 		return refused("%s", err)
 	}
-	if !s.auditLimiter(clinic).Allow() {
+	if !s.limiter(&s.audits, clinic, AgentAuditRate, AgentAuditBurst).Allow() {
 		return refused("audit: more than %d events a second from this clinic", AgentAuditRate)
 	}
 	// The relay says who and when: the clinic of the subject, the agent.
@@ -402,16 +418,17 @@ func (s *AgentWrites) audit(clinic string, body []byte) agentWriteReply {
 	return agentWriteReply{}
 }
 
-func (s *AgentWrites) auditLimiter(clinic string) *rate.Limiter {
+// limiter is clinic's limiter in *m, made with r and burst the first time.
+func (s *AgentWrites) limiter(m *map[string]*rate.Limiter, clinic string, r rate.Limit, burst int) *rate.Limiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.audits == nil {
-		s.audits = map[string]*rate.Limiter{}
+	if *m == nil {
+		*m = map[string]*rate.Limiter{}
 	}
-	l, ok := s.audits[clinic]
+	l, ok := (*m)[clinic]
 	if !ok {
-		l = rate.NewLimiter(AgentAuditRate, AgentAuditBurst)
-		s.audits[clinic] = l
+		l = rate.NewLimiter(r, burst)
+		(*m)[clinic] = l
 	}
 	return l
 }

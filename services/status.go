@@ -15,13 +15,18 @@ const (
 	StateCancelled = "cancelled"
 )
 
+// MaxOutcomeReason is the most characters of a Status reason.
+const MaxOutcomeReason = 1000
+
 // Status is a request's outcome as kept in STATUS: IDs and times only, no PHI.
 type Status struct {
-	RequestID    string    `json:"request_id"`
-	ClinicID     string    `json:"clinic_id"`
-	SlotID       string    `json:"slot_id"`
-	State        string    `json:"state"`
-	Reason       string    `json:"reason,omitempty"` // the clinic's decline reason, shown to the patient
+	RequestID string `json:"request_id"`
+	ClinicID  string `json:"clinic_id"`
+	SlotID    string `json:"slot_id"`
+	State     string `json:"state"`
+	// Reason is the clinic's decline reason, shown to the patient: one
+	// plain line of at most MaxOutcomeReason characters.
+	Reason       string    `json:"reason,omitempty"`
 	ProposedSlot string    `json:"proposed_slot,omitempty"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	// Change names the patient's latest change (a cancellation or a new

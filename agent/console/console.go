@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,14 +58,16 @@ type Console struct {
 	loc      *time.Location
 	dirty    map[string]struct{} // slots whose days changed, see TakeChanges
 	dirtyAll bool
+	refused  []string // what the relay refuses, see Refused
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var (
-	_ agent.Connector     = (*Console)(nil)
-	_ agent.ChangeTracker = (*Console)(nil)
+	_ agent.Connector       = (*Console)(nil)
+	_ agent.ChangeTracker   = (*Console)(nil)
+	_ agent.RefusalReporter = (*Console)(nil)
 )
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.
@@ -131,6 +134,21 @@ func (c *Console) SetClinic(cl services.Clinic) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clinic, c.loc = cl, loc
+}
+
+// Refused records what the relay refuses of this clinic's updates: the page
+// shows it to the staff until it is fixed.
+func (c *Console) Refused(lines []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refused = slices.Clone(lines)
+}
+
+// refusals is what the relay refuses now.
+func (c *Console) refusals() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
 }
 
 // clinicInfo returns the clinic and its zone.

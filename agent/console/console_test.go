@@ -167,6 +167,12 @@ func TestConsole_Decide(t *testing.T) {
 		wantCode(t, err, services.EInvalid, "reason")
 		_, err = e.c.Decline(ctx, req.ID, strings.Repeat("é", console.MaxReasonLen+1))
 		wantCode(t, err, services.EInvalid, "reason")
+		// The relay takes one plain line (STATUS): what it would refuse
+		// is refused here, where the staff can fix it.
+		for _, reason := range []string{"Away\nback Monday", "Away\tMonday", "Away \u202eyadnoM"} {
+			_, err = e.c.Decline(ctx, req.ID, reason)
+			wantCode(t, err, services.EInvalid, "reason")
+		}
 	})
 	t.Run("ErrSlot", func(t *testing.T) {
 		for _, slot := range []string{

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,8 +34,9 @@ func (c *Console) Decline(ctx context.Context, id, reason string) (Entry, error)
 		return Entry{}, fieldError("reason", "reason is required")
 	case utf8.RuneCountInString(reason) > MaxReasonLen:
 		return Entry{}, fieldError("reason", fmt.Sprintf("reason must be at most %d characters", MaxReasonLen))
-	case strings.IndexFunc(reason, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' }) >= 0:
-		return Entry{}, fieldError("reason", "reason must be printable text")
+	case services.PlainText("reason", reason, MaxReasonLen) != nil:
+		// The relay takes a reason of one plain line (its STATUS rule).
+		return Entry{}, fieldError("reason", "reason must be plain text on one line, without control or bidi characters")
 	}
 	return c.decide(ctx, id, func(tx *bolt.Tx, rec *record) error {
 		rec.State, rec.DeclineReason = services.StateDeclined, reason

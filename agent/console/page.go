@@ -51,10 +51,12 @@ type pageData struct {
 	CSRF        string
 	Error       string
 	Fields      map[string]string
-	Pending     []pendingItem
-	Decided     []Entry
-	Providers   []providerForm
-	New         providerForm
+	// Refused is what the relay refuses of the clinic's updates.
+	Refused   []string
+	Pending   []pendingItem
+	Decided   []Entry
+	Providers []providerForm
+	New       providerForm
 
 	loc   *time.Location
 	names map[string]string
@@ -139,7 +141,8 @@ func (c *Console) afterForm(ctx echo.Context, err error, draft *providerForm) er
 func (c *Console) render(ctx echo.Context, flash error, draft *providerForm) error {
 	cl, loc := c.clinicInfo()
 	token, _ := ctx.Get("csrf").(string)
-	d := &pageData{Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm()}
+	d := &pageData{Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm(),
+		Refused: c.refusals()}
 	if c.sealKey != "" {
 		d.Fingerprint = services.Fingerprint(c.sealKey)
 	}

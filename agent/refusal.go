@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/subjects"
+)
+
+// refusal is a value the relay refused for a key, and why: it is not sent
+// again until the connector's value changes.
+type refusal struct{ value, why string }
+
+// maxRefusalLines is how many refused keys the connector is shown; the
+// last line counts the rest.
+const maxRefusalLines = 10
+
+// noteRefusal records that the relay refused value for key of kv (err wraps
+// cjs.ErrRefused). A refused day is deleted, so the web stops offering the
+// slots of the day's last accepted value, which the clinic may have given
+// away since.
+func (a *Agent) noteRefusal(ctx context.Context, kv *cjs.Bucket, key, value string, err error) {
+	id := kv.Name() + "/" + key
+	why := strings.TrimPrefix(err.Error(), cjs.ErrRefused.Error()+" "+key+": ")
+	if r, ok := a.refused[id]; !ok || r.why != why {
+		a.log.Error("the relay refused a write: patients online do not see it until it is fixed",
+			"bucket", kv.Name(), "key", key, "why", why)
+	}
+	a.refused[id] = refusal{value: value, why: why}
+	delete(a.published, id)
+	if kv.Name() != subjects.BucketAvailability {
+		return
+	}
+	if err := kv.Delete(ctx, key, 0); err != nil && !errors.Is(err, cjs.ErrNotFound) {
+		a.log.Warn("drop refused day", "key", key, "err", err.Error())
+	}
+}
+
+// forgetRefusals drops the refusals of keys in bucket that keep reports
+// false: keys the agent no longer writes.
+func (a *Agent) forgetRefusals(bucket string, keep func(key string) bool) {
+	for id := range a.refused {
+		if b, key, _ := strings.Cut(id, "/"); b == bucket && !keep(key) {
+			delete(a.refused, id)
+		}
+	}
+}
+
+// reportRefusals tells a RefusalReporter connector, and the log, when the
+// refused keys change.
+func (a *Agent) reportRefusals() {
+	ids := slices.Sorted(maps.Keys(a.refused))
+	lines := make([]string, 0, min(len(ids), maxRefusalLines))
+	for i, id := range ids {
+		if i == maxRefusalLines-1 && len(ids) > maxRefusalLines {
+			lines = append(lines, fmt.Sprintf("and %d more", len(ids)-i))
+			break
+		}
+		lines = append(lines, a.describe(id)+": "+a.refused[id].why)
+	}
+	shown := strings.Join(lines, "\n")
+	if shown == a.shownRefusals {
+		return
+	}
+	if len(lines) == 0 {
+		a.log.Info("the relay takes every write again")
+	}
+	a.shownRefusals = shown
+	if r, ok := a.conn.(RefusalReporter); ok {
+		r.Refused(lines)
+	}
+}
+
+// describe names what a refused key carries, for the clinic's staff.
+func (a *Agent) describe(id string) string {
+	bucket, key, _ := strings.Cut(id, "/")
+	suffix := strings.TrimPrefix(key, a.clinic+".")
+	switch bucket {
+	case subjects.BucketAvailability:
+		return "free slots of " + suffix
+	case subjects.BucketStatus:
+		return "outcome of request " + suffix
+	case subjects.BucketClinics:
+		return "the clinic's " + suffix
+	}
+	return key
+}
