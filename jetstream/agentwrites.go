@@ -64,6 +64,18 @@ type agentKey struct {
 	check func(clinic, suffix string, value []byte, op string, now time.Time) error
 }
 
+// oversize says why a value of n bytes is too big for the bucket, or "".
+func (r agentKey) oversize(bucket string, n int) string {
+	if r.max == 0 || n <= r.max {
+		return ""
+	}
+	msg := fmt.Sprintf("%s: a value is at most %d bytes, this one %d", bucket, r.max, n)
+	if r.tooBig != "" {
+		msg += ": " + r.tooBig
+	}
+	return msg
+}
+
 var agentKeys = map[string]agentKey{
 	subjects.BucketAvailability: {ops: map[string]bool{OpPut: true, OpDelete: true}, max: MaxDayBytes, check: checkAgentDay,
 		tooBig: "offer fewer free slots that day (longer slots, or fewer providers online)"},
@@ -330,11 +342,7 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 	if op == OpDelete && len(m.Data) > 0 {
 		return refused("%s: a delete carries no value", bucket)
 	}
-	if rule.max > 0 && len(m.Data) > rule.max {
-		msg := fmt.Sprintf("%s: a value is at most %d bytes, this one %d", bucket, rule.max, len(m.Data))
-		if rule.tooBig != "" {
-			msg += ": " + rule.tooBig
-		}
+	if msg := rule.oversize(bucket, len(m.Data)); msg != "" {
 		return refused("%s", msg)
 	}
 	if err := rule.check(clinic, suffix, m.Data, op, s.Now()); err != nil {
@@ -446,6 +454,11 @@ func NewAgentBucket(js jetstream.JetStream, name, clinic string) *Bucket {
 		suffix, ok := strings.CutPrefix(w.key, clinic+".")
 		if !ok {
 			return 0, fmt.Errorf("%w: key %q is not under clinic %s", ErrRefused, w.key, clinic)
+		}
+		// Refused here, not sent: past subjects.AgentMaxPayload the server
+		// would close the agent's connection.
+		if msg := agentKeys[bucket].oversize(bucket, len(w.value)); msg != "" {
+			return 0, fmt.Errorf("%w %s: %s", ErrRefused, w.key, msg)
 		}
 		m := nats.NewMsg(subjects.AgentWrite(clinic, bucket, suffix))
 		m.Data = w.value

@@ -69,3 +69,12 @@ func WebPermissions() Permissions {
 	}
 	return Permissions{PubAllow: pub, SubAllow: []string{WebInboxPrefix + ".>"}}
 }
+
+// Limits of each agent's connection, in its permission template: how many
+// subscriptions, and the largest message (a day of AVAILABILITY,
+// jetstream.MaxDayBytes, with its headers; the agent refuses a larger value
+// itself, as the server would close its connection).
+const (
+	AgentMaxSubs    = 100
+	AgentMaxPayload = 264 << 10
+)

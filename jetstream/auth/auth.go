@@ -197,6 +197,8 @@ func (k *Keys) accountJWT(acc nkeys.KeyPair, name string, revocations jwt.Revoca
 		perms := subjects.AgentPermissions(subjects.AgentTemplate)
 		scope.Template.Pub.Allow.Add(perms.PubAllow...)
 		scope.Template.Sub.Allow.Add(perms.SubAllow...)
+		scope.Template.Limits.NatsLimits = jwt.NatsLimits{Subs: subjects.AgentMaxSubs, Data: -1,
+			Payload: subjects.AgentMaxPayload}
 		ac.SigningKeys.AddScopedSigner(scope)
 		ac.Revocations = revocations
 	}

@@ -40,6 +40,18 @@ type Config struct {
 	TLSCert, TLSKey string
 }
 
+// maxConns is how many client connections the server takes: half the
+// process's file handles, so a flood of connections leaves the other half to
+// JetStream's files and the web front's clients (at first "too many open
+// files" JetStream fails its writes, and kept failing after the flood), and at
+// most the server's default.
+func maxConns(files uint64) int {
+	if files == 0 {
+		return server.DEFAULT_MAX_CONNECTIONS
+	}
+	return int(min(max(files/2, 64), server.DEFAULT_MAX_CONNECTIONS))
+}
+
 // ErrNeedsKey means the data dir's store is encrypted and no key was given.
 var ErrNeedsKey = errors.New("the JetStream store in this data dir is encrypted: pass --encryption-key-file FILE or set CLINICRELAY_ENCRYPTION_KEY")
 
@@ -166,6 +178,7 @@ func options(cfg Config, keys *auth.Keys) (*server.Options, error) {
 		AccountResolver:  res,
 		NoSigs:           true,
 		MaxPayload:       1 << 20,
+		MaxConn:          maxConns(fileLimit()),
 	}
 	if cfg.EncryptionKey != "" {
 		opts.JetStreamKey, opts.JetStreamCipher = cfg.EncryptionKey, server.ChaCha

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -61,6 +62,8 @@ type Relay struct {
 	link     *link // the web connection's state
 	// Notifier sends email notices; nil without --smtp-url.
 	Notifier *cjs.Notifier
+	// Warden holds clinics to their connections; nil in external mode.
+	Warden *clinics.Warden
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -223,6 +226,9 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 		return nil, nil, err
 	}
 	r.Node = n
+	if err := r.startWarden(); err != nil {
+		return nil, nil, err
+	}
 	perms := subjects.WebPermissions()
 	webCreds, err := n.Keys.UserCreds("web", &perms, false)
 	if err != nil {
@@ -244,6 +250,24 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 	r.conns = append(r.conns, adminConn)
 	js, _ := jetstream.New(adminConn)
 	return webConn, js, nil
+}
+
+// startWarden holds each clinic's agents to clinics.AgentMaxConns
+// connections on the embedded node, from its first moment.
+func (r *Relay) startWarden() error {
+	sysCreds, err := r.Node.Keys.UserCreds("relay-warden", nil, true)
+	if err != nil {
+		return err
+	}
+	sys, err := r.Node.Connect(sysCreds, nats.Name("relay warden"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("warden user: %w", err)
+	}
+	r.conns = append(r.conns, sys)
+	r.Warden = &clinics.Warden{Sys: sys, Account: r.Node.Keys.AppPublicKey(), Logger: r.log}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return r.Warden.Start(ctx)
 }
 
 func (r *Relay) options() cjs.Options {
