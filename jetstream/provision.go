@@ -81,6 +81,30 @@ func AuditStream(o Options) jetstream.StreamConfig {
 	}
 }
 
+// HealthStream is RELAY_HEALTH: each relay's last write probe (ProbeWrite),
+// an hour at most, so relays gone leave nothing behind.
+func HealthStream(o Options) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              subjects.StreamHealth,
+		Description:       "each relay's last write probe: it is ready while it can write",
+		Subjects:          []string{subjects.AllHealth},
+		Storage:           jetstream.FileStorage, // what fails when the disk or the file handles do
+		MaxMsgsPerSubject: 1,
+		MaxAge:            time.Hour,
+		Discard:           jetstream.DiscardOld,
+		Replicas:          o.replicas(),
+	}
+}
+
+// ProbeWrite writes relay's probe to RELAY_HEALTH and waits for JetStream
+// to store it: an error means JetStream cannot write now.
+func ProbeWrite(ctx context.Context, js jetstream.JetStream, relay string) error {
+	if _, err := js.Publish(ctx, "relay.health."+relay, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("write probe: %w", err)
+	}
+	return nil
+}
+
 // Buckets lists the KV buckets.
 func Buckets(o Options) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
@@ -100,7 +124,7 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 
 // Provision creates or updates every stream and bucket; running it twice changes nothing.
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
-	for _, s := range []jetstream.StreamConfig{RequestsStream(o), AuditStream(o), NotifyStream(o)} {
+	for _, s := range []jetstream.StreamConfig{RequestsStream(o), AuditStream(o), NotifyStream(o), HealthStream(o)} {
 		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
 			return fmt.Errorf("provision %s: %w", s.Name, err)
 		}

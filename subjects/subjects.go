@@ -45,6 +45,11 @@ const (
 	NotifyFollower = "notify_status"
 	// NotifySender is the relay's durable consumer on AllNotifyEmail.
 	NotifySender = "notify_email"
+	// StreamHealth holds the last write probe of each relay
+	// (relay.health.<relay>): a relay is ready while it can write.
+	StreamHealth = "RELAY_HEALTH"
+	// AllHealth is "relay.health.*", what RELAY_HEALTH stores.
+	AllHealth = "relay.health.*"
 )
 
 // Filters: the wildcard half of each subject pair.

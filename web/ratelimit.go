@@ -259,7 +259,7 @@ var createLimited = map[string]bool{
 func (s *Server) limitRead(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p := c.Path()
-		if s.rates == nil || strings.HasPrefix(p, "/static") || p == "/healthz" ||
+		if s.rates == nil || strings.HasPrefix(p, "/static") || p == "/healthz" || p == "/readyz" ||
 			c.Request().Method == http.MethodPost && createLimited[p] {
 			return next(c)
 		}

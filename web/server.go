@@ -62,6 +62,9 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
 	// the client IP; with none, the client IP is the connection's peer.
 	TrustedProxies []netip.Prefix
+	// Ready, when set, says whether the relay can take requests (nil) or
+	// what stops it: GET /readyz answers 503 with it.
+	Ready func() error
 }
 
 // Server is the Echo web front.
@@ -146,7 +149,10 @@ func (s *Server) routes() {
 	e.POST("/r/:token/cancel", s.handleCancel, s.pausable)
 	e.GET("/r/:token/reschedule", s.handleRescheduleForm, s.pausable)
 	e.POST("/r/:token/reschedule", s.handleReschedule, s.limitCreate, s.pausable) // holds a slot as a creation does
+	// /healthz: the process answers (liveness). /readyz: it can take
+	// requests too, NATS connected and JetStream writing (readiness).
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/readyz", s.handleReady)
 	e.StaticFS("/static", echo.MustSubFS(assets, "static"))
 
 	// Middleware per route: a group with middleware would answer 404 for a
@@ -210,4 +216,15 @@ func (s *Server) audit(c echo.Context, clinic, action, requestID string) {
 		s.cfg.Audit.Audit(c.Request().Context(), services.AuditEvent{At: s.cfg.Now().UTC(), Clinic: clinic,
 			Action: action, Actor: "patient", RequestID: requestID, IP: c.RealIP()})
 	}
+}
+
+// handleReady is GET /readyz: 200 "ready", or 503 with what stops the relay.
+func (s *Server) handleReady(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error())
+		}
+	}
+	return c.String(http.StatusOK, "ready")
 }

@@ -46,6 +46,9 @@ type Config struct {
 	Now                 func() time.Time
 	// Notify configures email notices (off without an SMTP URL).
 	Notify NotifyConfig
+	// ProbeEvery is how often JetStream is checked for writes (default
+	// ProbeEvery; tests shorten it).
+	ProbeEvery time.Duration
 }
 
 // Relay is a running relay.
@@ -64,6 +67,7 @@ type Relay struct {
 	Notifier *cjs.Notifier
 	// Warden holds clinics to their connections; nil in external mode.
 	Warden *clinics.Warden
+	health health
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -77,7 +81,11 @@ func Start(ctx context.Context, cfg Config) (*Relay, error) {
 	if cfg.HoldTTL <= 0 {
 		cfg.HoldTTL = 10 * time.Minute
 	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = ProbeEvery
+	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), link: newLink()}
+	r.health.every = cfg.ProbeEvery
 	if err := r.start(ctx); err != nil {
 		r.Shutdown()
 		return nil, err
@@ -95,6 +103,7 @@ func (r *Relay) start(ctx context.Context) error {
 	if err := cjs.Provision(pctx, adminJS, r.options()); err != nil {
 		return err
 	}
+	go r.health.probe(ctx, adminJS, r.log, r.stopping.Load)
 	js, _ := jetstream.New(webConn, cjs.AuditErrHandler(r.log))
 	reqs := cjs.NewRequests(js)
 	r.Catalog = cjs.NewCatalog(r.cfg.Now)
@@ -116,7 +125,8 @@ func (r *Relay) start(ctx context.Context) error {
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
 	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now, EmailCodes: codes,
 		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log},
-		Limits: r.cfg.Abuse.webLimits(), TrustedProxies: r.cfg.Abuse.TrustedProxies})
+		Limits: r.cfg.Abuse.webLimits(), TrustedProxies: r.cfg.Abuse.TrustedProxies,
+		Ready: func() error { return r.health.check(r.link) }})
 	if err != nil {
 		return err
 	}
