@@ -402,6 +402,9 @@ func (a *Agent) loop(ctx context.Context) {
 			// What it refused is tried again too: its rules may differ.
 			a.published, a.refused = map[string]string{}, map[string]refusal{}
 			a.lastFull = time.Time{}
+			// A restored relay has no seal key of the clinic (see `relay
+			// restore`): it takes no request until this one is out.
+			a.putSealKey(ctx)
 			a.sync(ctx, true)
 		case <-check.C:
 			if a.vanished(ctx) {
@@ -488,9 +491,7 @@ func (a *Agent) vanished(ctx context.Context) bool {
 	gone := 0
 	if keys, ok := have[subjects.BucketClinics]; ok && !keys[subjects.ClinicSubKey(a.clinic, subjects.KeySealKey)] {
 		// Without its seal key the web takes no request for the clinic.
-		if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), a.opener.PublicKey()); err != nil {
-			a.log.Warn("seal key", "err", err.Error())
-		}
+		a.putSealKey(cctx)
 		gone++
 	}
 	for k := range a.published {
@@ -506,6 +507,16 @@ func (a *Agent) vanished(ctx context.Context) bool {
 	a.log.Warn("published keys vanished from the relay: publishing them again", "keys", gone)
 	a.lastFull = time.Time{}
 	return true
+}
+
+// putSealKey publishes the public half of the clinic's seal key, which the
+// web seals requests to.
+func (a *Agent) putSealKey(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := cjs.PutJSON(cctx, a.meta, subjects.ClinicSubKey(a.clinic, subjects.KeySealKey), a.opener.PublicKey()); err != nil {
+		a.log.Warn("seal key", "err", err.Error())
+	}
 }
 
 // heldSlot is the web's hold on a stored request's slot; rev is the hold's

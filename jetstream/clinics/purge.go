@@ -47,6 +47,10 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 		return p, err
 	}
 	p.Credentials = n
+	// Kept with the keys, so that a restore of an older backup purges it again.
+	if err := a.Keys.RecordPurge(id); err != nil {
+		return p, err
+	}
 	if err := a.JS.DeleteConsumer(ctx, subjects.StreamRequests, subjects.AgentConsumer(id)); err != nil &&
 		!errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return p, fmt.Errorf("purge %s: consumer: %w", id, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -34,7 +35,7 @@ const usage = `usage:
   relay audit --clinic SLUG [--since DURATION] [--format text|json|fhir] [--data DIR]
   relay notices --failed [--data DIR]
   relay backup --out FILE [--data DIR]
-  relay restore FILE --operator-key FILE [--data DIR] [--encryption-key-file FILE]
+  relay restore FILE --operator-key FILE (--previous-data DIR | --as-backed-up) [--data DIR] [--encryption-key-file FILE]
 `
 
 // errUsage makes Main exit 2 with the usage text.
@@ -319,6 +320,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	data := fs.String("data", "./data", "new, empty relay data dir")
 	opKey := fs.String("operator-key", "", "the operator's seed (DATA/auth/operator.nk of the relay backed up)")
 	keyFile := fs.String("encryption-key-file", "", "encrypt the restored JetStream store with the key in FILE")
+	prev := fs.String("previous-data", "", "the data dir of the relay the backup replaces: clinics it revoked or purged since the backup stay so")
+	asBackedUp := fs.Bool("as-backed-up", false, "no previous data dir: clinics revoked or purged since the backup come back (listed)")
 	var in string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		in, args = args[0], args[1:]
@@ -336,12 +339,34 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	n, err := Restore(ctx, in, *opKey, *data, key)
+	if *prev != "" && *asBackedUp {
+		return fmt.Errorf("--previous-data and --as-backed-up exclude each other: %w", errUsage)
+	}
+	rep, err := Restore(ctx, RestoreOptions{In: in, OperatorKey: *opKey, Dir: *data, Key: key, Previous: *prev,
+		AsBackedUp: *asBackedUp})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "restored %d messages into %s; start it with relay serve --data %s\n", n, *data, *data)
+	fmt.Fprintf(stdout, "restored %d messages into %s\n", rep.Messages, *data)
+	if *prev != "" {
+		fmt.Fprintf(stdout, "carried over from %s: %d agent keys revoked; revoked again: %s; purged again: %s\n", *prev,
+			rep.Revocations, listOrNone(rep.Revoked), listOrNone(rep.Purged))
+	} else {
+		fmt.Fprintf(stdout, "WARNING: restored as backed up: any clinic revoked or purged since the backup is active again; "+
+			"active clinics: %s\n", listOrNone(rep.Active))
+	}
+	fmt.Fprintf(stdout, "seal keys dropped: %d; each clinic takes requests again once its agent reconnects and publishes its key\n",
+		rep.SealKeys)
+	fmt.Fprintf(stdout, "start it with relay serve --data %s\n", *data)
 	return nil
+}
+
+// listOrNone is the names, comma-separated, or "none".
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // cmdNotices lists the email notices the relay gave up on after their last
