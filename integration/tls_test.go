@@ -102,7 +102,9 @@ func TestTLS(t *testing.T) {
 
 // writeTestPKI writes a throwaway CA and a certificate for 127.0.0.1 signed
 // by it, and returns the CA, certificate and key files.
-func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+// writeTestPKI writes a CA and a certificate it signed for names (default:
+// 127.0.0.1 and localhost), with its key.
+func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "clinicrelay test CA"},
@@ -117,6 +119,9 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if len(names) > 0 {
+		tmpl.IPAddresses, tmpl.DNSNames = nil, names
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -130,4 +135,30 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		return p
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// TestCommands_TLS: the relay's commands reach a running relay whose NATS
+// certificate names its public host only, not the 127.0.0.1 it listens on:
+// they trust the certificate it serves and expect its name. A wrong --ca or
+// --server-name is named as such.
+func TestCommands_TLS(t *testing.T) {
+	_, certFile, keyFile := writeTestPKI(t, t.TempDir(), "relay.example.org")
+	dir := t.TempDir()
+	startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile})
+	if code, out, stderr := relayCmd(t, "clinic", "add", "--slug", "oak", "--name", "Oak", "--timezone", "America/Toronto",
+		"--out", t.TempDir(), "--data", dir); code != 0 {
+		t.Fatalf("clinic add against a TLS relay: %d %s %s", code, out, stderr)
+	}
+	if code, out, stderr := relayCmd(t, "clinic", "list", "--data", dir); code != 0 || !strings.Contains(out, "oak") {
+		t.Fatalf("clinic list against a TLS relay: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr := relayCmd(t, "clinic", "list", "--data", dir, "--server-name", "other.example.org"); code == 0 ||
+		!strings.Contains(stderr, "does not cover the name dialled: pass --server-name") {
+		t.Errorf("a wrong --server-name: %d %s", code, stderr)
+	}
+	otherCA, _, _ := writeTestPKI(t, t.TempDir())
+	if code, _, stderr := relayCmd(t, "clinic", "list", "--data", dir, "--ca", otherCA); code == 0 ||
+		!strings.Contains(stderr, "not signed by a CA this command trusts: pass --ca") {
+		t.Errorf("a wrong --ca: %d %s", code, stderr)
+	}
 }

@@ -71,6 +71,9 @@ type Node struct {
 type RunInfo struct {
 	NATSURL string `json:"nats_url"`
 	HTTPURL string `json:"http_url,omitempty"`
+	// TLSCert is the NATS listener's certificate file: the relay's commands
+	// trust it when they dial NATSURL.
+	TLSCert string `json:"tls_cert,omitempty"`
 	PID     int    `json:"pid"`
 }
 

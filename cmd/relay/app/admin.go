@@ -1,12 +1,18 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,9 +50,33 @@ type adminSession struct {
 	NATSURL string // where agents dial
 }
 
-// withAdmin runs fn against the relay that owns dir: over NATS with operator
-// creds when it is running, else on a temporary in-process node.
-func withAdmin(ctx context.Context, dir string, fn func(context.Context, *adminSession) error) error {
+// target is the relay a command acts on: its data dir, and how to trust
+// its NATS listener when it has TLS.
+type target struct {
+	dir string
+	// ca verifies the relay's certificate; by default the certificate the
+	// running relay serves (its file, read from the data dir's run info)
+	// and the system's roots.
+	ca string
+	// serverName is the name the certificate must cover; by default the
+	// first name in the relay's certificate, as the command dials the
+	// address it listens on (127.0.0.1), which a certificate rarely names.
+	serverName string
+}
+
+// targetFlags adds --data, --ca and --server-name to fs.
+func targetFlags(fs *flag.FlagSet) *target {
+	t := &target{}
+	fs.StringVar(&t.dir, "data", "./data", "relay data dir")
+	fs.StringVar(&t.ca, "ca", "", "CA (PEM) that signed the running relay's NATS certificate (default: that certificate itself, and the system's roots)")
+	fs.StringVar(&t.serverName, "server-name", "", "name the relay's NATS certificate covers (default: its first name)")
+	return t
+}
+
+// withAdmin runs fn against the relay that owns t.dir: over NATS with
+// operator creds when it is running, else on a temporary in-process node.
+func withAdmin(ctx context.Context, t target, fn func(context.Context, *adminSession) error) error {
+	dir := t.dir
 	if err := CheckDataDir(dir); err != nil {
 		return err
 	}
@@ -56,7 +86,7 @@ func withAdmin(ctx context.Context, dir string, fn func(context.Context, *adminS
 	}
 	n, err := node.Start(node.Config{DataDir: dir, EncryptionKey: key})
 	if errors.Is(err, node.ErrRunning) {
-		return withRunning(ctx, dir, fn)
+		return withRunning(ctx, t, fn)
 	}
 	if err != nil {
 		return err
@@ -70,21 +100,30 @@ func withAdmin(ctx context.Context, dir string, fn func(context.Context, *adminS
 	return runAdmin(ctx, n.Keys, url, connect, fn)
 }
 
-func withRunning(ctx context.Context, dir string, fn func(context.Context, *adminSession) error) error {
-	ri, err := node.ReadRunInfo(dir)
+func withRunning(ctx context.Context, t target, fn func(context.Context, *adminSession) error) error {
+	ri, err := node.ReadRunInfo(t.dir)
 	if err != nil {
-		return fmt.Errorf("the relay serving %s is running but left no address: %w", dir, err)
+		return fmt.Errorf("the relay serving %s is running but left no address: %w", t.dir, err)
 	}
-	keys, err := auth.Open(filepath.Join(dir, "auth"))
+	keys, err := auth.Open(filepath.Join(t.dir, "auth"))
 	if err != nil {
 		return err
+	}
+	opts := []nats.Option{nats.Name("relay command")}
+	if strings.HasPrefix(ri.NATSURL, "tls://") {
+		tc, err := t.tlsConfig(ri.TLSCert)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, nats.Secure(tc))
 	}
 	connect := func(creds []byte) (*nats.Conn, error) {
 		co, err := auth.CredsOption(creds)
 		if err != nil {
 			return nil, err
 		}
-		return nats.Connect(ri.NATSURL, co, nats.Name("relay command"))
+		nc, err := nats.Connect(ri.NATSURL, append(opts, co)...)
+		return nc, explainTLS(err)
 	}
 	return runAdmin(ctx, keys, ri.NATSURL, connect, fn)
 }
@@ -119,5 +158,67 @@ func runAdmin(ctx context.Context, keys *auth.Keys, url string, connect func([]b
 // WithAdmin runs fn with operator access to the relay that owns dir, running
 // (over NATS) or not (on an in-process node); the bench onboards with it.
 func WithAdmin(ctx context.Context, dir string, fn func(context.Context, *clinics.Admin) error) error {
-	return withAdmin(ctx, dir, func(ctx context.Context, s *adminSession) error { return fn(ctx, s.Admin) })
+	return withAdmin(ctx, target{dir: dir}, func(ctx context.Context, s *adminSession) error { return fn(ctx, s.Admin) })
+}
+
+// tlsConfig trusts t.ca, or the relay's own certificate file cert and the
+// system's roots, and expects t.serverName or the certificate's first name.
+func (t target) tlsConfig(cert string) (*tls.Config, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	file := cmp.Or(t.ca, cert)
+	if file == "" {
+		return nil, errors.New("the running relay serves NATS over TLS but did not say with which certificate: pass --ca FILE")
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", file)
+	}
+	name := t.serverName
+	if name == "" && cert != "" {
+		name = certName(cert)
+	}
+	return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12}, nil
+}
+
+// certName is the first name a PEM certificate file's leaf covers: a DNS
+// name, else an IP address ("" if none).
+func certName(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.IPAddresses) > 0:
+		return c.IPAddresses[0].String()
+	}
+	return ""
+}
+
+// explainTLS names a TLS failure in words an operator can act on.
+func explainTLS(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("the relay's certificate is not signed by a CA this command trusts: pass --ca FILE: %w", err)
+	case errors.As(err, &host):
+		return fmt.Errorf("the relay's certificate does not cover the name dialled: pass --server-name NAME: %w", err)
+	}
+	return err
 }

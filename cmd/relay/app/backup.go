@@ -79,7 +79,8 @@ func openBackup(key, sealed []byte) ([]byte, error) {
 // (DATA/auth) and every message of REQUESTS and the buckets. Unlike `nats
 // stream backup`, which writes plaintext even from an encrypted store, the
 // archive is encrypted with a key derived from the operator's seed.
-func Backup(ctx context.Context, dir, out string) (int, error) {
+func Backup(ctx context.Context, t target, out string) (int, error) {
+	dir := t.dir
 	files := map[string][]byte{}
 	authDir := filepath.Join(dir, "auth")
 	err := filepath.WalkDir(authDir, func(path string, d fs.DirEntry, err error) error {
@@ -104,7 +105,7 @@ func Backup(ctx context.Context, dir, out string) (int, error) {
 	var plain bytes.Buffer
 	zw := gzip.NewWriter(&plain)
 	var n int
-	err = withAdmin(ctx, dir, func(ctx context.Context, a *adminSession) error {
+	err = withAdmin(ctx, t, func(ctx context.Context, a *adminSession) error {
 		cw := &countWriter{w: zw}
 		err := cjs.WriteBackup(ctx, a.JS, files, cw)
 		n = cw.lines

@@ -113,7 +113,7 @@ func cmdClinicAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	name := fs.String("name", "", "clinic name shown to patients")
 	zone := fs.String("timezone", "", "IANA time zone, e.g. America/Toronto")
 	out := fs.String("out", ".", "directory for SLUG.creds")
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func fieldError(err error) error {
 
 func cmdClinicList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("clinic list", stderr)
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -181,20 +181,20 @@ func cmdClinicList(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // slugCommand parses `relay clinic NAME SLUG [--data DIR]`, the slug before
 // or after the flags.
-func slugCommand(name string, args []string, stderr io.Writer) (slug, data string, err error) {
+func slugCommand(name string, args []string, stderr io.Writer) (slug string, data target, err error) {
 	fs := newFlags("clinic "+name, stderr)
-	dataDir := fs.String("data", "./data", "relay data dir")
+	dataDir := targetFlags(fs)
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		slug, args = args[0], args[1:]
 	}
 	if err := parse(fs, args, 1); err != nil {
-		return "", "", err
+		return "", target{}, err
 	}
 	if slug == "" {
 		slug = fs.Arg(0)
 	}
 	if slug == "" {
-		return "", "", fmt.Errorf("clinic %s needs a SLUG: %w", name, errUsage)
+		return "", target{}, fmt.Errorf("clinic %s needs a SLUG: %w", name, errUsage)
 	}
 	return slug, *dataDir, subjects.ValidClinicID(slug)
 }
@@ -233,13 +233,13 @@ func cmdClinicPurge(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func cmdCredsOperator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("creds operator", stderr)
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	out := fs.String("out", "", "creds file to write (default DATA/operator.creds)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *out == "" {
-		*out = filepath.Join(*data, "operator.creds")
+		*out = filepath.Join(data.dir, "operator.creds")
 	}
 	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
 		creds, err := a.Keys.UserCreds("operator", nil, false)
@@ -295,7 +295,7 @@ func cmdClinicShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("backup", stderr)
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	out := fs.String("out", "", "archive to write (encrypted with a key derived from the operator's seed)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -303,15 +303,15 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		return fmt.Errorf("backup needs --out FILE: %w", errUsage)
 	}
-	if err := CheckDataDir(*data); err != nil {
+	if err := CheckDataDir(data.dir); err != nil {
 		return err
 	}
 	n, err := Backup(ctx, *data, *out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "backup of %s written to %s (%d records, encrypted); restore needs %s\n", *data, *out, n,
-		filepath.Join(*data, "auth", "operator.nk"))
+	fmt.Fprintf(stdout, "backup of %s written to %s (%d records, encrypted); restore needs %s\n", data.dir, *out, n,
+		filepath.Join(data.dir, "auth", "operator.nk"))
 	return nil
 }
 
@@ -373,7 +373,7 @@ func listOrNone(names []string) string {
 // attempt (IDs and the mail server's reply code only, never an address).
 func cmdNotices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("notices", stderr)
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	failed := fs.Bool("failed", false, "list the notices given up on")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -396,7 +396,7 @@ func cmdNotices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit", stderr)
-	data := fs.String("data", "./data", "relay data dir")
+	data := targetFlags(fs)
 	clinic := fs.String("clinic", "", "the clinic whose trail to print (_relay for the relay's own)")
 	since := fs.Duration("since", 0, "only events this recent, e.g. 720h (default: all)")
 	format := fs.String("format", "text", "text, json (one event a line) or fhir (FHIR R4 AuditEvent resources)")

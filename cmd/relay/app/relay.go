@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -180,7 +181,11 @@ func (r *Relay) start(ctx context.Context) error {
 		return err
 	}
 	if r.Node != nil {
-		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL()})
+		cert, _ := filepath.Abs(r.cfg.TLSCert)
+		if r.cfg.TLSCert == "" {
+			cert = ""
+		}
+		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL(), TLSCert: cert})
 	}
 	return nil
 }
