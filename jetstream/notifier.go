@@ -320,10 +320,11 @@ func (n *Notifier) keep(ctx context.Context, c services.Contact, st services.Sta
 			start = t
 		}
 	}
+	now := n.cfg.Now()
 	if start.IsZero() {
-		start = c.CreatedAt.Add(services.StatusLifetime) // no slot to go by: as long as the status
+		start = now.Add(services.StatusLifetime) // no slot to go by: as long as the status
 	}
-	return n.cfg.Contacts.KeepContact(ctx, c, services.ContactUntil(c.CreatedAt, start))
+	return n.cfg.Contacts.KeepContact(ctx, c, services.ContactUntil(now, start))
 }
 
 // JS is the notifier's JetStream handle (for FailedNotices).

@@ -20,7 +20,7 @@ const (
 	RequestDedupe      = 10 * time.Minute         // Nats-Msg-Id (the request id) window
 	RequestsPerClinic  = 10_000                   // per clinic and kind; DiscardNewPerSubject refuses more
 	MaxClinicConsumers = 50_000                   // nats-server 2.15 defaults MaxConsumers to 1000 a stream
-	StatusTTL          = services.StatusLifetime  // 37 days: "expired" stays readable a week
+	StatusTTL          = services.StatusLifetime  // 68 days: a week past the booking horizon
 	HoldMarkerTTL      = time.Minute              // how long a hold's expiry marker stays
 	// Value caps: a day's slots, a status, a hold, a profile. An agent
 	// cannot grow the web front's in-memory mirror past these.

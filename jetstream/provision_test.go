@@ -28,6 +28,7 @@ func TestDefinitions_Golden(t *testing.T) {
 		"buckets":         cjs.Buckets(cjs.Options{}),
 		"consumer":        cjs.AgentConsumer("maple", 0),
 		"notify":          cjs.NotifyStream(cjs.Options{}),
+		"health":          cjs.HealthStream(cjs.Options{}),
 		"notify_follower": cjs.FollowerConsumer(),
 		"notify_sender":   cjs.SenderConsumer(len(cjs.DefaultRetries) + 1),
 	}, "", "  ")

@@ -61,12 +61,12 @@ type ContactKeeper interface {
 	Forget(ctx context.Context, clinic, requestID string) error
 }
 
-// ContactUntil is how long a contact is kept: a day past the appointment's
-// start (for the notices about it), never more than StatusLifetime after
-// the request was made.
-func ContactUntil(created, slotStart time.Time) time.Time {
+// ContactUntil is how long a contact kept at now is kept: a day past the
+// appointment's start (for the notices about it), never more than
+// StatusLifetime, which outlasts any slot within Horizon.
+func ContactUntil(now, slotStart time.Time) time.Time {
 	until := slotStart.Add(24 * time.Hour)
-	if limit := created.Add(StatusLifetime); until.After(limit) {
+	if limit := now.Add(StatusLifetime); until.After(limit) {
 		return limit
 	}
 	return until

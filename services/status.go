@@ -41,9 +41,18 @@ type Status struct {
 // drops it after that (MaxAge), and its status then reads "expired".
 const RequestLifetime = 30 * 24 * time.Hour
 
-// StatusLifetime is how long a status is kept: a week past RequestLifetime,
-// so a patient can still read that their request expired.
-const StatusLifetime = RequestLifetime + 7*24*time.Hour
+// StatusLifetime is how long a status, its contact and its reminder are kept
+// after their last change (STATUS, CONTACTS and NOTIFY count a key's age from
+// its last write). A status last changes at the latest when its slot is
+// booked, proposed or moved, and a slot is then at most Horizon away; so a
+// booking's status page, calendar file, reminder and contact outlive the
+// appointment by a week, and "expired" stays readable a week past
+// RequestLifetime.
+const StatusLifetime = max(RequestLifetime, Horizon) + 7*24*time.Hour
+
+// Horizon is how far ahead of now a slot can start: services.DaysAhead days
+// of availability, plus the day a clinic east of UTC is ahead.
+const Horizon = (DaysAhead + 1) * 24 * time.Hour
 
 // At is the status as it stands at now: a request still "received" after
 // RequestLifetime has left the clinic's queue undelivered and reads
