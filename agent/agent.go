@@ -74,8 +74,9 @@ type Agent struct {
 	holds  *cjs.Bucket
 	loc    *time.Location
 
-	published map[string]string  // AVAILABILITY key -> last value written
-	refused   map[string]refusal // "<bucket>/<key>" -> what the relay refused
+	published map[string]string     // AVAILABILITY key -> last value written
+	refused   map[string]refusal    // "<bucket>/<key>" -> what the relay refused
+	fitted    map[string]cjs.Fitted // local date -> what was left out of it
 	// shownRefusals is what the connector was last told was refused.
 	shownRefusals string
 	lastFull      time.Time     // when every day was last published
@@ -127,7 +128,7 @@ func New(cfg Config, conn Connector) (*Agent, error) {
 		cfg.CheckEvery = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, clinic: clinic, conn: conn, opener: opener, published: map[string]string{},
-		refused: map[string]refusal{}, kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
+		refused: map[string]refusal{}, fitted: map[string]cjs.Fitted{}, kick: make(chan struct{}, 1), stored: make(chan struct{}, 1),
 		log: cfg.Logger.With("clinic_id", clinic, "connector", conn.Name())}, nil
 }
 
@@ -566,7 +567,7 @@ func (a *Agent) releaseLater(h heldSlot) {
 func (a *Agent) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true}
+	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true, Rejected: a.rejected()}
 	if h, ok := a.conn.(HealthReporter); ok {
 		if err := h.Health(); err != nil {
 			hb.Healthy, hb.Problem = false, services.PlainLine(err.Error(), 500)

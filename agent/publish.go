@@ -134,7 +134,11 @@ func (a *Agent) putDays(ctx context.Context, from, to time.Time, slots []service
 		}
 	}
 	for date, d := range days {
-		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), d); err != nil {
+		// What the relay would refuse is left out, alone: one bad slot
+		// from the clinic's system does not lose the whole day.
+		fit, f := cjs.FitDay(*d)
+		a.noteFitted(date, f)
+		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), fit); err != nil {
 			return err
 		}
 	}
@@ -154,6 +158,11 @@ func (a *Agent) dropPastDays(ctx context.Context, today time.Time) error {
 			return fmt.Errorf("drop %s: %w", date, err)
 		}
 		delete(a.published, k)
+	}
+	for date := range a.fitted {
+		if date < today.Format(time.DateOnly) {
+			delete(a.fitted, date)
+		}
 	}
 	a.forgetRefusals(a.avail.Name(), func(key string) bool {
 		date, ok := strings.CutPrefix(key, subjects.AvailabilityKey(a.clinic, ""))

@@ -51,17 +51,67 @@ func (a *Agent) forgetRefusals(bucket string, keep func(key string) bool) {
 	}
 }
 
+// noteFitted records what FitDay left out of date, and logs it when it
+// changes.
+func (a *Agent) noteFitted(date string, f cjs.Fitted) {
+	if f == (cjs.Fitted{}) {
+		delete(a.fitted, date)
+		return
+	}
+	if a.fitted[date] != f {
+		a.log.Warn("PMS data rejected: slots the relay would refuse are left out", "date", date,
+			"skipped", f.Skipped, "why", f.Why, "cut", f.Cut)
+	}
+	a.fitted[date] = f
+}
+
+// rejected sums up what was left out, for the heartbeat ("" when nothing).
+func (a *Agent) rejected() string {
+	slots := 0
+	for _, f := range a.fitted {
+		slots += f.Skipped + f.Cut
+	}
+	if slots == 0 {
+		return ""
+	}
+	return fmt.Sprintf("PMS data rejected: %s on %s", plural(slots, "slot"), plural(len(a.fitted), "day"))
+}
+
+// plural is "1 slot", "2 slots".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 // reportRefusals tells a RefusalReporter connector, and the log, when the
-// refused keys change.
+// refused keys or the slots left out change.
 func (a *Agent) reportRefusals() {
-	ids := slices.Sorted(maps.Keys(a.refused))
+	all := map[string]string{}
+	for id, r := range a.refused {
+		all[id] = a.describe(id) + ": " + r.why
+	}
+	for date, f := range a.fitted {
+		id := a.avail.Name() + "/" + subjects.AvailabilityKey(a.clinic, date)
+		var says []string
+		if f.Skipped > 0 {
+			says = append(says, fmt.Sprintf("%d slots left out, the relay refuses them (%s)", f.Skipped, f.Why))
+		}
+		if f.Cut > 0 {
+			says = append(says, fmt.Sprintf("the latest %d slots left out: a day carries at most %d bytes, "+
+				"offer fewer free slots that day (longer slots, or fewer providers online)", f.Cut, cjs.MaxDayBytes))
+		}
+		all[id] = a.describe(id) + ": " + strings.Join(says, "; ")
+	}
+	ids := slices.Sorted(maps.Keys(all))
 	lines := make([]string, 0, min(len(ids), maxRefusalLines))
 	for i, id := range ids {
 		if i == maxRefusalLines-1 && len(ids) > maxRefusalLines {
 			lines = append(lines, fmt.Sprintf("and %d more", len(ids)-i))
 			break
 		}
-		lines = append(lines, a.describe(id)+": "+a.refused[id].why)
+		lines = append(lines, all[id])
 	}
 	shown := strings.Join(lines, "\n")
 	if shown == a.shownRefusals {

@@ -14,6 +14,9 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent/fhir"
 	"github.com/clinicrelay/clinicrelay/agent/fhir/fhirtest"
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
 // TestFHIR_Loop is the full loop with the FHIR connector against a real FHIR
@@ -23,7 +26,7 @@ import (
 // into a clear decline.
 func TestFHIR_Loop(t *testing.T) {
 	pms, start := pmsWithSlots(t, 4)
-	conn, web := fhirClinic(t, pms.URL, time.Hour)
+	conn, web, _ := fhirClinic(t, pms.URL, time.Hour)
 	ctx := t.Context()
 
 	// The PMS's slots on the site.
@@ -99,7 +102,7 @@ func TestFHIR_PMSDown(t *testing.T) {
 	}))
 	defer proxy.Close()
 
-	_, web := fhirClinic(t, proxy.URL+target.Path, 300*time.Millisecond)
+	_, web, _ := fhirClinic(t, proxy.URL+target.Path, 300*time.Millisecond)
 	slot := firstSlot(t, web, "cedar")
 
 	down.Store(true)
@@ -146,8 +149,8 @@ func pmsWithSlots(t *testing.T, n int) (*fhirtest.Server, time.Time) {
 
 // fhirClinic starts a relay with clinic "cedar" (America/Toronto) whose agent
 // runs the FHIR connector on the PMS at pmsURL, polling every poll; it
-// returns the connector and the patient's client.
-func fhirClinic(t *testing.T, pmsURL string, poll time.Duration) (*fhir.Connector, *Client) {
+// returns the connector, the patient's client and the relay.
+func fhirClinic(t *testing.T, pmsURL string, poll time.Duration) (*fhir.Connector, *Client, *Env) {
 	t.Helper()
 	env := NewEnv(t)
 	creds := env.MustAddClinic("cedar")
@@ -159,5 +162,38 @@ func fhirClinic(t *testing.T, pmsURL string, poll time.Duration) (*fhir.Connecto
 	t.Cleanup(cancel)
 	go conn.Run(ctx)
 	env.MustStartAgent(creds, conn, nil)
-	return conn, newClient(t, env.Relay.HTTPURL())
+	return conn, newClient(t, env.Relay.HTTPURL()), env
+}
+
+// TestFHIR_BadSlotLosesOnlyItself: a PMS Slot that starts off the minute
+// (17:00:30), which the relay refuses, is left out and counted; the day's
+// other slots are still offered (the relay dropped the whole day, and the
+// agent said it was healthy).
+func TestFHIR_BadSlotLosesOnlyItself(t *testing.T) {
+	pms, start := pmsWithSlots(t, 4)
+	odd := start.Add(2*time.Hour + 30*time.Second)
+	pms.Create(fhirtest.Resource{"resourceType": "Slot", "schedule": map[string]any{"reference": "Schedule/" +
+		pms.Schedule("Dr. Odd")}, "status": "free", "start": odd.UTC().Format(time.RFC3339),
+		"end": odd.Add(30 * time.Minute).UTC().Format(time.RFC3339)})
+	_, web, env := fhirClinic(t, pms.URL, time.Hour)
+	firstSlot(t, web, "cedar")
+	var got slotsResp
+	web.JSON("GET", "/api/v1/clinics/cedar/slots?from="+start.Format(time.DateOnly), nil, &got)
+	if len(got.Slots) != 4 {
+		t.Errorf("%d slots on the site, want the PMS's 4 good ones", len(got.Slots))
+	}
+	checkFor(t, 10*time.Second, func() error {
+		var hb services.Heartbeat
+		if _, err := cjs.GetJSON(t.Context(), cjs.NewBucket(env.Admin.JS, subjects.BucketClinics),
+			subjects.ClinicSubKey("cedar", subjects.KeySeen), &hb); err != nil {
+			return err
+		}
+		if hb.Rejected != "PMS data rejected: 1 slot on 1 day" || !hb.Healthy {
+			return fmt.Errorf("heartbeat %+v", hb)
+		}
+		return nil
+	})
+	if !strings.Contains(logged(t), "a slot starts on a whole minute") {
+		t.Error("the agent's log does not say why the slot was left out")
+	}
 }

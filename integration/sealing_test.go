@@ -102,8 +102,8 @@ func TestCommands_ClinicShow(t *testing.T) {
 	env := NewEnv(t)
 	creds := env.MustAddClinic("ash")
 	_, out, _ := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
-	if !strings.Contains(out, "none yet") {
-		t.Errorf("before the agent: %q, want no seal key", out)
+	if !strings.Contains(out, "none yet") || !strings.Contains(out, "never seen") {
+		t.Errorf("before the agent: %q, want no seal key and no heartbeat", out)
 	}
 	key := agentSealKey(t, creds)
 	pub, _ := key.PublicKey()
@@ -113,8 +113,8 @@ func TestCommands_ClinicShow(t *testing.T) {
 	firstSlot(t, web, "ash")
 	fp := services.Fingerprint(pub)
 	code, out, stderr := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
-	if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) {
-		t.Errorf("show: %d %q %s; want key %s, fingerprint %s", code, out, stderr, pub, fp)
+	if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) || !strings.Contains(out, "console connector, last seen") {
+		t.Errorf("show: %d %q %s; want key %s, fingerprint %s, the agent's heartbeat", code, out, stderr, pub, fp)
 	}
 	page := newClient(t, a.HTTP.URL)
 	if _, _, body := page.Do("GET", "/", "", nil); !strings.Contains(body, fp) {

@@ -301,13 +301,14 @@ func TestRecovery_PurgedKeys(t *testing.T) {
 	})
 }
 
-// TestQuota_RefusedDayOnConsole: a day with more free slots than the relay
-// carries (MaxDayBytes) is refused (by the agent itself: the server would
-// close a connection sending more than subjects.AgentMaxPayload); it logs it, the console shows it
-// to the staff, the day's old slots stop being offered, its other days and
-// another clinic go on; once the slots fit again the day is back and the
-// console says nothing more.
-func TestQuota_RefusedDayOnConsole(t *testing.T) {
+// TestQuota_DayOverCapOnConsole: a day with more free slots than the relay
+// carries (MaxDayBytes) loses its latest slots, not the whole day (the agent
+// would otherwise send what the relay refuses, or the server would close its
+// connection past subjects.AgentMaxPayload); the agent logs it once, its
+// heartbeat counts it, the console shows it to the staff; its other days
+// and another clinic go on; once the slots fit again the console says
+// nothing more.
+func TestQuota_DayOverCapOnConsole(t *testing.T) {
 	env := NewEnv(t)
 	ctx := context.Background()
 	maple := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
@@ -347,6 +348,14 @@ func TestQuota_RefusedDayOnConsole(t *testing.T) {
 		}
 		return nil
 	})
+	seen := func() services.Heartbeat {
+		var hb services.Heartbeat
+		if _, err := cjs.GetJSON(ctx, cjs.NewBucket(env.Admin.JS, subjects.BucketClinics),
+			subjects.ClinicSubKey("maple", subjects.KeySeen), &hb); err != nil {
+			t.Fatal(err)
+		}
+		return hb
+	}
 
 	// Twelve providers with 5-minute slots all day: about 3,400 slots,
 	// 390 KB, where the relay takes 256 KiB a day.
@@ -368,32 +377,37 @@ func TestQuota_RefusedDayOnConsole(t *testing.T) {
 	}
 	checkFor(t, 15*time.Second, func() error {
 		if body := page(); !strings.Contains(body, `id="refused"`) ||
-			!strings.Contains(body, "free slots of "+big.Format(time.DateOnly)) ||
-			!strings.Contains(body, fmt.Sprintf("at most %d bytes", cjs.MaxDayBytes)) {
-			return errors.New("the console does not show the refused day")
+			!strings.Contains(body, "free slots of "+big.Format(time.DateOnly)+": the latest ") ||
+			!strings.Contains(body, fmt.Sprintf("a day carries at most %d bytes", cjs.MaxDayBytes)) {
+			return errors.New("the console does not show the day cut")
 		}
 		return nil
 	})
-	if _, err := avail.Get(ctx, bigKey); !errors.Is(err, cjs.ErrNotFound) {
-		t.Errorf("%s: the day's old slots are still offered (%v)", bigKey, err)
+	e, err := avail.Get(ctx, bigKey)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := days("maple"); n != services.DaysAhead-bigDays {
-		t.Errorf("maple: %d days published, want the %d that fit", n, services.DaysAhead-bigDays)
+	var day services.Day
+	json.Unmarshal(e.Value, &day)
+	if len(e.Value) > cjs.MaxDayBytes || len(day.Slots) < 2000 || !day.Slots[0].Start.Equal(time.Date(big.Year(), big.Month(), big.Day(), 0, 0, 0, 0, loc)) {
+		t.Errorf("%s: %d bytes, %d slots, the first at %v; want the earliest slots that fit", bigKey, len(e.Value),
+			len(day.Slots), day.Slots[0].Start)
+	}
+	if n := days("maple"); n != services.DaysAhead {
+		t.Errorf("maple: %d days published, want all %d", n, services.DaysAhead)
 	}
 	if n := days("birch"); n != services.DaysAhead {
-		t.Errorf("birch: %d days after maple's were refused", n)
+		t.Errorf("birch: %d days after maple's were cut", n)
 	}
-	log := logged(t)
-	for _, want := range []string{
-		`level=ERROR msg="the relay refused a write: patients online do not see it until it is fixed" clinic_id=maple`,
-		"key=" + bigKey,
-	} {
-		if !strings.Contains(log, want) {
-			t.Errorf("the log has no %q", want)
+	checkFor(t, 5*time.Second, func() error {
+		if hb := seen(); !strings.HasPrefix(hb.Rejected, "PMS data rejected: ") ||
+			!strings.HasSuffix(hb.Rejected, fmt.Sprintf("slots on %d days", bigDays)) || !hb.Healthy {
+			return fmt.Errorf("heartbeat %+v", hb)
 		}
-	}
-	if n := strings.Count(log, "the relay refused a write"); n != bigDays {
-		t.Errorf("%d refusals logged, want one per refused day (%d): a refused value is not sent again", n, bigDays)
+		return nil
+	})
+	if n := strings.Count(logged(t), `level=WARN msg="PMS data rejected: slots the relay would refuse are left out" clinic_id=maple`); n != bigDays {
+		t.Errorf("%d warnings logged, want one per day cut (%d), not one per publication", n, bigDays)
 	}
 
 	if err := maple.Console.SetProviders(ctx, console.DemoProviders()); err != nil {
@@ -401,16 +415,13 @@ func TestQuota_RefusedDayOnConsole(t *testing.T) {
 	}
 	checkFor(t, 15*time.Second, func() error {
 		if strings.Contains(page(), `id="refused"`) {
-			return errors.New("the console still shows a refusal")
+			return errors.New("the console still shows the day cut")
 		}
-		if n := days("maple"); n != services.DaysAhead {
-			return fmt.Errorf("maple: %d days back", n)
+		if hb := seen(); hb.Rejected != "" {
+			return fmt.Errorf("heartbeat still says %q", hb.Rejected)
 		}
 		return nil
 	})
-	if !strings.Contains(logged(t), "the relay takes every write again") {
-		t.Error("the log does not say the refusals ended")
-	}
 }
 
 // refusingDesk is a console whose outcomes the relay refuses or must tidy:

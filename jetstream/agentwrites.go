@@ -113,7 +113,10 @@ func checkAgentClinicKey(_, suffix string, value []byte, _ string, _ time.Time) 
 		if err := strictJSON(value, &hb); err != nil {
 			return fmt.Errorf("seen: %w", err)
 		}
-		return services.PlainText("seen: problem", hb.Problem, 500)
+		if err := services.PlainText("seen: problem", hb.Problem, 500); err != nil {
+			return err
+		}
+		return services.PlainText("seen: rejected", hb.Rejected, 500)
 	case subjects.KeyProviders:
 		var ps []services.Provider
 		if err := strictJSON(value, &ps); err != nil {

@@ -3,6 +3,8 @@ package jetstream
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -39,19 +41,74 @@ func decodeDay(key string, value []byte) (services.Day, error) {
 	if d.Clinic != clinic || d.Date != date {
 		return services.Day{}, fmt.Errorf("day of clinic %q on %q stored under %q", d.Clinic, d.Date, key)
 	}
-	from, to := day.Add(-earliestOffset), day.AddDate(0, 0, 1).Add(latestOffset)
-	for i, s := range d.Slots {
-		provider, start, err := services.ParseSlotID(s.ID)
-		switch {
-		case err != nil:
-			return services.Day{}, fmt.Errorf("slot %d: %q is not a slot id", i, s.ID)
-		case provider != s.ProviderID || !start.Equal(s.Start):
-			return services.Day{}, fmt.Errorf("slot %s: provider %q or start %s differs from the id", s.ID, s.ProviderID, s.Start)
-		case !s.End.IsZero() && !s.End.After(s.Start):
-			return services.Day{}, fmt.Errorf("slot %s: ends before it starts", s.ID)
-		case start.Before(from) || !start.Before(to):
-			return services.Day{}, fmt.Errorf("slot %s: does not start on %s", s.ID, date)
+	for i, sl := range d.Slots {
+		if err := slotProblem(day, sl); err != nil {
+			return services.Day{}, fmt.Errorf("slot %d: %w", i, err)
 		}
 	}
 	return d, nil
+}
+
+// slotProblem is what is wrong with a slot of the day that starts at day
+// (00:00 UTC of its date), or nil.
+func slotProblem(day time.Time, s services.Slot) error {
+	from, to := day.Add(-earliestOffset), day.AddDate(0, 0, 1).Add(latestOffset)
+	provider, start, err := services.ParseSlotID(s.ID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a slot id", s.ID)
+	case provider != s.ProviderID || !start.Equal(s.Start):
+		return fmt.Errorf("slot %s: provider %q or start %s differs from the id (a slot starts on a whole minute)",
+			s.ID, s.ProviderID, s.Start.Format(time.RFC3339Nano))
+	case !s.End.IsZero() && !s.End.After(s.Start):
+		return fmt.Errorf("slot %s: ends before it starts", s.ID)
+	case start.Before(from) || !start.Before(to):
+		return fmt.Errorf("slot %s: does not start on %s", s.ID, day.Format(time.DateOnly))
+	}
+	return nil
+}
+
+// Fitted says what FitDay left out of a day.
+type Fitted struct {
+	Skipped int    // slots the relay would refuse, each alone
+	Why     string // why the first of them
+	Cut     int    // slots past MaxDayBytes, the latest of the day
+}
+
+// FitDay is d as the relay takes it: without the slots it would refuse
+// (one bad slot from a clinic's system no longer loses the whole day), and
+// cut to its earliest slots when the rest would not fit in MaxDayBytes.
+func FitDay(d services.Day) (services.Day, Fitted) {
+	var f Fitted
+	day, err := time.Parse(time.DateOnly, d.Date)
+	if err != nil {
+		return d, f // the relay names the date as wrong
+	}
+	kept := make([]services.Slot, 0, len(d.Slots))
+	for _, s := range d.Slots {
+		if err := slotProblem(day, s); err != nil {
+			if f.Skipped++; f.Skipped == 1 {
+				f.Why = err.Error()
+			}
+			continue
+		}
+		kept = append(kept, s)
+	}
+	d.Slots = kept
+	if size(d) <= MaxDayBytes {
+		return d, f
+	}
+	slices.SortStableFunc(d.Slots, func(a, b services.Slot) int { return a.Start.Compare(b.Start) })
+	all := d.Slots
+	n := sort.Search(len(all)+1, func(n int) bool {
+		d.Slots = all[:n]
+		return size(d) > MaxDayBytes
+	}) - 1
+	d.Slots, f.Cut = all[:n], len(all)-n
+	return d, f
+}
+
+func size(d services.Day) int {
+	b, _ := json.Marshal(d)
+	return len(b)
 }

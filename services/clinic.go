@@ -81,4 +81,8 @@ type Heartbeat struct {
 	Healthy   bool      `json:"healthy"`
 	// Problem says what is wrong when not Healthy, e.g. "PMS unreachable".
 	Problem string `json:"problem,omitempty"`
+	// Rejected counts what the agent left out of what the clinic's system
+	// gave it, because the relay would refuse it ("PMS data rejected: 3
+	// slots on 1 day"); its other data goes on, so the agent stays Healthy.
+	Rejected string `json:"rejected,omitempty"`
 }

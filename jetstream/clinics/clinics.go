@@ -181,3 +181,13 @@ func (a *Admin) Show(ctx context.Context, id string) (services.Clinic, string, e
 	}
 	return c, key, nil
 }
+
+// Seen is the clinic's last heartbeat; false when its agent never wrote one.
+func (a *Admin) Seen(ctx context.Context, id string) (services.Heartbeat, bool, error) {
+	var hb services.Heartbeat
+	_, err := cjs.GetJSON(ctx, a.profiles(), subjects.ClinicSubKey(id, subjects.KeySeen), &hb)
+	if errors.Is(err, cjs.ErrNotFound) {
+		return hb, false, nil
+	}
+	return hb, err == nil, err
+}

@@ -289,6 +289,22 @@ func cmdClinicShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 		} else {
 			fmt.Fprintf(tw, "seal key:\t%s\nfingerprint:\t%s\t(the clinic's console must show the same)\n", key, services.Fingerprint(key))
 		}
+		hb, ok, err := a.Seen(ctx, slug)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintln(tw, "agent:\tnever seen")
+			return tw.Flush()
+		}
+		health := "healthy"
+		if !hb.Healthy {
+			health = "NOT healthy: " + hb.Problem
+		}
+		fmt.Fprintf(tw, "agent:\t%s connector, last seen %s, %s\n", hb.Connector, hb.At.Format(time.RFC3339), health)
+		if hb.Rejected != "" {
+			fmt.Fprintf(tw, "data:\t%s\t(see the agent's log)\n", hb.Rejected)
+		}
 		return tw.Flush()
 	})
 }
