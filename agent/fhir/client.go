@@ -31,6 +31,27 @@ type client struct {
 	auth func(*http.Request)
 }
 
+// errRedirect is a redirect the client does not follow.
+var errRedirect = errors.New("the server redirected")
+
+// newClient is a client of the server at base over hc, which it follows
+// only to base's own scheme and host: a redirect elsewhere, or from https
+// to http, would hand the PMS's credentials to another server or send them
+// in clear.
+func newClient(base string, hc *http.Client) *client {
+	h := *hc
+	h.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !sameHost(req.URL.String(), base) {
+			return fmt.Errorf("%w to %s://%s, not to the configured %s", errRedirect, req.URL.Scheme, req.URL.Host, base)
+		}
+		if len(via) >= 5 {
+			return fmt.Errorf("%w more than 5 times", errRedirect)
+		}
+		return nil
+	}
+	return &client{base: base, http: &h}
+}
+
 // call sends a request to path (relative to the base, or an absolute URL
 // the server gave, such as a next link) and decodes a JSON answer into out
 // when out is not nil. It returns the answer's headers.
@@ -77,6 +98,9 @@ func (c *client) call(ctx context.Context, method, path string, body any, hdr ma
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if errors.Is(err, errRedirect) {
+			return nil, fmt.Errorf("%s %s: %w", method, resourcePath(u), err) // it answers: not unreachable
+		}
 		return nil, fmt.Errorf("%s %s: %w: %v", method, resourcePath(u), ErrUnreachable, err)
 	}
 	defer res.Body.Close()
@@ -118,10 +142,17 @@ func resourcePath(u string) string {
 // following the Bundle's next links.
 func (c *client) search(ctx context.Context, typ string, q url.Values, fn func(json.RawMessage) error) error {
 	next := typ + "?" + q.Encode()
+	seen := map[string]bool{}
 	for pages := 0; next != ""; pages++ {
 		if pages > 1000 {
 			return fmt.Errorf("search %s: more than 1000 pages", typ)
 		}
+		// A next link to a page already read would loop until the cap,
+		// a thousand requests a poll: it is the server's fault, said at once.
+		if seen[next] {
+			return fmt.Errorf("search %s: the server's next link leads back to page %d", typ, pages)
+		}
+		seen[next] = true
 		var b bundle
 		if _, err := c.call(ctx, http.MethodGet, next, nil, nil, &b); err != nil {
 			return err

@@ -96,7 +96,7 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cl := &client{base: strings.TrimSuffix(cfg.URL, "/"), http: cfg.HTTP}
+	cl := newClient(strings.TrimSuffix(cfg.URL, "/"), cfg.HTTP)
 	switch {
 	case cfg.Token != "":
 		cl.auth = func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+cfg.Token) }
