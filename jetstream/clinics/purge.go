@@ -16,12 +16,14 @@ import (
 type Purged struct {
 	Credentials int // agent credentials revoked
 	Requests    int // requests still queued for the clinic
+	Notices     int // notices to send, reminders scheduled and notices given up on
 	Keys        map[string]int
 }
 
 // Purge erases everything the relay keeps of clinic: its agents' creds are
-// revoked, its queued requests and its consumer are removed, and every key
-// of it in CLINICS, AVAILABILITY, HOLDS and STATUS is purged (each leaves a
+// revoked, its queued requests, its notices (reminders scheduled included)
+// and its consumer are removed, and every key of it in CLINICS,
+// AVAILABILITY, HOLDS, STATUS, PENDING and CONTACTS is purged (each leaves a
 // purge marker that names the key and holds no value, so that watchers such
 // as the web front drop it at once).
 func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
@@ -69,8 +71,28 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subjects.ClinicFilter(id))); err != nil {
 		return p, fmt.Errorf("purge %s: requests: %w", id, err)
 	}
-	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus, subjects.BucketClinics,
-		subjects.BucketPending} {
+	// Its notices go too: those waiting to be sent, the reminders' schedules
+	// (which the server would fire later) and those given up on.
+	notify, err := a.JS.Stream(ctx, subjects.StreamNotify)
+	if err != nil {
+		return p, fmt.Errorf("purge %s: %w", id, err)
+	}
+	for _, subj := range []string{subjects.NotifyEmail(id), subjects.NotifyReminder(id, "*"), subjects.NotifyFailed(id)} {
+		info, err := notify.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return p, fmt.Errorf("purge %s: notices: %w", id, err)
+		}
+		for _, n := range info.State.Subjects {
+			p.Notices += int(n)
+		}
+		if err := notify.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return p, fmt.Errorf("purge %s: notices: %w", id, err)
+		}
+	}
+	// CONTACTS before STATUS: the notifier forgets a contact whose status
+	// goes, but need not be running.
+	for _, b := range []string{subjects.BucketContacts, subjects.BucketAvailability, subjects.BucketHolds,
+		subjects.BucketStatus, subjects.BucketClinics, subjects.BucketPending} {
 		n, err := a.purgeKeys(ctx, b, id)
 		if err != nil {
 			return p, err
