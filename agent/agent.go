@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,6 +87,8 @@ type Agent struct {
 
 	mu      sync.Mutex
 	release []heldSlot // stored requests whose holds go once availability is out
+	// lastConnErr is why the last connection failed, logged when it changes.
+	lastConnErr string
 }
 
 // New checks the config; the clinic comes from the creds' clinic tag.
@@ -175,6 +179,7 @@ func (a *Agent) connect() error {
 			a.log.Info("reconnected to relay")
 			a.signal()
 		}),
+		nats.ReconnectErrHandler(a.connectFailed),
 	}
 	if a.cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(a.cfg.CAFile))
@@ -190,6 +195,42 @@ func (a *Agent) connect() error {
 	a.js, err = jetstream.New(nc)
 	a.audit = cjs.NewAgentAuditor(nc, a.clinic, a.log)
 	return err
+}
+
+// connectFailed logs why the agent cannot reach the relay, in words an
+// operator can act on, each time the reason changes (not every attempt).
+func (a *Agent) connectFailed(_ *nats.Conn, err error) {
+	why := connectProblem(err)
+	a.mu.Lock()
+	same := why == a.lastConnErr
+	a.lastConnErr = why
+	a.mu.Unlock()
+	if !same {
+		a.log.Error("cannot connect to the relay: trying again", "why", why, "url", a.cfg.NATSURL)
+	}
+}
+
+// connectProblem names a failed connection: a certificate not trusted or
+// not for the name dialled, TLS on one side only, creds refused. (A relay
+// that takes TLS only, dialled with nats://, gets TLS: nats.go upgrades.)
+func connectProblem(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &unknown):
+		return "the relay's certificate is not signed by a CA this agent trusts: pass --ca FILE with the CA that signed it"
+	case errors.As(err, &host):
+		return "the relay's certificate is not for the name dialled (" + host.Host + "): use a --nats-url with a name it covers"
+	case errors.As(err, &invalid):
+		return "the relay's certificate is not valid: " + invalid.Error()
+	case errors.Is(err, nats.ErrSecureConnWanted), errors.As(err, &record):
+		return "the relay does not speak TLS but this agent requires it (tls:// or --require-tls)"
+	case errors.Is(err, nats.ErrAuthorization):
+		return "the relay refused these creds: revoked, or from another relay"
+	}
+	return err.Error()
 }
 
 // retry runs fn until it succeeds or ctx ends, backing off up to 10s.

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -160,5 +161,59 @@ func TestCommands_TLS(t *testing.T) {
 	if code, _, stderr := relayCmd(t, "clinic", "list", "--data", dir, "--ca", otherCA); code == 0 ||
 		!strings.Contains(stderr, "not signed by a CA this command trusts: pass --ca") {
 		t.Errorf("a wrong --ca: %d %s", code, stderr)
+	}
+}
+
+// TestAgent_NamesTLSFailures: an agent that cannot reach the relay says why
+// in words (it logged only "context deadline exceeded"): a CA it does not
+// trust, a certificate for another name, TLS on one side only.
+func TestAgent_NamesTLSFailures(t *testing.T) {
+	// One relay with a certificate for 127.0.0.1, from a CA the agent is
+	// not given; one whose certificate names only its public host.
+	_, certA, keyA := writeTestPKI(t, t.TempDir())
+	caB, certB, keyB := writeTestPKI(t, t.TempDir(), "relay.example.org")
+	dirA := t.TempDir()
+	relayA := startRelay(t, app.Config{DataDir: dirA, NATSListen: "127.0.0.1:0", TLSCert: certA, TLSKey: keyA})
+	// The TLS failures come before any check of the creds: one clinic's do.
+	admin, err := relayA.Admin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := admin.Add(t.Context(), services.Clinic{ID: "oak", Name: "Oak", TimeZone: "America/Toronto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsURL := relayA.NATSURL()
+	relayB := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TLSCert: certB, TLSKey: keyB})
+	plain := NewEnv(t)
+	for _, tc := range []struct {
+		name, url, ca string
+		requireTLS    bool
+		want          string
+	}{
+		{"unknown CA", tlsURL, "", false, "not signed by a CA this agent trusts"},
+		{"other name", relayB.NATSURL(), caB, false, "not for the name dialled (127.0.0.1)"},
+		{"TLS to plain", plain.Relay.NATSURL(), "", true, "does not speak TLS but this agent requires it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ag, err := agent.New(agent.Config{NATSURL: tc.url, Creds: creds, CAFile: tc.ca, RequireTLS: tc.requireTLS,
+				SealKey: agentSealKey(t, creds), Logger: testLogger(t)}, openDemoConsole(t, console.Config{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { ag.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			checkFor(t, 10*time.Second, func() error {
+				if !strings.Contains(logged(t), tc.want) {
+					return fmt.Errorf("the agent's log does not say %q", tc.want)
+				}
+				return nil
+			})
+			if n := strings.Count(logged(t), "cannot connect to the relay"); n != 1 {
+				t.Errorf("logged %d times, want once however often it tries", n)
+			}
+		})
 	}
 }
