@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -242,4 +244,35 @@ func rawPublish(t *testing.T, url string, creds []byte, subject string, n int) s
 			return strings.TrimSpace(line)
 		}
 	}
+}
+
+// TestHTTPConnCap: the web front holds at most MaxHTTPConns connections (a
+// quarter of the file handles by default), so a flood of them leaves
+// JetStream its files; one more waits until one closes, then is served.
+func TestHTTPConnCap(t *testing.T) {
+	r := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", MaxHTTPConns: 4})
+	addr := strings.TrimPrefix(r.HTTPURL(), "http://")
+	var idle []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	if resp, err := hc.Get(r.HTTPURL() + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a fifth connection was served beside four held open")
+	}
+	idle[0].Close()
+	checkFor(t, 5*time.Second, func() error {
+		resp, err := hc.Get(r.HTTPURL() + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
 }

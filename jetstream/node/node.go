@@ -40,6 +40,9 @@ type Config struct {
 	TLSCert, TLSKey string
 }
 
+// FileLimit is how many files the process may open, or 0 when unknown.
+func FileLimit() uint64 { return fileLimit() }
+
 // maxConns is how many client connections the server takes: half the
 // process's file handles, so a flood of connections leaves the other half to
 // JetStream's files and the web front's clients (at first "too many open

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/net/netutil"
 
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
@@ -50,6 +51,16 @@ type Config struct {
 	// ProbeEvery is how often JetStream is checked for writes (default
 	// ProbeEvery; tests shorten it).
 	ProbeEvery time.Duration
+	// MaxHTTPConns caps the web front's open connections (default: a
+	// quarter of the process's file handles, at least 256).
+	MaxHTTPConns int
+}
+
+func (c Config) maxHTTPConns() int {
+	if c.MaxHTTPConns > 0 {
+		return c.MaxHTTPConns
+	}
+	return max(int(node.FileLimit()/4), 256)
 }
 
 // Relay is a running relay.
@@ -135,6 +146,10 @@ func (r *Relay) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", r.cfg.HTTPAddr, err)
 	}
+	// Patients' connections take at most a quarter of the file handles
+	// (NATS half, see node.maxConns): more wait in the kernel's backlog, and
+	// JetStream always has files to write with.
+	r.ln = netutil.LimitListener(r.ln, r.cfg.maxHTTPConns())
 	if r.cfg.HTTPSCert != "" || r.cfg.HTTPSKey != "" {
 		cert, err := tls.LoadX509KeyPair(r.cfg.HTTPSCert, r.cfg.HTTPSKey)
 		if err != nil {
