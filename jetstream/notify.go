@@ -87,7 +87,9 @@ func (cs *Contacts) KeepContact(ctx context.Context, c services.Contact, until t
 	nonce := make([]byte, cs.aead.NonceSize())
 	rand.Read(nonce)
 	sealed := cs.aead.Seal(nonce, nonce, plain, []byte(key)) // bound to its key: no moving it to another request
-	ttl := max(until.Sub(cs.now()), time.Minute).Round(time.Second)
+	// Whole seconds, rounded up: the contact never goes before until.
+	ttl := max(until.Sub(cs.now()), time.Minute)
+	ttl = (ttl + time.Second - 1).Truncate(time.Second)
 	_, err = cs.b.write(ctx, write{key: key, value: sealed, rev: -1, ttl: ttl})
 	return err
 }
