@@ -112,10 +112,13 @@ func TestCommands_ClinicShow(t *testing.T) {
 	web := newClient(t, env.Relay.HTTPURL())
 	firstSlot(t, web, "ash")
 	fp := services.Fingerprint(pub)
-	code, out, stderr := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
-	if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) || !strings.Contains(out, "console connector, last seen") {
-		t.Errorf("show: %d %q %s; want key %s, fingerprint %s, the agent's heartbeat", code, out, stderr, pub, fp)
-	}
+	checkFor(t, 5*time.Second, func() error { // the heartbeat follows the first publication
+		code, out, stderr := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
+		if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) || !strings.Contains(out, "console connector, last seen") {
+			return fmt.Errorf("show: %d %q %s; want key %s, fingerprint %s, the agent's heartbeat", code, out, stderr, pub, fp)
+		}
+		return nil
+	})
 	page := newClient(t, a.HTTP.URL)
 	if _, _, body := page.Do("GET", "/", "", nil); !strings.Contains(body, fp) {
 		t.Errorf("the console does not show the fingerprint %s", fp)
