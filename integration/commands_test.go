@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +208,36 @@ func TestCommands_Running(t *testing.T) {
 	}
 	env.MustStartAgent(creds, nil, nil)
 	firstSlot(t, newClient(t, env.Relay.HTTPURL()), "larch")
+}
+
+// TestCommands_Help: every command's --help lists each flag on a line of its
+// own, "-name" or "-name type" (a usage text with `backquotes` once turned
+// into "-creds relay clinic add"), and ends with the usage.
+func TestCommands_Help(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -[a-z][a-z0-9-]*( (string|int|duration|value))?$`)
+	check := func(name, out string) {
+		t.Helper()
+		n := 0
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "  -") {
+				n++
+				if !flagLine.MatchString(line) {
+					t.Errorf("%s --help: garbled flag line %q", name, line)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s --help lists no flags:\n%s", name, out)
+		}
+	}
+	for _, cmd := range [][]string{{"serve"}, {"demo"}, {"clinic", "add"}, {"clinic", "list"}, {"clinic", "show"},
+		{"clinic", "revoke"}, {"clinic", "purge"}, {"creds", "operator"}, {"backup"}, {"restore"}, {"notices"}, {"audit"}} {
+		_, out, errOut := relayCmd(t, append(cmd, "--help")...)
+		check("relay "+strings.Join(cmd, " "), out+errOut)
+	}
+	for _, cmd := range [][]string{{"run"}, {"rotate-key"}} {
+		var out strings.Builder
+		agentapp.Main(context.Background(), append(cmd, "--help"), &out, &out)
+		check("clinic-agent "+strings.Join(cmd, " "), out.String())
+	}
 }

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg Config
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "the relay's NATS URL (outbound only)")
-	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file from `relay clinic add`")
+	fs.StringVar(&cfg.CredsFile, "creds", "", "the clinic's creds file written by relay clinic add")
 	fs.StringVar(&cfg.DataDir, "data", "./agent-data", "the agent's data dir: its seal keys, and the console connector's store")
 	fs.StringVar(&cfg.ConsoleAddr, "console", "127.0.0.1:8081", "front-desk console listen address (clinic LAN)")
 	fs.StringVar(&cfg.CAFile, "ca", "", "CA certificate (PEM) that signed the relay's TLS certificate (default: system roots)")
