@@ -49,8 +49,9 @@ func TestCommands_Stopped(t *testing.T) {
 		t.Fatalf("add: %d %s", code, stderr)
 	}
 	creds := filepath.Join(out, "maple.creds")
-	if !strings.Contains(stdout, "clinic-agent run --nats-url nats://127.0.0.1:") || !strings.Contains(stdout, "--creds "+creds) {
-		t.Errorf("add does not print the agent command: %s", stdout)
+	if !strings.Contains(stdout, "clinic-agent run --nats-url nats://127.0.0.1:") || !strings.Contains(stdout, "--creds "+creds) ||
+		!strings.Contains(stdout, "a clinic cannot dial it. Pass --public-nats-url") {
+		t.Errorf("add does not print the agent command, with a note that its address is local: %s", stdout)
 	}
 	if st, err := os.Stat(creds); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("creds file: %v %v", st, err)
@@ -239,5 +240,24 @@ func TestCommands_Help(t *testing.T) {
 		var out strings.Builder
 		agentapp.Main(context.Background(), append(cmd, "--help"), &out, &out)
 		check("clinic-agent "+strings.Join(cmd, " "), out.String())
+	}
+}
+
+// TestCommands_PublicNATSURL: the agent command `relay clinic add` prints
+// dials the relay's --public-nats-url (where clinics reach it), not the
+// address it listens on, or its own --public-nats-url.
+func TestCommands_PublicNATSURL(t *testing.T) {
+	dir := t.TempDir()
+	const public = "tls://relay.example.org:4222"
+	startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", PublicNATSURL: public})
+	code, stdout, stderr := relayCmd(t, "clinic", "add", "--slug", "elm", "--name", "Elm", "--timezone", "America/Toronto",
+		"--out", t.TempDir(), "--data", dir)
+	if code != 0 || !strings.Contains(stdout, "clinic-agent run --nats-url "+public+" ") || strings.Contains(stdout, "Note:") {
+		t.Errorf("add: %d %s %s", code, stdout, stderr)
+	}
+	code, stdout, _ = relayCmd(t, "clinic", "add", "--slug", "oak", "--name", "Oak", "--timezone", "America/Toronto",
+		"--out", t.TempDir(), "--data", dir, "--public-nats-url", "nats://10.0.0.5:4222")
+	if code != 0 || !strings.Contains(stdout, "--nats-url nats://10.0.0.5:4222 ") {
+		t.Errorf("add --public-nats-url: %d %s", code, stdout)
 	}
 }

@@ -77,6 +77,9 @@ type RunInfo struct {
 	// TLSCert is the NATS listener's certificate file: the relay's commands
 	// trust it when they dial NATSURL.
 	TLSCert string `json:"tls_cert,omitempty"`
+	// PublicNATSURL is where clinics' agents dial the relay
+	// (--public-nats-url), when it is not NATSURL.
+	PublicNATSURL string `json:"public_nats_url,omitempty"`
 	PID     int    `json:"pid"`
 }
 

@@ -47,7 +47,7 @@ func CheckDataDir(dir string) error {
 // adminSession is an Admin plus what the commands print.
 type adminSession struct {
 	*clinics.Admin
-	NATSURL string // where agents dial
+	NATSURL string // where agents dial: the relay's --public-nats-url, else where it listens
 }
 
 // target is the relay a command acts on: its data dir, and how to trust
@@ -95,7 +95,7 @@ func withAdmin(ctx context.Context, t target, fn func(context.Context, *adminSes
 	connect := func(creds []byte) (*nats.Conn, error) { return n.Connect(creds) }
 	url := DefaultNATSURL
 	if ri, err := node.ReadRunInfo(dir); err == nil && ri.NATSURL != "" {
-		url = ri.NATSURL
+		url = cmp.Or(ri.PublicNATSURL, ri.NATSURL)
 	}
 	return runAdmin(ctx, n.Keys, url, connect, fn)
 }
@@ -125,7 +125,7 @@ func withRunning(ctx context.Context, t target, fn func(context.Context, *adminS
 		nc, err := nats.Connect(ri.NATSURL, append(opts, co)...)
 		return nc, explainTLS(err)
 	}
-	return runAdmin(ctx, keys, ri.NATSURL, connect, fn)
+	return runAdmin(ctx, keys, cmp.Or(ri.PublicNATSURL, ri.NATSURL), connect, fn)
 }
 
 func runAdmin(ctx context.Context, keys *auth.Keys, url string, connect func([]byte) (*nats.Conn, error),

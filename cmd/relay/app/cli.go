@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,6 +116,7 @@ func cmdClinicAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	name := fs.String("name", "", "clinic name shown to patients")
 	zone := fs.String("timezone", "", "IANA time zone, e.g. America/Toronto")
 	out := fs.String("out", ".", "directory for SLUG.creds")
+	public := fs.String("public-nats-url", "", "where the clinic's agent dials NATS, for the command printed (default: the relay's --public-nats-url, else where it listens)")
 	data := targetFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -134,9 +138,26 @@ func cmdClinicAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("write creds: %w", err)
 		}
 		fmt.Fprintf(stdout, "clinic %s added; its agent's credentials are in %s (keep them secret).\n", c.ID, path)
-		fmt.Fprintf(stdout, "Run this inside the clinic:\n  clinic-agent run --nats-url %s --creds %s\n", a.NATSURL, path)
+		url := cmp.Or(*public, a.NATSURL)
+		fmt.Fprintf(stdout, "Run this inside the clinic:\n  clinic-agent run --nats-url %s --creds %s\n", url, path)
+		if localURL(url) {
+			fmt.Fprintf(stdout, "Note: %s is this machine's own address; a clinic cannot dial it. Pass --public-nats-url "+
+				"(here, or to relay serve) with the address clinics reach the relay at.\n", url)
+		}
 		return nil
 	})
+}
+
+// localURL reports a NATS URL that only this machine can dial: loopback,
+// or the unspecified address a relay listens on (0.0.0.0).
+func localURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := p.Hostname()
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }
 
 // fieldError turns a validation error into one line per field.

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -51,6 +52,10 @@ type Config struct {
 	// ProbeEvery is how often JetStream is checked for writes (default
 	// ProbeEvery; tests shorten it).
 	ProbeEvery time.Duration
+	// PublicNATSURL is where clinics' agents dial the relay, when not where
+	// it listens (a public name, a load balancer): `relay clinic add` prints
+	// it in the agent's command.
+	PublicNATSURL string
 	// MaxHTTPConns caps the web front's open connections (default: a
 	// quarter of the process's file handles, at least 256).
 	MaxHTTPConns int
@@ -200,7 +205,8 @@ func (r *Relay) start(ctx context.Context) error {
 		if r.cfg.TLSCert == "" {
 			cert = ""
 		}
-		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL(), TLSCert: cert})
+		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL(), TLSCert: cert,
+			PublicNATSURL: r.cfg.PublicNATSURL})
 	}
 	return nil
 }
@@ -311,6 +317,9 @@ func (r *Relay) HTTPURL() string {
 	}
 	return "http://" + r.ln.Addr().String()
 }
+
+// AgentURL is where clinics' agents dial: PublicNATSURL, else NATSURL.
+func (r *Relay) AgentURL() string { return cmp.Or(r.cfg.PublicNATSURL, r.NATSURL()) }
 
 // NATSURL is where agents dial, or "" in external mode.
 func (r *Relay) NATSURL() string {

@@ -31,6 +31,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "web front listen address")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "NATS listen address for agents and the nats CLI")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use an existing NATS server or cluster instead of the embedded one")
+	fs.StringVar(&cfg.PublicNATSURL, "public-nats-url", "", "where clinics' agents dial NATS, e.g. tls://relay.example.org:4222 (default: the listen address), printed by relay clinic add")
 	fs.StringVar(&cfg.CredsFile, "creds", "", "creds file for --nats-url")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a cluster)")
 	consoleAddr := fs.String("console", "127.0.0.1:8081", "demo only: the demo clinic's front-desk console")
@@ -102,7 +103,7 @@ func printURLs(w io.Writer, r *Relay, demo bool, consoleAddr string, took time.D
 	fmt.Fprintf(w, "relay ready in %s\n", took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  patients' site:  %s/\n", r.HTTPURL())
 	fmt.Fprintf(w, "  JSON API:        %s/api/v1/clinics\n", r.HTTPURL())
-	if u := r.NATSURL(); u != "" {
+	if u := r.AgentURL(); u != "" {
 		fmt.Fprintf(w, "  NATS for agents: %s\n", u)
 	}
 	if demo {
