@@ -138,6 +138,12 @@ func TestConnFlood_OneClinic(t *testing.T) {
 	if !strings.Contains(logged(t), `msg="agent connection refused: the clinic already has its connections" clinic_id=maple`) {
 		t.Error("the relay did not log the refused connections")
 	}
+	// The operator's view: /metrics counts the kicks, and the relay is ready.
+	_, _, metrics := web.Do("GET", "/metrics", "", nil)
+	if !strings.Contains(metrics, fmt.Sprintf("clinicrelay_agent_connections_kicked_total %d\n", env.Relay.Warden.Kicked())) ||
+		env.Relay.Warden.Kicked() < connFlood-clinics.AgentMaxConns || !strings.Contains(metrics, "clinicrelay_ready 1\n") {
+		t.Errorf("/metrics after the flood:\n%s", metrics)
+	}
 }
 
 // TestAgentLimits: each agent connection has at most

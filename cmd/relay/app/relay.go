@@ -184,6 +184,17 @@ func (r *Relay) start(ctx context.Context) error {
 		return err
 	}
 	r.web.HandleMetrics(func(w io.Writer) {
+		ready := 0
+		if r.health.check(r.link) == nil {
+			ready = 1
+		}
+		fmt.Fprintf(w, "# HELP clinicrelay_ready 1 while the relay takes bookings (see /readyz)\n"+
+			"# TYPE clinicrelay_ready gauge\nclinicrelay_ready %d\n", ready)
+		if r.Warden != nil {
+			fmt.Fprintf(w, "# HELP clinicrelay_agent_connections_kicked_total agent connections past a clinic's limit, closed\n"+
+				"# TYPE clinicrelay_agent_connections_kicked_total counter\nclinicrelay_agent_connections_kicked_total %d\n",
+				r.Warden.Kicked())
+		}
 		if r.Notifier != nil {
 			r.Notifier.WriteMetrics(w)
 		}
