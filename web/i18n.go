@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,6 +134,9 @@ func (s *Server) language(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Response().Header()
 		h.Add("Vary", "Accept-Language")
 		h.Add("Vary", "Cookie")
+		// One Vary header, each name once, whatever else added one (the
+		// CSRF middleware adds Cookie again).
+		c.Response().Before(func() { mergeVary(h) })
 		if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			h.Set("Content-Language", l)
 		}
@@ -266,4 +270,19 @@ func errorTitle(lang string, code int) string {
 		return tr(lang, k)
 	}
 	return tr(lang, "error.title", code)
+}
+
+// mergeVary makes h's Vary headers one, each name once, in order.
+func mergeVary(h http.Header) {
+	var names []string
+	for _, v := range h.Values("Vary") {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" && !slices.ContainsFunc(names, func(m string) bool { return strings.EqualFold(m, n) }) {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) > 0 {
+		h.Set("Vary", strings.Join(names, ", "))
+	}
 }

@@ -335,8 +335,9 @@ func TestLanguage_Choice(t *testing.T) {
 			case tt.cookie != "" && (got == nil || got.Value != tt.cookie || got.SameSite != http.SameSiteLaxMode || got.Path != "/"):
 				t.Errorf("cookie %v, want lang=%s; Path=/; SameSite=Lax", got, tt.cookie)
 			}
-			if !slices.Contains(res.Header.Values("Vary"), "Accept-Language") {
-				t.Errorf("Vary %q lacks Accept-Language", res.Header.Values("Vary"))
+			// As docs/i18n.md says: one header, each name once.
+			if v := res.Header.Values("Vary"); len(v) != 1 || v[0] != "Accept-Language, Cookie" {
+				t.Errorf("Vary %q, want one header \"Accept-Language, Cookie\"", v)
 			}
 		})
 	}
