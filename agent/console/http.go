@@ -86,6 +86,11 @@ func (c *Console) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("console: listen: %w", err)
 	}
+	return c.Serve(ctx, ln)
+}
+
+// Serve serves the console on ln, as Run does.
+func (c *Console) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           c.echo,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,11 +90,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	// demo agent and console, then connections drain and NATS stops.
 	defer r.Shutdown()
 	if demo {
-		stop, err := r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr)
+		addr, stop, err := r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		*consoleAddr = addr
 	}
 	printURLs(stdout, r, demo, *consoleAddr, time.Since(start))
 	return r.Serve(ctx)
@@ -143,7 +145,22 @@ func (r *Relay) Admin(ctx context.Context) (*clinics.Admin, error) {
 
 // StartDemo onboards the demo clinic (once) and runs its agent on the
 // console connector in this process, dialling NATS like a real agent.
-func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop func(), err error) {
+func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (addr string, stop func(), err error) {
+	// Listen first: a console address in use stops the demo with a clear
+	// error, and the address printed is the one bound (port 0 picks one).
+	ln, err := net.Listen("tcp", consoleAddr)
+	if err != nil {
+		return "", nil, fmt.Errorf("demo console: %w (pass --console ADDR)", err)
+	}
+	stop, err = r.startDemo(ctx, dir, ln)
+	if err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	return ln.Addr().String(), stop, nil
+}
+
+func (r *Relay) startDemo(ctx context.Context, dir string, ln net.Listener) (stop func(), err error) {
 	a, err := r.Admin(ctx)
 	if err != nil {
 		return nil, err
@@ -165,7 +182,7 @@ func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop fu
 		return nil, err
 	}
 	pub, _ := key.PublicKey()
-	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: consoleAddr, SealKey: pub,
+	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: ln.Addr().String(), SealKey: pub,
 		Logger: r.log.With("component", "console")})
 	if err != nil {
 		return nil, err
@@ -182,7 +199,7 @@ func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (stop fu
 	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
-	go func() { con.Run(actx); done <- struct{}{} }()
+	go func() { con.Serve(actx, ln); done <- struct{}{} }()
 	go func() { ag.Run(actx); done <- struct{}{} }()
 	return func() { cancel(); <-done; <-done; con.Close() }, nil
 }
