@@ -80,7 +80,7 @@ type RunInfo struct {
 	// PublicNATSURL is where clinics' agents dial the relay
 	// (--public-nats-url), when it is not NATSURL.
 	PublicNATSURL string `json:"public_nats_url,omitempty"`
-	PID     int    `json:"pid"`
+	PID           int    `json:"pid"`
 }
 
 // Lock takes the data dir's lock; ErrRunning when a live relay holds it.
