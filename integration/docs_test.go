@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -232,25 +231,6 @@ func flagValue(args []string, f, def string) string {
 	return def
 }
 
-// lockedBuffer is a strings.Builder safe to write from one goroutine while
-// another reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDocs_QuickStart: the README's quick start is its two commands, the
 // demo and scripts/test (which .ci/run runs); the demo, run as written but on
 // free ports, prints what the README shows, line for line but the addresses
@@ -278,7 +258,7 @@ func TestDocs_QuickStart(t *testing.T) {
 
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
+	var out logSink
 	done := make(chan int, 1)
 	go func() {
 		done <- app.Main(ctx, withFreePorts([]string{"demo"}), &out, io.Discard)

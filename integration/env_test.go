@@ -58,6 +58,13 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String is everything written so far.
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 var sinks sync.Map // *testing.T -> *logSink
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -85,10 +92,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func logged(t *testing.T) string {
 	testLogger(t)
 	sink, _ := sinks.Load(t)
-	ls := sink.(*logSink)
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.buf.String()
+	return sink.(*logSink).String()
 }
 
 // NewEnv starts a relay on random ports; it stops at the end of the test.

@@ -333,6 +333,23 @@ func (k *Keys) UserCreds(name string, perms *subjects.Permissions, sys bool) ([]
 // RevokeClinic revokes every agent credential ever issued for clinic and
 // returns the new APP account JWT, which the server must be given.
 func (k *Keys) RevokeClinic(clinic string) (string, int, error) {
+	return k.revise(func(rev jwt.RevocationList) (int, error) {
+		var keys []string
+		if err := k.readJSON(agentsFile(clinic), &keys); err != nil {
+			return 0, err
+		}
+		now := time.Now().Unix() + 1 // creds minted this very second are revoked too
+		for _, pub := range keys {
+			rev.Revoke(pub, time.Unix(now, 0))
+		}
+		return len(keys), nil
+	})
+}
+
+// revise changes the APP account's revocations with fn, under the lock, and
+// signs the account again unless fn changed none. It returns the account's
+// JWT, which the server must be given, and fn's count.
+func (k *Keys) revise(fn func(jwt.RevocationList) (int, error)) (string, int, error) {
 	unlock, err := k.lock()
 	if err != nil {
 		return "", 0, err
@@ -346,18 +363,14 @@ func (k *Keys) RevokeClinic(clinic string) (string, int, error) {
 	if rev == nil {
 		rev = jwt.RevocationList{}
 	}
-	var keys []string
-	if err := k.readJSON(agentsFile(clinic), &keys); err != nil {
-		return "", 0, err
-	}
-	now := time.Now().Unix() + 1 // creds minted this very second are revoked too
-	for _, pub := range keys {
-		rev.Revoke(pub, time.Unix(now, 0))
+	n, err := fn(rev)
+	if err != nil || n == 0 {
+		return k.appJWT, n, err
 	}
 	if err := k.writeAppJWT(rev); err != nil {
 		return "", 0, err
 	}
-	return k.appJWT, len(keys), nil
+	return k.appJWT, n, nil
 }
 
 // lock takes the in-process mutex and the auth dir's file lock, then

@@ -96,33 +96,16 @@ func (k *Keys) RecordPurge(clinic string) error {
 // and returns its new JWT, which the server must be given, and how many it
 // added.
 func (k *Keys) Revoke(rev map[string]int64) (string, int, error) {
-	unlock, err := k.lock()
-	if err != nil {
-		return "", 0, err
-	}
-	defer unlock()
-	ac, err := jwt.DecodeAccountClaims(k.appJWT)
-	if err != nil {
-		return "", 0, fmt.Errorf("decode app jwt: %w", err)
-	}
-	have := ac.Revocations
-	if have == nil {
-		have = jwt.RevocationList{}
-	}
-	n := 0
-	for pub, at := range rev {
-		if cur, ok := have[pub]; !ok || cur < at {
-			have[pub] = at
-			n++
+	return k.revise(func(have jwt.RevocationList) (int, error) {
+		n := 0
+		for pub, at := range rev {
+			if cur, ok := have[pub]; !ok || cur < at {
+				have[pub] = at
+				n++
+			}
 		}
-	}
-	if n == 0 {
-		return k.appJWT, 0, nil
-	}
-	if err := k.writeAppJWT(have); err != nil {
-		return "", 0, err
-	}
-	return k.appJWT, n, nil
+		return n, nil
+	})
 }
 
 // Merge adds what l took away to these keys: its revocations, and its
