@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -82,6 +83,39 @@ type Booker struct {
 	// UndoRetry is the first wait before an undo that failed is tried
 	// again (default 1s; it doubles each time).
 	UndoRetry time.Duration
+
+	mu        sync.Mutex
+	stop      chan struct{} // closed by Stop; made on first use
+	stopped   bool
+	retries   sync.WaitGroup // undoLater goroutines
+	abandoned int
+}
+
+// stopping is closed once Stop is called.
+func (b *Booker) stopping() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stop == nil {
+		b.stop = make(chan struct{})
+	}
+	return b.stop
+}
+
+// Stop ends the undo retries still waiting, for a relay that stops: it
+// returns at once and says how many it ended. Their holds lapse after
+// HoldTTL (a hold is extended only once its request is queued).
+func (b *Booker) Stop() int {
+	stop := b.stopping()
+	b.mu.Lock()
+	if !b.stopped {
+		b.stopped = true
+		close(stop)
+	}
+	b.mu.Unlock()
+	b.retries.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.abandoned
 }
 
 // Booked is what a patient gets back: the secret status token and the status.
@@ -176,21 +210,35 @@ func (b *Booker) extendHold(ctx context.Context, ext HoldExtender, clinic, slot,
 func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
 	err := b.tryUndo(ctx, req, status)
 	if err != nil {
-		go b.undoLater(context.WithoutCancel(ctx), req, status)
+		b.retries.Add(1)
+		go func() {
+			defer b.retries.Done()
+			b.undoLater(context.WithoutCancel(ctx), req, status)
+		}()
 	}
 	return err
 }
 
 // undoLater keeps trying an undo that failed (most often NATS was gone),
 // backing off for about eight minutes: otherwise the slot would stay held
-// until it starts. A relay that stops meanwhile leaves it held.
+// until it starts. Stop ends it.
 func (b *Booker) undoLater(ctx context.Context, req Request, status bool) {
 	wait := b.UndoRetry
 	if wait <= 0 {
 		wait = time.Second
 	}
+	stop := b.stopping()
 	for range 10 {
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-stop:
+			t.Stop()
+			b.mu.Lock()
+			b.abandoned++
+			b.mu.Unlock()
+			return
+		case <-t.C:
+		}
 		if b.tryUndo(ctx, req, status) == nil {
 			return
 		}

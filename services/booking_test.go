@@ -407,3 +407,25 @@ func TestBooker_Request_NoSealKey(t *testing.T) {
 	}
 	b.assertNothingLeft(t, "")
 }
+
+// TestBooker_Stop: Stop ends the undo retries still waiting at once (a relay
+// stopping; they ran for minutes after it) and counts them.
+func TestBooker_Stop(t *testing.T) {
+	b := newBooking(t)
+	b.Booker.UndoRetry = time.Hour
+	b.holds.failRelease = 1
+	b.outbox.err = services.Errorf(services.EUnavailable, "the booking service is busy")
+	if _, err := b.Request(t.Context(), "maple", bookingRequest()); services.ErrorCode(err) != services.EUnavailable {
+		t.Fatalf("Request() = %v, want unavailable", err)
+	}
+	t0 := time.Now()
+	if n := b.Booker.Stop(); n != 1 {
+		t.Errorf("Stop() = %d, want the one undo waiting", n)
+	}
+	if took := time.Since(t0); took > time.Second {
+		t.Errorf("Stop took %s", took)
+	}
+	if b.Booker.Stop() != 1 {
+		t.Error("a second Stop changed the count")
+	}
+}

@@ -85,6 +85,7 @@ type Relay struct {
 	// Warden holds clinics to their connections; nil in external mode.
 	Warden *clinics.Warden
 	health health
+	booker *services.Booker
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -131,6 +132,7 @@ func (r *Relay) start(ctx context.Context) error {
 			r.log.Warn("hold not extended to its slot: it lapses after the hold TTL", "clinic_id", clinic,
 				"request_id", requestID, "err", err.Error())
 		}}
+	r.booker = booker
 	if booker.Pending, err = r.pendingCap(js); err != nil {
 		return err
 	}
@@ -351,21 +353,35 @@ func (r *Relay) Serve(ctx context.Context) error {
 	return err
 }
 
-// Shutdown stops HTTP, drains NATS connections, then stops the embedded
-// server; safe to call more than once.
+// ShutdownDrain bounds how long Shutdown waits for NATS connections to drain.
+const ShutdownDrain = 5 * time.Second
+
+// Shutdown stops HTTP, ends the booker's retries, drains NATS connections
+// (at most ShutdownDrain), then stops the embedded server; safe to call more
+// than once.
 func (r *Relay) Shutdown() {
 	r.stopping.Store(true)
 	t0 := time.Now()
 	if r.ln != nil {
 		r.ln.Close()
 	}
+	if r.booker != nil {
+		if n := r.booker.Stop(); n > 0 {
+			r.log.Warn("undo of failed bookings abandoned at shutdown: their slots stay held until the hold lapses",
+				"requests", n, "hold_ttl", r.cfg.HoldTTL)
+		}
+	}
 	for _, nc := range r.conns {
 		nc.Drain()
 	}
+	// Draining waits for replies in flight; a server that does not answer
+	// would hold the stop for nats.go's 30 s per connection.
+	deadline := time.Now().Add(ShutdownDrain)
 	for _, nc := range r.conns {
-		for nc.IsDraining() {
+		for nc.IsDraining() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
+		nc.Close()
 	}
 	r.conns = nil
 	drained := time.Since(t0)
