@@ -14,6 +14,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/web"
 )
 
@@ -26,7 +27,7 @@ func TestAbuse_EndToEnd(t *testing.T) {
 	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	base, hc := env.Relay.HTTPURL(), &http.Client{Timeout: 10 * time.Second}
 	var slots []string
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var got slotsResp
 		from := time.Now().Format(time.DateOnly)
 		if code := newClient(t, base).JSON("GET", "/api/v1/clinics/maple/slots?from="+from, nil, &got); code != 200 || len(got.Slots) < 6 {
@@ -60,7 +61,7 @@ func TestAbuse_EndToEnd(t *testing.T) {
 	if fields, _ := out["fields"].(map[string]any); code != 409 || out["code"] != "pending_limit" || fields["email"] == nil || fields["phone"] == nil {
 		t.Errorf("fourth open request: %d %v, want 409 pending_limit naming email and phone", code, out)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		es, err := ag.Console.Requests(context.Background(), console.StatusAll)
 		if err == nil && len(es) != 3 {
 			err = fmt.Errorf("the clinic has %d requests, want the 3 real ones", len(es))
@@ -130,7 +131,7 @@ func TestAbuse_JunkSpendsNoClinicBudget(t *testing.T) {
 func freeSlots(t *testing.T, base, clinic string, n int) []string {
 	t.Helper()
 	var slots []string
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var got slotsResp
 		from := time.Now().Format(time.DateOnly)
 		if code := newClient(t, base).JSON("GET", "/api/v1/clinics/"+clinic+"/slots?from="+from, nil, &got); code != 200 || len(got.Slots) < n {
@@ -190,7 +191,7 @@ func TestAbuse_EmailCodePastTheBudget(t *testing.T) {
 		t.Fatalf("past the budget: %d %v, want 409 email_code_required", code, out)
 	}
 	var sent []email
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		if sent = codeMails(); len(sent) != 1 {
 			return fmt.Errorf("%d code emails, want 1 (the junk gets none)", len(sent))
 		}
@@ -217,7 +218,7 @@ func TestAbuse_EmailCodePastTheBudget(t *testing.T) {
 	if code, _, out = post(t, hc, base, "maple", "203.0.113.10", ada); code != 201 {
 		t.Fatalf("the right code: %d %v, want 201", code, out)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		es, err := ag.Console.Requests(context.Background(), console.StatusAll)
 		if err == nil && len(es) != 3 {
 			err = fmt.Errorf("the clinic has %d requests, want 3", len(es))

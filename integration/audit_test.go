@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -39,7 +40,7 @@ func TestAudit(t *testing.T) {
 		services.AuditOutcomeSet: "agent", services.AuditStatusViewed: "patient",
 	}
 	var out string
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		code, o, stderr := relayCmd(t, "audit", "--clinic", "alder", "--format", "json", "--data", env.DataDir)
 		if code != 0 {
 			return fmt.Errorf("audit: %d %s", code, stderr)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -28,12 +29,12 @@ func TestAvailability_PastDaysDropped(t *testing.T) {
 	loc, _ := time.LoadLocation("America/Toronto")
 	today := time.Now().In(loc).Format(time.DateOnly)
 	key := subjects.AvailabilityKey("yew", today)
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		_, err := kv.Get(context.Background(), key)
 		return err
 	})
 	now.Add(int64(24 * time.Hour))
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		_, err := kv.Get(context.Background(), key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -146,7 +147,7 @@ func TestRestore_KeepsRevocations(t *testing.T) {
 		t.Errorf("a request for oak before its agent published its key: %d, want 503", code)
 	}
 	restored.MustStartAgent(oak, nil, nil)
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if code := web2.JSON("POST", "/api/v1/clinics/oak/requests", validRequest(slot), nil); code != 201 {
 			return fmt.Errorf("a request for oak once its agent is back: %d", code)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -61,7 +62,7 @@ func bookedAt(t *testing.T, clinic string) (*Agent, *Client, string, string, str
 
 func awaitConsole(t *testing.T, con *console.Console, id, status, slot string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		es, err := con.Requests(context.Background(), console.StatusAll)
 		if err != nil {
 			return err
@@ -77,7 +78,7 @@ func awaitConsole(t *testing.T, con *console.Console, id, status, slot string) {
 
 func awaitOffered(t *testing.T, web *Client, clinic, slot string, want bool) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if hasSlot(t, web, clinic, slot) != want {
 			return fmt.Errorf("slot %s offered: %v, want %v", slot, !want, want)
 		}

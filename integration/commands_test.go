@@ -12,6 +12,7 @@ import (
 
 	agentapp "github.com/clinicrelay/clinicrelay/cmd/clinic-agent/app"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 )
 
 func runRelay(t *testing.T, args []string, stdout, stderr io.Writer) int {
@@ -82,7 +83,7 @@ func TestCommands_Stopped(t *testing.T) {
 			"--data", t.TempDir(), "--console", "127.0.0.1:0"}, io.Discard, io.Discard)
 	}()
 	web := newClient(t, r.HTTPURL())
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		_, _, body := web.Do("GET", "/c/maple", "", nil)
 		if !strings.Contains(body, "last synced just now") {
 			return io.EOF

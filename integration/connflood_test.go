@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -49,7 +50,7 @@ func TestConnFlood_OneClinic(t *testing.T) {
 		awaitState(t, web, created["token"], "delivered")
 	}
 	book("maple")
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		if n := env.Relay.Warden.Conns("maple"); n != 1 {
 			return fmt.Errorf("the warden counts %d connections of maple, want its agent's", n)
 		}
@@ -180,7 +181,7 @@ func TestAgentLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 3*time.Second, func() error {
+	poll.For(t, 3*time.Second, func() error {
 		errs.Lock()
 		defer errs.Unlock()
 		for _, e := range errs.list {
@@ -273,7 +274,7 @@ func TestHTTPConnCap(t *testing.T) {
 		t.Fatal("a fifth connection was served beside four held open")
 	}
 	idle[0].Close()
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		resp, err := hc.Get(r.HTTPURL() + "/healthz")
 		if err != nil {
 			return err

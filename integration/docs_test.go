@@ -16,6 +16,7 @@ import (
 
 	agentapp "github.com/clinicrelay/clinicrelay/cmd/clinic-agent/app"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
 )
 
@@ -195,7 +196,7 @@ func TestDocs_Snippets(t *testing.T) {
 				background = append(background, done)
 				go func() { done <- main(ctx, args, io.Discard, io.Discard) }()
 				dir := flagValue(args, "--data", "./data")
-				checkFor(t, 30*time.Second, func() error {
+				poll.For(t, 30*time.Second, func() error {
 					_, err := node.ReadRunInfo(dir)
 					return err
 				})
@@ -264,7 +265,7 @@ func TestDocs_QuickStart(t *testing.T) {
 		done <- app.Main(ctx, withFreePorts([]string{"demo"}), &out, io.Discard)
 	}()
 	defer func() { cancel(); <-done }()
-	checkFor(t, 60*time.Second, func() error {
+	poll.For(t, 60*time.Second, func() error {
 		if !strings.Contains(out.String(), "Ctrl-C stops it.") {
 			return errors.New("the demo has not said it is ready")
 		}

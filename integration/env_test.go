@@ -241,20 +241,6 @@ func (a *Agent) Stop() {
 	a.HTTP.Close()
 }
 
-// checkFor polls fn until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("not within %s: %v", timeout, err)
-}
-
 // Client is an HTTP client with a cookie jar that does not follow redirects.
 type Client struct {
 	t    *testing.T

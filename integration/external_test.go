@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -42,7 +43,7 @@ func TestServe_ExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := newClient(t, r.HTTPURL())
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		_, _, page := web.Do("GET", "/", "", nil)
 		if !strings.Contains(page, "Ash Clinic") {
 			return context.DeadlineExceeded

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -48,7 +49,7 @@ func startCluster(t *testing.T, n int) []*server.Server {
 			t.Fatalf("%s not ready", s.Name())
 		}
 	}
-	checkFor(t, 30*time.Second, func() error {
+	poll.For(t, 30*time.Second, func() error {
 		leaders := 0
 		for _, s := range servers {
 			if !s.JetStreamIsCurrent() {
@@ -129,7 +130,7 @@ func awaitSeeded(t *testing.T, c *Client, clinic string, from time.Time, days, n
 	t.Helper()
 	path := "/api/v1/clinics/" + clinic + "/slots?from=" + from.Format(time.DateOnly) + "&to=" +
 		from.AddDate(0, 0, days-1).Format(time.DateOnly)
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		var got slotsResp
 		if code := c.JSON("GET", path, nil, &got); code != 200 || len(got.Slots) != n {
 			return fmt.Errorf("web offers %d slots (%d), want %d", len(got.Slots), code, n)
@@ -199,7 +200,7 @@ func TestFault_ClusterLeaderLoss(t *testing.T) {
 	l.stop()
 	l.report(t, killed)
 
-	checkFor(t, 20*time.Second, func() error {
+	poll.For(t, 20*time.Second, func() error {
 		info, err := stream.Info(ctx)
 		if err != nil {
 			return err

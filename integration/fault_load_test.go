@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 )
 
 // postAll requests every slot, workers at a time, and fails unless each is
@@ -138,7 +140,7 @@ func (l *load) Accepted() int {
 // awaitAccepted waits until n requests in all got a 201.
 func (l *load) awaitAccepted(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
-	checkFor(t, timeout, func() error {
+	poll.For(t, timeout, func() error {
 		if got := l.Accepted(); got < n {
 			l.mu.Lock()
 			defer l.mu.Unlock()

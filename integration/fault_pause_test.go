@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -56,7 +57,7 @@ func TestFault_WebLosesNATS(t *testing.T) {
 	ns.WaitForShutdown()
 	stopped := time.Now()
 	var slowest time.Duration
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		var e struct{ Code string }
 		start := time.Now()
 		code := web.JSON("POST", "/api/v1/clinics/willow/requests", validRequest(slots[1]), &e)
@@ -97,7 +98,7 @@ func TestFault_WebLosesNATS(t *testing.T) {
 	down := time.Now()
 	startNATS(t, addr, dir)
 	var after map[string]string
-	checkFor(t, 20*time.Second, func() error {
+	poll.For(t, 20*time.Second, func() error {
 		if code := web.JSON("POST", "/api/v1/clinics/willow/requests", validRequest(slots[1]), &after); code != 201 {
 			return fmt.Errorf("not accepting yet: %d", code)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -48,7 +49,7 @@ func startRelayProcess(t *testing.T, httpAddr string, args ...string) *relayProc
 	go func() { cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() { p.stop(t) })
 	hc := &http.Client{Timeout: time.Second}
-	checkFor(t, 30*time.Second, func() error {
+	poll.For(t, 30*time.Second, func() error {
 		select {
 		case <-p.exited:
 			t.Fatalf("relay exited at start: %v", cmd.ProcessState)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -229,7 +230,7 @@ func awaitDrained(t *testing.T, js jetstream.JetStream, timeout time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, timeout, func() error {
+	poll.For(t, timeout, func() error {
 		info, err := stream.Info(context.Background())
 		if err != nil {
 			return err
@@ -262,7 +263,7 @@ func slotIDs(t *testing.T, c *Client, clinic string, from time.Time, days int) [
 func awaitSlots(t *testing.T, c *Client, clinic string, n int) []string {
 	t.Helper()
 	var ids []string
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		ids = slotIDs(t, c, clinic, time.Now(), 7)
 		if len(ids) < n {
 			return fmt.Errorf("%d slots offered, want %d", len(ids), n)
@@ -279,7 +280,7 @@ func awaitStates(t *testing.T, c *Client, tokens map[string]string, want string,
 	for _, tok := range tokens {
 		left[tok] = true
 	}
-	checkFor(t, timeout, func() error {
+	poll.For(t, timeout, func() error {
 		for tok := range left {
 			var st statusResp
 			if code := c.JSON("GET", "/api/v1/requests/"+tok, nil, &st); code == 200 && st.State == want {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent/fhir"
 	"github.com/clinicrelay/clinicrelay/agent/fhir/fhirtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -106,7 +107,7 @@ func TestFHIR_PMSDown(t *testing.T) {
 	slot := firstSlot(t, web, "cedar")
 
 	down.Store(true)
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if _, _, page := web.Do("GET", "/c/cedar", "", nil); !strings.Contains(page, "not syncing") {
 			return fmt.Errorf("the clinic page does not say the clinic is not syncing")
 		}
@@ -127,7 +128,7 @@ func TestFHIR_PMSDown(t *testing.T) {
 	if a := pms.Appointment(created["id"]); a["status"] != "proposed" {
 		t.Errorf("appointment after the PMS came back: %v", a["status"])
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if _, _, page := web.Do("GET", "/c/cedar", "", nil); strings.Contains(page, "not syncing") {
 			return fmt.Errorf("the clinic page still says not syncing")
 		}
@@ -182,7 +183,7 @@ func TestFHIR_BadSlotLosesOnlyItself(t *testing.T) {
 	if len(got.Slots) != 4 {
 		t.Errorf("%d slots on the site, want the PMS's 4 good ones", len(got.Slots))
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var hb services.Heartbeat
 		if _, err := cjs.GetJSON(t.Context(), cjs.NewBucket(env.Admin.JS, subjects.BucketClinics),
 			subjects.ClinicSubKey("cedar", subjects.KeySeen), &hb); err != nil {

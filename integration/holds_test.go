@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/web"
@@ -124,7 +125,7 @@ func TestHolds_Race(t *testing.T) {
 	_, start0, _ := services.ParseSlotID(slot)
 	loc, _ := time.LoadLocation("America/Toronto")
 	page := "/c/maple?date=" + start0.In(loc).Format(time.DateOnly)
-	checkFor(t, time.Until(won.at.Add(time.Second)), func() error {
+	poll.For(t, time.Until(won.at.Add(time.Second)), func() error {
 		if hasSlot(t, wc, "maple", slot) {
 			return fmt.Errorf("slot %s still in the API", slot)
 		}
@@ -153,7 +154,7 @@ func TestHolds_Expire(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := time.Now()
-	checkFor(t, time.Second, func() error {
+	poll.For(t, time.Second, func() error {
 		if hasSlot(t, wc, "maple", slot) {
 			return fmt.Errorf("held slot %s still offered", slot)
 		}
@@ -164,7 +165,7 @@ func TestHolds_Expire(t *testing.T) {
 	if code := wc.JSON("POST", "/api/v1/clinics/maple/requests", validRequest(slot), &refused); code != http.StatusConflict {
 		t.Fatalf("request for the held slot: %d %v, want 409", code, refused)
 	}
-	checkFor(t, ttl+3*time.Second, func() error {
+	poll.For(t, ttl+3*time.Second, func() error {
 		if !hasSlot(t, wc, "maple", slot) {
 			return fmt.Errorf("slot %s not offered again", slot)
 		}

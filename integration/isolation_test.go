@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -34,7 +35,7 @@ func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
 func (v *violations) await(t *testing.T, kind, subject string) {
 	t.Helper()
 	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", kind, subject))
-	checkFor(t, 3*time.Second, func() error {
+	poll.For(t, 3*time.Second, func() error {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		for _, e := range v.errs {
@@ -168,7 +169,7 @@ func TestRevoke(t *testing.T) {
 	}
 	// The patients' site no longer offers the clinic.
 	var list []map[string]any
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		newClient(t, env.Relay.HTTPURL()).JSON("GET", "/api/v1/clinics", nil, &list)
 		for _, c := range list {
 			if c["id"] == "elm" {

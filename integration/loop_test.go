@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 )
 
 // firstSlot waits until the clinic's slots show in the API and returns the first.
 func firstSlot(t *testing.T, c *Client, clinic string) string {
 	t.Helper()
 	var slot string
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var got slotsResp
 		from := time.Now().Format(time.DateOnly)
 		to := time.Now().AddDate(0, 0, 13).Format(time.DateOnly)
@@ -54,7 +55,7 @@ func validRequest(slot string) map[string]any {
 
 func awaitState(t *testing.T, c *Client, token, want string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var st statusResp
 		if code := c.JSON("GET", "/api/v1/requests/"+token, nil, &st); code != 200 {
 			return fmt.Errorf("status: %d", code)
@@ -87,7 +88,7 @@ func TestLoop(t *testing.T) {
 		t.Fatalf("create answer: %v", created)
 	}
 	token := created["token"]
-	checkFor(t, time.Second, func() error {
+	poll.For(t, time.Second, func() error {
 		if hasSlot(t, web, "maple", slot) {
 			return fmt.Errorf("held slot %s still offered", slot)
 		}
@@ -95,7 +96,7 @@ func TestLoop(t *testing.T) {
 	})
 
 	var entries []console.Entry
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var err error
 		entries, err = ag.Console.Requests(context.Background(), console.StatusPending)
 		if err != nil || len(entries) != 1 {
@@ -179,7 +180,7 @@ func TestDecline(t *testing.T) {
 	if st.Reason != "Dr. Lee is away" {
 		t.Errorf("reason = %q", st.Reason)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if !hasSlot(t, web, "fir", slot) {
 			return fmt.Errorf("declined slot %s not offered again", slot)
 		}

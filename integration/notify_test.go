@@ -20,6 +20,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -94,7 +95,7 @@ func readPart(t *testing.T, r io.Reader, enc string) string {
 // awaitEmails waits for the server to hold n messages and returns them.
 func awaitEmails(t *testing.T, s *mailtest.Server, n int, timeout time.Duration) []email {
 	t.Helper()
-	checkFor(t, timeout, func() error {
+	poll.For(t, timeout, func() error {
 		if got := len(s.Messages()); got != n {
 			return fmt.Errorf("%d emails, want %d", got, n)
 		}
@@ -226,7 +227,7 @@ func TestNotify_Failures(t *testing.T) {
 	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &a); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if smtp.Attempts() < 2 {
 			return fmt.Errorf("%d attempts", smtp.Attempts())
 		}
@@ -246,7 +247,7 @@ func TestNotify_Failures(t *testing.T) {
 	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "bo@example.org", "416-555-0101"), &b); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if n.Metrics.Failed.Load() != 1 {
 			return fmt.Errorf("failed = %d", n.Metrics.Failed.Load())
 		}

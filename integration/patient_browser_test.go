@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 )
 
 // TestBrowser_Patient walks a patient's whole visit in a real browser, with
@@ -152,7 +153,7 @@ func TestBrowser_Pages(t *testing.T) {
 func awaitPending(t *testing.T, ag *Agent, n int) []console.Entry {
 	t.Helper()
 	var es []console.Entry
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var err error
 		if es, err = ag.Console.Requests(context.Background(), console.StatusPending); err == nil && len(es) != n {
 			err = fmt.Errorf("%d pending, want %d", len(es), n)
@@ -164,7 +165,7 @@ func awaitPending(t *testing.T, ag *Agent, n int) []console.Entry {
 
 func awaitConsoleState(t *testing.T, ag *Agent, id, status string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		es, err := ag.Console.Requests(context.Background(), status)
 		for _, e := range es {
 			if e.ID == id {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -67,7 +68,7 @@ func TestPurge(t *testing.T) {
 	if info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.ClinicFilter("fir"))); err != nil || len(info.State.Subjects) != 0 {
 		t.Errorf("REQUESTS still holds %v for fir (%v)", info.State.Subjects, err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		if code, _, _ := web.Do("GET", "/c/fir", "", nil); code != 404 {
 			return errors.New("the site still shows fir")
 		}
@@ -111,7 +112,7 @@ func TestPurge_Notices(t *testing.T) {
 		m, err := s.GetLastMsgForSubject(ctx, subject)
 		return err == nil && m.Header.Get("KV-Operation") == ""
 	}
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		if !has(notify, subjects.NotifyReminder("fir", fir)) || !has(notify, subjects.NotifyReminder("yew", yew)) {
 			return errors.New("no reminders scheduled yet")
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 )
 
@@ -37,7 +38,7 @@ func TestReady_JetStreamCannotWrite(t *testing.T) {
 			return nil
 		}
 	}
-	checkFor(t, 5*time.Second, want(200, "ready"))
+	poll.For(t, 5*time.Second, want(200, "ready"))
 
 	// JetStream refuses new messages, as a full store does.
 	admin, err := r.Admin(t.Context())
@@ -49,7 +50,7 @@ func TestReady_JetStreamCannotWrite(t *testing.T) {
 	if _, err := admin.JS.UpdateStream(t.Context(), full); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, want(503, "not ready: JetStream cannot write"))
+	poll.For(t, 5*time.Second, want(503, "not ready: JetStream cannot write"))
 	if c, _ := get("/healthz"); c != 200 {
 		t.Errorf("/healthz: %d while JetStream is off; it says only that the process answers", c)
 	}
@@ -60,7 +61,7 @@ func TestReady_JetStreamCannotWrite(t *testing.T) {
 	if _, err := admin.JS.UpdateStream(t.Context(), cjs.HealthStream(cjs.Options{})); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, want(200, "ready"))
+	poll.For(t, 10*time.Second, want(200, "ready"))
 	if !strings.Contains(logged(t), "JetStream takes writes again") {
 		t.Error("the relay did not log that JetStream is back")
 	}

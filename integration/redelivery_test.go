@@ -9,6 +9,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -63,7 +64,7 @@ func TestRedelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		info, err := stream.Info(context.Background())
 		if err != nil {
 			return err
@@ -172,7 +173,7 @@ func TestDelivery_WithoutRevisions(t *testing.T) {
 	}
 	awaitState(t, web, services.StatusToken("ash", token), services.StateDelivered)
 	holds := cjs.NewBucket(env.Admin.JS, subjects.BucketHolds)
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if _, err := holds.Get(ctx, subjects.HoldKey("ash", slot)); !errors.Is(err, cjs.ErrNotFound) {
 			return fmt.Errorf("hold still there: %v", err)
 		}

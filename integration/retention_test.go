@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -23,7 +24,7 @@ func TestRetention_FarEndOfHorizon(t *testing.T) {
 	ag := env.MustStartAgent(env.MustAddClinic("pine"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
 	var last services.Slot
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		var got slotsResp
 		from := time.Now().AddDate(0, 0, services.DaysAhead-7).Format(time.DateOnly)
 		to := time.Now().AddDate(0, 0, services.DaysAhead).Format(time.DateOnly)
@@ -64,7 +65,7 @@ func TestRetention_FarEndOfHorizon(t *testing.T) {
 	}
 	contacts, _ := env.Admin.JS.Stream(ctx, subjects.KVStream(subjects.BucketContacts))
 	var m *jetstream.RawStreamMsg
-	checkFor(t, 5*time.Second, func() (err error) {
+	poll.For(t, 5*time.Second, func() (err error) {
 		m, err = contacts.GetLastMsgForSubject(ctx, subjects.KVSubject(subjects.BucketContacts, subjects.ContactKey("pine", created["id"])))
 		return err
 	})
@@ -75,7 +76,7 @@ func TestRetention_FarEndOfHorizon(t *testing.T) {
 			m.Header.Get("Nats-TTL"), expires, last.Start)
 	}
 	notify, _ := env.Admin.JS.Stream(ctx, subjects.StreamNotify)
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		_, err := notify.GetLastMsgForSubject(ctx, subjects.NotifyReminder("pine", created["id"]))
 		return err
 	})

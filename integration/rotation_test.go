@@ -11,6 +11,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 )
 
 // TestKeyRotation: after `clinic-agent rotate-key`, a request sealed to the
@@ -52,7 +53,7 @@ func TestKeyRotation(t *testing.T) {
 	stop = run()
 	defer stop()
 	awaitState(t, web, before["token"], "delivered")
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if got, _ := env.Relay.Catalog.SealKey("elm"); got != pub {
 			return fmt.Errorf("the relay seals to %s, want the new key %s", got, pub)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -76,7 +77,7 @@ func TestSealing(t *testing.T) {
 
 	back := env.MustStartAgent(creds, nil, ag.Console)
 	awaitState(t, web, services.StatusToken("fir", token), services.StateDeclined)
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		all, err := back.Console.Requests(ctx, console.StatusAll)
 		if err != nil {
 			return err
@@ -86,7 +87,7 @@ func TestSealing(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		info, err := s.Info(ctx)
 		if err != nil || info.State.Msgs != 0 {
 			return fmt.Errorf("REQUESTS holds %d (%v), want 0: the tampered one must be terminated", info.State.Msgs, err)
@@ -112,7 +113,7 @@ func TestCommands_ClinicShow(t *testing.T) {
 	web := newClient(t, env.Relay.HTTPURL())
 	firstSlot(t, web, "ash")
 	fp := services.Fingerprint(pub)
-	checkFor(t, 5*time.Second, func() error { // the heartbeat follows the first publication
+	poll.For(t, 5*time.Second, func() error { // the heartbeat follows the first publication
 		code, out, stderr := relayCmd(t, "clinic", "show", "ash", "--data", env.DataDir)
 		if code != 0 || !strings.Contains(out, fp) || !strings.Contains(out, pub) || !strings.Contains(out, "console connector, last seen") {
 			return fmt.Errorf("show: %d %q %s; want key %s, fingerprint %s, the agent's heartbeat", code, out, stderr, pub, fp)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -275,7 +276,7 @@ func TestRecovery_PurgedKeys(t *testing.T) {
 		return len(info.State.Subjects)
 	}
 	days := 0
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if days = count(subjects.BucketAvailability, "maple.*"); days < services.DaysAhead {
 			return fmt.Errorf("%d days published", days)
 		}
@@ -290,7 +291,7 @@ func TestRecovery_PurgedKeys(t *testing.T) {
 	if n := count(subjects.BucketAvailability, "maple.*"); n != 0 {
 		t.Fatalf("%d days left after the purge", n)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		if n := count(subjects.BucketAvailability, "maple.*"); n != days {
 			return fmt.Errorf("%d of %d days back", n, days)
 		}
@@ -339,7 +340,7 @@ func TestQuota_DayOverCapOnConsole(t *testing.T) {
 		}
 		return n
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		if _, err := avail.Get(ctx, bigKey); err != nil {
 			return fmt.Errorf("%s: %w", bigKey, err)
 		}
@@ -375,7 +376,7 @@ func TestQuota_DayOverCapOnConsole(t *testing.T) {
 		_, _, body := newClient(t, maple.HTTP.URL).Do("GET", "/", "", nil)
 		return body
 	}
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		if body := page(); !strings.Contains(body, `id="refused"`) ||
 			!strings.Contains(body, "free slots of "+big.Format(time.DateOnly)+": the latest ") ||
 			!strings.Contains(body, fmt.Sprintf("a day carries at most %d bytes", cjs.MaxDayBytes)) {
@@ -399,7 +400,7 @@ func TestQuota_DayOverCapOnConsole(t *testing.T) {
 	if n := days("birch"); n != services.DaysAhead {
 		t.Errorf("birch: %d days after maple's were cut", n)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		if hb := seen(); !strings.HasPrefix(hb.Rejected, "PMS data rejected: ") ||
 			!strings.HasSuffix(hb.Rejected, fmt.Sprintf("slots on %d days", bigDays)) || !hb.Healthy {
 			return fmt.Errorf("heartbeat %+v", hb)
@@ -413,7 +414,7 @@ func TestQuota_DayOverCapOnConsole(t *testing.T) {
 	if err := maple.Console.SetProviders(ctx, console.DemoProviders()); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	poll.For(t, 15*time.Second, func() error {
 		if strings.Contains(page(), `id="refused"`) {
 			return errors.New("the console still shows the day cut")
 		}
@@ -483,7 +484,7 @@ func TestQuota_RefusedOutcome(t *testing.T) {
 	if st.Reason != "Dr. Lee is away back on Monday" {
 		t.Errorf("reason = %q, want it on one line", st.Reason)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.For(t, 10*time.Second, func() error {
 		_, _, body := staff.Do("GET", "/", "", nil)
 		if !strings.Contains(body, "outcome of request "+reqs[0]["id"]+": STATUS: status: proposed_slot") {
 			return fmt.Errorf("the console does not show the refused outcome: %s", body)

@@ -26,6 +26,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -205,7 +206,7 @@ func TestAgent_NamesTLSFailures(t *testing.T) {
 			done := make(chan struct{})
 			go func() { ag.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			checkFor(t, 10*time.Second, func() error {
+			poll.For(t, 10*time.Second, func() error {
 				if !strings.Contains(logged(t), tc.want) {
 					return fmt.Errorf("the agent's log does not say %q", tc.want)
 				}

@@ -3,10 +3,12 @@ package jetstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -58,16 +60,12 @@ func TestBucket(t *testing.T) {
 	if _, err := b.Create(ctx, "maple.ttl", []byte("x"), time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := b.Get(ctx, "maple.ttl"); errors.Is(err, cjs.ErrNotFound) {
-			break
+	poll.For(t, 5*time.Second, func() error {
+		if _, err := b.Get(ctx, "maple.ttl"); !errors.Is(err, cjs.ErrNotFound) {
+			return fmt.Errorf("key with a 1s TTL still there (%v)", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("key with a 1s TTL still there after 5s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestRequests_ExtendHold: a hold taken for a second outlives it once

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -121,11 +123,12 @@ func TestCatalog_NoticesVanishedValues(t *testing.T) {
 	}
 	await := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not seen in 5 s; logs:\n%s", what, logs.String())
+		poll.For(t, 5*time.Second, func() error {
+			if !ok() {
+				return fmt.Errorf("%s: not seen; logs:\n%s", what, logs.String())
 			}
-		}
+			return nil
+		})
 	}
 
 	// `nats stream purge KV_AVAILABILITY`: no delete reaches the watch.

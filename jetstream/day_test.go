@@ -3,6 +3,7 @@ package jetstream
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -159,9 +161,10 @@ func TestCatalog_HoldReleaseGrace(t *testing.T) {
 	if d := time.Since(released); d < releaseGrace-50*time.Millisecond {
 		t.Errorf("free again after %s, before the %s grace", d, releaseGrace)
 	}
-	for deadline := time.Now().Add(time.Second); c.Version("maple") == v; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the version did not move when the grace ended")
+	poll.For(t, time.Second, func() error {
+		if c.Version("maple") == v {
+			return errors.New("the version did not move when the grace ended")
 		}
-	}
+		return nil
+	})
 }

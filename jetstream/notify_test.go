@@ -15,6 +15,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/internal/mail"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -106,34 +107,37 @@ func (e *notifyEnv) put(st services.Status) {
 // subjects, in order.
 func (e *notifyEnv) awaitSubjects(timeout time.Duration, want ...string) []mailtest.Message {
 	e.t.Helper()
-	var got []string
 	var msgs []mailtest.Message
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	poll.For(e.t, timeout, func() error {
 		msgs = e.smtp.Messages()
-		got = got[:0]
+		var got []string
 		for _, m := range msgs {
 			got = append(got, subjectOf(m))
 		}
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			return msgs
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("emails %q, want %q", got, want)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatalf("emails %q, want %q", got, want)
-	return nil
+		return nil
+	})
+	return msgs
+}
+
+// reminderTime is when the notifier schedules reminders now.
+func (e *notifyEnv) reminderTime() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remindAt
 }
 
 // awaitCount waits until the server has accepted n messages.
 func (e *notifyEnv) awaitCount(timeout time.Duration, n int) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(e.smtp.Messages()) < n {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d emails, want %d", len(e.smtp.Messages()), n)
+	poll.For(e.t, timeout, func() error {
+		if got := len(e.smtp.Messages()); got < n {
+			return fmt.Errorf("%d emails, want %d", got, n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func subjectOf(m mailtest.Message) string {
@@ -186,7 +190,14 @@ func TestNotifier_Flow(t *testing.T) {
 	e.awaitCount(5*time.Second, 5)
 	b.State = services.StateCancelled
 	e.put(b)
-	time.Sleep(2500 * time.Millisecond)
+	e.awaitCount(5*time.Second, 6)
+	// Past the reminder's time: no reminder for a cancelled booking.
+	poll.Still(t, time.Until(e.reminderTime())+time.Second, func() error {
+		if n := len(e.smtp.Messages()); n != 6 {
+			return fmt.Errorf("%d emails after the cancellation, want 6", n)
+		}
+		return nil
+	})
 	got := e.smtp.Messages()
 	var subjects []string
 	for _, m := range got[3:] {
@@ -216,10 +227,12 @@ func TestNotifier_Retry(t *testing.T) {
 
 	e.smtp.Refuse(451)
 	e.request(reqA, slot)
-	deadline := time.Now().Add(5 * time.Second)
-	for e.smtp.Attempts() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.For(t, 5*time.Second, func() error {
+		if n := e.smtp.Attempts(); n < 2 {
+			return fmt.Errorf("%d attempts, want 2", n)
+		}
+		return nil
+	})
 	e.smtp.Refuse(0)
 	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received")
 	if e.n.Metrics.Retried.Load() < 1 || e.n.Metrics.Sent.Load() != 1 || e.n.Metrics.Failed.Load() != 0 {
@@ -229,10 +242,7 @@ func TestNotifier_Retry(t *testing.T) {
 
 	e.smtp.Refuse(451) // every attempt: given up after the third
 	e.request(reqC, slot)
-	deadline = time.Now().Add(5 * time.Second)
-	for e.n.Metrics.Failed.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.awaitMetric("failed", &e.n.Metrics.Failed, 1)
 	if f := e.n.Metrics.Failed.Load(); f != 1 {
 		t.Fatalf("failed = %d", f)
 	}
@@ -255,10 +265,7 @@ func TestNotifier_Retry(t *testing.T) {
 	// A permanent refusal (550) is given up at once.
 	e.smtp.Refuse(550)
 	e.request(reqB, slot)
-	deadline = time.Now().Add(5 * time.Second)
-	for e.n.Metrics.Failed.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.awaitMetric("failed", &e.n.Metrics.Failed, 2)
 	if failed, _ := cjs.FailedNotices(context.Background(), e.n.JS()); len(failed) != 2 || failed[1].Attempts != 1 {
 		t.Errorf("after a 550: %+v", failed)
 	}
@@ -275,11 +282,19 @@ func TestNotifier_SlowServer(t *testing.T) {
 	for i := range n {
 		e.request(fmt.Sprintf("%032x", i+1), slot)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for e.n.Metrics.Sent.Load() < n && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // any copy offered again comes by now
+	poll.For(t, 15*time.Second, func() error {
+		if got := e.n.Metrics.Sent.Load(); got < n {
+			return fmt.Errorf("sent %d of %d", got, n)
+		}
+		return nil
+	})
+	// Past the ack wait: a copy offered again would be sent by now.
+	poll.Still(t, time.Second, func() error {
+		if a := e.smtp.Attempts(); a != n {
+			return fmt.Errorf("%d attempts for %d notices", a, n)
+		}
+		return nil
+	})
 	seen := map[string]int{}
 	for _, m := range e.smtp.Messages() {
 		seen[m.To[0]+" "+messageID(m)]++
@@ -302,13 +317,12 @@ func messageID(m mailtest.Message) string {
 // awaitMetric waits until c reaches n.
 func (e *notifyEnv) awaitMetric(name string, c interface{ Load() int64 }, n int64) {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Load() < n {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s = %d, want %d", name, c.Load(), n)
+	poll.For(e.t, 5*time.Second, func() error {
+		if got := c.Load(); got < n {
+			return fmt.Errorf("%s = %d, want %d", name, got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestNotifier_NotDueAnyMore: a patient's cancellation is put back (its
@@ -327,7 +341,12 @@ func TestNotifier_NotDueAnyMore(t *testing.T) {
 	e.put(st)
 	e.smtp.Refuse(0)
 	e.awaitMetric("skipped", &e.n.Metrics.Skipped, 1)
-	time.Sleep(300 * time.Millisecond)
+	poll.Still(t, 300*time.Millisecond, func() error { // the skipped notice is not sent late
+		if n := len(e.smtp.Messages()); n != 2 {
+			return fmt.Errorf("%d emails, want the 2 before the cancellation", n)
+		}
+		return nil
+	})
 	e.awaitSubjects(time.Second, "Your request to Maple Clinic was received",
 		"Your appointment at Maple Clinic is confirmed")
 	if _, err := e.contacts.Contact(context.Background(), "maple", reqA); err != nil {
@@ -371,13 +390,12 @@ func TestNotifier_RescheduleKeepsContact(t *testing.T) {
 	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received",
 		"Your request to Maple Clinic was received")
 	want := time.Until(later.Add(24 * time.Hour))
-	deadline := time.Now().Add(5 * time.Second)
-	for ttl := e.contactTTL(reqA); ttl < want-time.Minute; ttl = e.contactTTL(reqA) {
-		if time.Now().After(deadline) {
-			t.Fatalf("contact kept %v after the reschedule, want about %v", ttl, want)
+	poll.For(t, 5*time.Second, func() error {
+		if ttl := e.contactTTL(reqA); ttl < want-time.Minute {
+			return fmt.Errorf("contact kept %v after the reschedule, want about %v", ttl, want)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestNotifier_OutcomeRepublished: the clinic refuses the patient's new
@@ -399,15 +417,20 @@ func TestNotifier_OutcomeRepublished(t *testing.T) {
 	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // not a wait for something: the time the window must pass
 
 	moved := st
 	moved.State, moved.SlotID = services.StateReceived, services.SlotID("dr-lee", slot.Add(time.Hour))
 	e.put(moved)
 	e.awaitCount(5*time.Second, 3)
 	st.Reason = "that time is taken"
-	e.put(st) // refused: booked on the first slot again
-	time.Sleep(time.Second)
+	e.put(st)                                 // refused: booked on the first slot again
+	poll.Still(t, time.Second, func() error { // no second confirmation
+		if n := len(e.smtp.Messages()); n != 3 {
+			return fmt.Errorf("%d emails, want 3", n)
+		}
+		return nil
+	})
 	e.awaitSubjects(time.Second, "Your request to Maple Clinic was received",
 		"Your appointment at Maple Clinic is confirmed", "Your request to Maple Clinic was received")
 
@@ -430,17 +453,12 @@ func TestNotifier_StatusDeleted(t *testing.T) {
 	if err := e.status.Delete(context.Background(), subjects.StatusKey("maple", reqA), 0); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := e.contacts.Contact(context.Background(), "maple", reqA)
-		if errors.Is(err, cjs.ErrNotFound) {
-			return
+	poll.For(t, 5*time.Second, func() error {
+		if _, err := e.contacts.Contact(context.Background(), "maple", reqA); !errors.Is(err, cjs.ErrNotFound) {
+			return fmt.Errorf("contact after its status was deleted: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("contact after its status was deleted: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // booked makes request id on slot, books it, and waits for both notices.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -328,13 +329,12 @@ func TestBooker_Request_UndoRetried(t *testing.T) {
 	if b.holds.heldBy("maple", freeSlot.ID) == "" {
 		t.Fatal("the failing release released the hold")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.holds.heldBy("maple", freeSlot.ID) != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("hold still there 5s after the failed undo")
+	poll.For(t, 5*time.Second, func() error {
+		if b.holds.heldBy("maple", freeSlot.ID) != "" {
+			return errors.New("hold still there after the failed undo")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // assertNothingLeft checks that no request was published, no status is kept

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -211,7 +212,7 @@ func TestConsole_Run(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	checkFor(t, 5*time.Second, func() error {
+	poll.For(t, 5*time.Second, func() error {
 		resp, err := http.Get("http://" + addr + "/api/providers")
 		if err != nil {
 			return err
@@ -225,23 +226,5 @@ func TestConsole_Run(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run after cancel = %v, want nil", err)
-	}
-}
-
-// checkFor calls fn until it returns nil, failing the test after timeout.
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		<-tick.C
 	}
 }
