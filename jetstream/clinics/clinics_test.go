@@ -3,6 +3,7 @@ package clinics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
@@ -107,17 +109,14 @@ func TestAdmin_AddAndRevoke(t *testing.T) {
 		t.Fatal("agent wrote another clinic's availability")
 	}
 	for _, subj := range []string{"$KV.AVAILABILITY.maple." + day, subjects.AgentWrite("birch", subjects.BucketAvailability, day)} {
-		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		poll.For(t, 3*time.Second, func() error {
 			mu.Lock()
-			found := strings.Contains(strings.Join(denied, "\n"), subj)
-			mu.Unlock()
-			if found {
-				break
+			defer mu.Unlock()
+			if !strings.Contains(strings.Join(denied, "\n"), subj) {
+				return fmt.Errorf("no permission violation naming %s: %q", subj, denied)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no permission violation naming %s: %q", subj, denied)
-			}
-		}
+			return nil
+		})
 	}
 
 	if _, err := admin.Revoke(ctx, "maple"); err != nil {
