@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -63,7 +64,7 @@ type Config struct {
 type Agent struct {
 	cfg    Config
 	clinic string
-	conn   Connector
+	conn   connector.Connector
 	opener *services.Opener // opens requests sealed to the clinic's key
 	log    *slog.Logger
 
@@ -92,7 +93,7 @@ type Agent struct {
 }
 
 // New checks the config; the clinic comes from the creds' clinic tag.
-func New(cfg Config, conn Connector) (*Agent, error) {
+func New(cfg Config, conn connector.Connector) (*Agent, error) {
 	clinic, err := auth.CredsClinic(cfg.Creds)
 	if err != nil {
 		return nil, err
@@ -502,7 +503,7 @@ func (a *Agent) fullDue() bool {
 // changedDays asks a ChangeTracker connector which local dates changed;
 // false means any may have, so every day must be published.
 func (a *Agent) changedDays() (map[string]bool, bool) {
-	ct, ok := a.conn.(ChangeTracker)
+	ct, ok := a.conn.(connector.ChangeTracker)
 	if !ok {
 		return nil, false
 	}
@@ -609,7 +610,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	hb := services.Heartbeat{At: a.cfg.Now().UTC(), Connector: a.conn.Name(), Healthy: true, Rejected: a.rejected()}
-	if h, ok := a.conn.(HealthReporter); ok {
+	if h, ok := a.conn.(connector.HealthReporter); ok {
 		if err := h.Health(); err != nil {
 			hb.Healthy, hb.Problem = false, services.PlainLine(err.Error(), 500)
 		}

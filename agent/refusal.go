@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -121,7 +122,7 @@ func (a *Agent) reportRefusals() {
 		a.log.Info("the relay takes every write again")
 	}
 	a.shownRefusals = shown
-	if r, ok := a.conn.(RefusalReporter); ok {
+	if r, ok := a.conn.(connector.RefusalReporter); ok {
 		r.Refused(lines)
 	}
 }

@@ -26,7 +26,7 @@ func deps(t *testing.T, patterns ...string) []string {
 }
 
 // TestBoundary is our deptest (Tailscale's tstest/deptest): services and
-// subjects speak no transport, and the web front never embeds a NATS server.
+// subjects speak no transport, the web front and the connectors no NATS.
 func TestBoundary(t *testing.T) {
 	const module = "github.com/clinicrelay/clinicrelay/"
 	tests := []struct {
@@ -45,7 +45,16 @@ func TestBoundary(t *testing.T) {
 			name:      "web",
 			patterns:  []string{"./web/..."},
 			mustList:  []string{module + "web", "github.com/labstack/echo/v4"},
-			forbidden: []string{"github.com/nats-io/nats-server"},
+			forbidden: []string{"github.com/nats-io/nats-server", "github.com/nats-io/nats.go", module + "jetstream"},
+		},
+		{
+			// A connector speaks to the clinic's system; the agent alone
+			// speaks NATS (agent/connector is the contract between them).
+			name:     "connectors",
+			patterns: []string{"./agent/connector/...", "./agent/console/...", "./agent/fhir"},
+			mustList: []string{module + "agent/connector", module + "agent/console", module + "agent/fhir"},
+			forbidden: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nats-server", "github.com/nats-io/jwt/v2",
+				module + "jetstream"},
 		},
 	}
 	for _, tt := range tests {

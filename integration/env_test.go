@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
@@ -176,7 +177,7 @@ func (d *killDialer) Kill() {
 }
 
 // MustStartAgent runs an agent for creds on conn (a fresh console if nil).
-func (e *Env) MustStartAgent(creds []byte, conn agent.Connector, con *console.Console) *Agent {
+func (e *Env) MustStartAgent(creds []byte, conn connector.Connector, con *console.Console) *Agent {
 	e.t.Helper()
 	if con == nil {
 		con = openDemoConsole(e.t, console.Config{})

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -92,7 +93,7 @@ type faultAgent struct {
 
 // startAgent runs an agent for creds on conn, dialling url; it publishes a
 // week ahead (the relay sets how long it has to ack).
-func startAgent(t *testing.T, url string, creds []byte, conn agent.Connector) *faultAgent {
+func startAgent(t *testing.T, url string, creds []byte, conn connector.Connector) *faultAgent {
 	t.Helper()
 	d := &crashDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: url, Creds: creds, Logger: testLogger(t), Days: 7, SealKey: agentSealKey(t, creds),
@@ -132,7 +133,7 @@ func (a *faultAgent) crash(t *testing.T) {
 // then hangs until its context ends: the clinic has it, the relay never
 // hears so, as when an agent is killed between its store and its ack.
 type countingConnector struct {
-	agent.Connector
+	connector.Connector
 	hangAfter int
 
 	mu     sync.Mutex
@@ -141,7 +142,7 @@ type countingConnector struct {
 	hung   chan struct{} // closed at the first hang
 }
 
-func newCountingConnector(conn agent.Connector, hangAfter int) *countingConnector {
+func newCountingConnector(conn connector.Connector, hangAfter int) *countingConnector {
 	return &countingConnector{Connector: conn, hangAfter: hangAfter, calls: map[string]int{}, hung: make(chan struct{})}
 }
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
@@ -18,7 +18,7 @@ import (
 // dieAfterStore stores the first request, then hangs as a crashed agent
 // would: the request is in the clinic's store but never acked.
 type dieAfterStore struct {
-	agent.Connector
+	connector.Connector
 	stored, release chan struct{}
 }
 

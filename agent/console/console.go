@@ -20,7 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -65,9 +65,9 @@ type Console struct {
 }
 
 var (
-	_ agent.Connector       = (*Console)(nil)
-	_ agent.ChangeTracker   = (*Console)(nil)
-	_ agent.RefusalReporter = (*Console)(nil)
+	_ connector.Connector       = (*Console)(nil)
+	_ connector.ChangeTracker   = (*Console)(nil)
+	_ connector.RefusalReporter = (*Console)(nil)
 )
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.

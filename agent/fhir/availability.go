@@ -22,7 +22,7 @@ const overlap = time.Minute
 // pageSize is the _count of every search; the connector follows next links.
 const pageSize = "100"
 
-// FreeSlots implements agent.Connector from the cache the polls keep, loading
+// FreeSlots implements connector.Connector from the cache the polls keep, loading
 // it first if no poll has yet.
 func (c *Connector) FreeSlots(ctx context.Context, from, to time.Time, loc *time.Location) ([]services.Provider, []services.Slot, error) {
 	c.mu.Lock()

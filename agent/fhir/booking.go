@@ -32,7 +32,7 @@ const ReasonSlotTaken = services.ReasonSlotTaken
 // longer had free: it keeps its time.
 const ReasonMoveRefused = services.ReasonMoveRefused
 
-// Store implements agent.Connector: the request becomes a proposed
+// Store implements connector.Connector: the request becomes a proposed
 // Appointment on its Slot, for the Patient found or made for it, and the
 // Slot becomes busy-tentative. A request whose Appointment exists is stored
 // already. A slot the PMS no longer has free is EConflict (the agent

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -70,9 +70,9 @@ type provider struct {
 }
 
 var (
-	_ agent.Connector      = (*Connector)(nil)
-	_ agent.ChangeTracker  = (*Connector)(nil)
-	_ agent.HealthReporter = (*Connector)(nil)
+	_ connector.Connector      = (*Connector)(nil)
+	_ connector.ChangeTracker  = (*Connector)(nil)
+	_ connector.HealthReporter = (*Connector)(nil)
 )
 
 // New returns a connector for the PMS at cfg.URL. It does not call the PMS
@@ -108,10 +108,10 @@ func New(cfg Config) (*Connector, error) {
 		outcomes: map[string]services.Status{}, published: map[string]services.Status{}}, nil
 }
 
-// Name implements agent.Connector.
+// Name implements connector.Connector.
 func (c *Connector) Name() string { return "fhir" }
 
-// SetClinic implements agent.Connector: the clinic's zone sets its days.
+// SetClinic implements connector.Connector: the clinic's zone sets its days.
 func (c *Connector) SetClinic(cl services.Clinic) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,7 +121,7 @@ func (c *Connector) SetClinic(cl services.Clinic) {
 	c.clinic, c.loc = cl, cl.Location()
 }
 
-// Changed implements agent.Connector.
+// Changed implements connector.Connector.
 func (c *Connector) Changed() <-chan struct{} { return c.changed }
 
 func (c *Connector) signal() {
@@ -131,7 +131,7 @@ func (c *Connector) signal() {
 	}
 }
 
-// TakeChanges implements agent.ChangeTracker.
+// TakeChanges implements connector.ChangeTracker.
 func (c *Connector) TakeChanges() ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -140,7 +140,7 @@ func (c *Connector) TakeChanges() ([]string, bool) {
 	return slots, all
 }
 
-// Health implements agent.HealthReporter: "PMS unreachable" while the last
+// Health implements connector.HealthReporter: "PMS unreachable" while the last
 // call to the PMS failed for want of an answer.
 func (c *Connector) Health() error {
 	c.mu.Lock()
@@ -193,7 +193,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 }
 
-// PendingOutcomes implements agent.Connector.
+// PendingOutcomes implements connector.Connector.
 func (c *Connector) PendingOutcomes(ctx context.Context) ([]services.Status, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (c *Connector) PendingOutcomes(ctx context.Context) ([]services.Status, err
 	return out, nil
 }
 
-// MarkPublished implements agent.Connector.
+// MarkPublished implements connector.Connector.
 func (c *Connector) MarkPublished(ctx context.Context, st services.Status) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -130,7 +130,7 @@ func setExtension(raw map[string]any, u, kind, v string) {
 	raw["extension"] = out
 }
 
-// Apply implements agent.Connector: a cancellation cancels the Appointment
+// Apply implements connector.Connector: a cancellation cancels the Appointment
 // and frees its Slot; a new time claims the new Slot, moves the Appointment
 // (proposed again) and frees the old one; accepting the time the clinic
 // moved the Appointment to books it. The outcome names the change.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent"
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/agent/fhir"
 	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
@@ -150,7 +151,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	var conn interface {
-		agent.Connector
+		connector.Connector
 		Run(context.Context) error
 	}
 	where := ""

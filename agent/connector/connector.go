@@ -1,7 +1,8 @@
-// Package agent is the clinic agent: it dials out to NATS with its clinic's
-// credentials, drains the clinic's requests into a Connector, publishes the
-// outcomes to STATUS, free slots to AVAILABILITY, and a heartbeat to CLINICS.
-package agent
+// Package connector is the contract between the clinic agent and a clinic's
+// system (the front-desk console, a FHIR PMS, an in-memory one in tests),
+// split by role. It imports no transport: a connector knows nothing of
+// NATS, and the agent knows nothing of the clinic's system beyond it.
+package connector
 
 import (
 	"context"
@@ -10,32 +11,48 @@ import (
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// Connector is the clinic's system as the agent sees it: the front-desk
-// console (default), a FHIR PMS, or an in-memory one in tests.
+// Connector is the clinic's system as the agent sees it: a name, the
+// clinic's profile, and the three roles below.
 type Connector interface {
 	// Name is the connector's kind, shown in the heartbeat ("console", "fhir").
 	Name() string
 	// SetClinic tells the connector its clinic's public profile (name, zone)
 	// once the agent has read it; it may be called again when it changes.
 	SetClinic(c services.Clinic)
-	// Store keeps req durably. Storing an ID already stored is a no-op that
-	// returns nil, so a redelivered request is stored once.
-	Store(ctx context.Context, req services.Request) error
-	// Apply carries out a patient's cancellation or new time (see
-	// services.Change): idempotent, ENotFound while the request is not
-	// stored, and the outcome queued in PendingOutcomes.
-	Apply(ctx context.Context, ch services.Change) error
+	SlotSource
+	RequestSink
+	ChangeSink
+}
+
+// SlotSource is where free slots come from.
+type SlotSource interface {
 	// FreeSlots lists the providers and the free slots that start on the local
 	// dates [from, to) in loc.
 	FreeSlots(ctx context.Context, from, to time.Time, loc *time.Location) ([]services.Provider, []services.Slot, error)
+	// Changed receives a value whenever free slots or outcomes may have changed.
+	Changed() <-chan struct{}
+}
+
+// RequestSink takes the patients' requests and gives back the clinic's
+// decisions on them.
+type RequestSink interface {
+	// Store keeps req durably. Storing an ID already stored is a no-op that
+	// returns nil, so a redelivered request is stored once.
+	Store(ctx context.Context, req services.Request) error
 	// PendingOutcomes lists statuses decided in the clinic (booked, declined,
 	// proposed) that have not yet been marked published.
 	PendingOutcomes(ctx context.Context) ([]services.Status, error)
 	// MarkPublished records that st reached STATUS; a later decision on the
 	// same request makes it pending again.
 	MarkPublished(ctx context.Context, st services.Status) error
-	// Changed receives a value whenever free slots or outcomes may have changed.
-	Changed() <-chan struct{}
+}
+
+// ChangeSink carries out the patients' changes to stored requests.
+type ChangeSink interface {
+	// Apply carries out a patient's cancellation or new time (see
+	// services.Change): idempotent, ENotFound while the request is not
+	// stored, and the outcome queued in PendingOutcomes.
+	Apply(ctx context.Context, ch services.Change) error
 }
 
 // ChangeTracker is a Connector that knows what changed: the agent then
@@ -56,12 +73,12 @@ type HealthReporter interface {
 }
 
 // RefusalReporter is a Connector that shows the clinic's staff the writes
-// the relay refuses (a day with more free slots than it carries, a value
-// that breaks its rules, see docs/security.md): until they are fixed,
-// patients online do not see what the clinic's system says.
+// the relay refuses and the slots left out (a day with more free slots than
+// it carries, a value that breaks its rules, see docs/security.md): until
+// they are fixed, patients online do not see what the clinic's system says.
 type RefusalReporter interface {
-	// Refused is called with one line per refused key, sorted (no patient
-	// data), whenever the list changes; with none once every write goes
-	// through again.
+	// Refused is called with one line per key, sorted (no patient data),
+	// whenever the list changes; with none once every write goes through
+	// again.
 	Refused(lines []string)
 }
