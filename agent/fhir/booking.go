@@ -221,7 +221,29 @@ func (c *Connector) release(ctx context.Context, slotID, requestID string) error
 		m, _ := v.(map[string]any)
 		return m["system"] == SystemRequest
 	})
-	return c.c.update(ctx, "Slot", slotID, res, ver)
+	if err := c.c.update(ctx, "Slot", slotID, res, ver); err != nil {
+		return err
+	}
+	// Offered again at once, not at the next poll of the PMS.
+	var sl slot
+	if b, err := json.Marshal(res); err == nil && json.Unmarshal(b, &sl) == nil {
+		c.remember(sl)
+	}
+	return nil
+}
+
+// remember puts a free Slot back in the cache, as a poll would find it.
+func (c *Connector) remember(sl slot) {
+	c.mu.Lock()
+	id, ok := c.slotID(sl)
+	if ok = ok && sl.Start.After(c.cfg.Now()); ok {
+		c.free[id] = sl
+		c.changes = append(c.changes, id)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.signal()
+	}
 }
 
 // claimedBy is the request ID a Slot was claimed for, or "".

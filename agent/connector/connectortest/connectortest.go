@@ -73,6 +73,26 @@ func Run(t *testing.T, fixture func(t *testing.T) Fixture) {
 			t.Errorf("Apply to a request never stored = %v, want ENotFound (the agent retries it later)", err)
 		}
 	})
+	t.Run("CancelFreesTheSlot", func(t *testing.T) {
+		f := fixture(t)
+		req := Request(4, f.Slot.ID)
+		if err := f.Conn.Store(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		ch := services.Change{ID: services.RequestIDFor("change-4"), RequestID: req.ID, ClinicID: "maple",
+			Action: services.ActionCancel, At: time.Now().UTC()}
+		for i := range 2 { // a change delivered again is applied once, with no error
+			if err := f.Conn.Apply(t.Context(), ch); err != nil {
+				t.Fatalf("Apply #%d: %v", i+1, err)
+			}
+		}
+		if !f.offers(t, f.Slot.ID) {
+			t.Error("the slot of a cancelled request is not offered again")
+		}
+		if st, ok := f.pending(t, req.ID); !ok || st.State != services.StateCancelled || st.Change != ch.ID {
+			t.Errorf("PendingOutcomes has %+v (%v), want cancelled, naming the change", st, ok)
+		}
+	})
 	t.Run("BookedOutcomeUntilPublished", func(t *testing.T) {
 		f := fixture(t)
 		req := Request(3, f.Slot.ID)
