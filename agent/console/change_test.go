@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/agent/connector/connectortest"
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -48,20 +49,6 @@ func entry(t *testing.T, c *console.Console, id string) console.Entry {
 	return console.Entry{}
 }
 
-// published reports the pending outcome of id, if any.
-func pendingOutcome(t *testing.T, c *console.Console, id string) (services.Status, bool) {
-	t.Helper()
-	outs, err := c.PendingOutcomes(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(outs, func(s services.Status) bool { return s.RequestID == id })
-	if i < 0 {
-		return services.Status{}, false
-	}
-	return outs[i], true
-}
-
 func TestConsole_Apply(t *testing.T) {
 	nine, ten, eleven := services.SlotID("dr-lee", at(4, 9, 0)), services.SlotID("dr-lee", at(4, 10, 0)), services.SlotID("dr-lee", at(4, 11, 0))
 	t.Run("Cancel", func(t *testing.T) {
@@ -80,7 +67,7 @@ func TestConsole_Apply(t *testing.T) {
 		if !free(t, e.c, nine) {
 			t.Error("the cancelled slot is not free")
 		}
-		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.State != services.StateCancelled {
+		if st, ok := connectortest.Pending(t, e.c, req.ID); !ok || st.State != services.StateCancelled {
 			t.Errorf("pending outcome = %+v, %v; want cancelled", st, ok)
 		}
 		// Nothing changes a cancelled request, and the front desk cannot decide it.
@@ -108,7 +95,7 @@ func TestConsole_Apply(t *testing.T) {
 		if !free(t, e.c, nine) || free(t, e.c, ten) {
 			t.Errorf("free: old %v (want true), new %v (want false)", free(t, e.c, nine), free(t, e.c, ten))
 		}
-		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.State != services.StateDelivered || st.SlotID != ten {
+		if st, ok := connectortest.Pending(t, e.c, req.ID); !ok || st.State != services.StateDelivered || st.SlotID != ten {
 			t.Errorf("pending outcome = %+v, %v; want delivered on the new slot", st, ok)
 		}
 		// Again (a redelivery): nothing more happens.
@@ -118,7 +105,7 @@ func TestConsole_Apply(t *testing.T) {
 		if err := e.c.Apply(t.Context(), move); err != nil {
 			t.Errorf("second Apply = %v", err)
 		}
-		if _, ok := pendingOutcome(t, e.c, req.ID); ok {
+		if _, ok := connectortest.Pending(t, e.c, req.ID); ok {
 			t.Error("a redelivered change queued its outcome again")
 		}
 	})
@@ -134,7 +121,7 @@ func TestConsole_Apply(t *testing.T) {
 		if got.SlotID != nine || got.Status != console.StatusPending {
 			t.Errorf("entry = %s on %s, want pending on %s", got.Status, got.SlotID, nine)
 		}
-		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.Reason != console.ReasonMoveRefused || st.SlotID != nine {
+		if st, ok := connectortest.Pending(t, e.c, req.ID); !ok || st.Reason != console.ReasonMoveRefused || st.SlotID != nine {
 			t.Errorf("pending outcome = %+v, %v; want the old slot with ReasonMoveRefused", st, ok)
 		}
 	})
@@ -173,7 +160,7 @@ func TestConsole_Apply(t *testing.T) {
 		if !free(t, e.c, ten) || free(t, e.c, eleven) {
 			t.Errorf("free: 10:00 %v (want true), 11:00 %v (want false)", free(t, e.c, ten), free(t, e.c, eleven))
 		}
-		if st, ok := pendingOutcome(t, e.c, req.ID); !ok || st.Change != second.ID {
+		if st, ok := connectortest.Pending(t, e.c, req.ID); !ok || st.Change != second.ID {
 			t.Errorf("pending outcome = %+v, %v; want it to name the later change", st, ok)
 		}
 	})
@@ -185,7 +172,7 @@ func TestConsole_Apply(t *testing.T) {
 
 func pendingStatus(t *testing.T, c *console.Console, id string) services.Status {
 	t.Helper()
-	st, ok := pendingOutcome(t, c, id)
+	st, ok := connectortest.Pending(t, c, id)
 	if !ok {
 		t.Fatalf("no pending outcome for %s", id)
 	}

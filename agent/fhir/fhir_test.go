@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/agent/connector/connectortest"
 	"github.com/clinicrelay/clinicrelay/agent/fhir"
 	"github.com/clinicrelay/clinicrelay/agent/fhir/fhirtest"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -68,19 +69,6 @@ func request(n int, slot string) services.Request {
 	return services.Request{ID: services.RequestIDFor(fmt.Sprint("token-", n)), ClinicID: "maple", SlotID: slot,
 		Name: "Ada Marie Lovelace", BirthDate: "1980-04-02", Phone: "+1 416 555 0100", Email: "ada@example.org",
 		Reason: "sore knee", Consent: true, CreatedAt: time.Now().UTC()}
-}
-
-func pending(t *testing.T, c *fhir.Connector, id string) (services.Status, bool) {
-	t.Helper()
-	outs, err := c.PendingOutcomes(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(outs, func(s services.Status) bool { return s.RequestID == id })
-	if i < 0 {
-		return services.Status{}, false
-	}
-	return outs[i], true
 }
 
 func TestConnector_FreeSlots(t *testing.T) {
@@ -210,7 +198,7 @@ func TestConnector_Outcomes(t *testing.T) {
 		reqs[2].ID: {State: services.StateProposed, ProposedSlot: services.SlotID(free[2].ProviderID, moved)},
 	}
 	for id, w := range want {
-		got, ok := pending(t, p.conn, id)
+		got, ok := connectortest.Pending(t, p.conn, id)
 		if !ok || got.State != w.State || got.Reason != w.Reason || got.ProposedSlot != w.ProposedSlot || got.ClinicID != "maple" {
 			t.Errorf("outcome of %s = %+v, %v; want %+v", id, got, ok, w)
 		}
@@ -224,7 +212,7 @@ func TestConnector_Outcomes(t *testing.T) {
 	if err := p.conn.Apply(t.Context(), ch); err != nil {
 		t.Fatalf("Apply(accept) = %v", err)
 	}
-	if got, ok := pending(t, p.conn, reqs[2].ID); !ok || got.State != services.StateBooked || got.Change != ch.ID {
+	if got, ok := connectortest.Pending(t, p.conn, reqs[2].ID); !ok || got.State != services.StateBooked || got.Change != ch.ID {
 		t.Errorf("after accepting: %+v, %v; want booked naming the change", got, ok)
 	}
 	if st := p.Appointment(reqs[2].ID)["status"]; st != "booked" {
@@ -262,7 +250,7 @@ func TestConnector_Cancel(t *testing.T) {
 	if s := p.Read("Slot", slotRef[len("Slot/"):]); s["status"] != "free" {
 		t.Errorf("slot %v, want free again", s["status"])
 	}
-	if got, ok := pending(t, p.conn, req.ID); !ok || got.State != services.StateCancelled {
+	if got, ok := connectortest.Pending(t, p.conn, req.ID); !ok || got.State != services.StateCancelled {
 		t.Errorf("outcome %+v, %v; want cancelled", got, ok)
 	}
 	unknown := ch
@@ -321,7 +309,7 @@ func TestConnector_Reschedule(t *testing.T) {
 	if s := p.Read("Slot", newSlot); s["status"] != "busy-tentative" {
 		t.Errorf("new slot %v, want busy-tentative", s["status"])
 	}
-	if got, ok := pending(t, p.conn, req.ID); !ok || got.State != services.StateDelivered || got.SlotID != free[4].ID || got.Change != move.ID {
+	if got, ok := connectortest.Pending(t, p.conn, req.ID); !ok || got.State != services.StateDelivered || got.SlotID != free[4].ID || got.Change != move.ID {
 		t.Errorf("outcome %+v, %v; want delivered on the new slot naming the change", got, ok)
 	}
 
@@ -340,7 +328,7 @@ func TestConnector_Reschedule(t *testing.T) {
 	if got := slotOf(p.Appointment(req.ID)); got != newSlot {
 		t.Errorf("appointment moved to %s, want it kept on %s", got, newSlot)
 	}
-	if got, _ := pending(t, p.conn, req.ID); got.SlotID != free[4].ID || got.Reason != fhir.ReasonMoveRefused || got.Change != refused.ID {
+	if got, _ := connectortest.Pending(t, p.conn, req.ID); got.SlotID != free[4].ID || got.Reason != fhir.ReasonMoveRefused || got.Change != refused.ID {
 		t.Errorf("outcome %+v; want the kept slot with the note, naming the change", got)
 	}
 	// An older change arriving late is ignored.
@@ -383,7 +371,7 @@ func TestConnector_FreshAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh.SetClinic(services.Clinic{ID: "maple", TimeZone: "America/Toronto"})
-	if got, ok := pending(t, fresh, booked.ID); !ok || got.ClinicID != "maple" || got.State != services.StateBooked {
+	if got, ok := connectortest.Pending(t, fresh, booked.ID); !ok || got.ClinicID != "maple" || got.State != services.StateBooked {
 		t.Errorf("outcome decided while away: %+v, %v; want booked for maple", got, ok)
 	}
 

@@ -127,7 +127,13 @@ func (f Fixture) offers(t *testing.T, slot string) bool {
 
 func (f Fixture) pending(t *testing.T, id string) (services.Status, bool) {
 	t.Helper()
-	outs, err := f.Conn.PendingOutcomes(t.Context())
+	return Pending(t, f.Conn, id)
+}
+
+// Pending is the outcome of request id that c has not published yet, if any.
+func Pending(t *testing.T, c connector.RequestSink, id string) (services.Status, bool) {
+	t.Helper()
+	outs, err := c.PendingOutcomes(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
