@@ -8,21 +8,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/clinicrelay/clinicrelay/internal/httperr"
 	"github.com/clinicrelay/clinicrelay/services"
 )
-
-// statusOf is the one table from domain error codes to HTTP statuses.
-var statusOf = map[string]int{
-	services.EInvalid:     http.StatusUnprocessableEntity,
-	services.ENotFound:    http.StatusNotFound,
-	services.EConflict:    http.StatusConflict,
-	services.ELimit:       http.StatusConflict,
-	services.EUnavailable: http.StatusServiceUnavailable,
-	services.ETooLarge:    http.StatusRequestEntityTooLarge,
-	services.EForbidden:   http.StatusForbidden,
-	services.ECodeNeeded:  http.StatusConflict, // nothing taken: the same request with its code will be
-	services.EInternal:    http.StatusInternalServerError,
-}
 
 // apiError is the JSON body of every API error.
 type apiError struct {
@@ -40,9 +28,9 @@ func classify(err error) (int, string, map[string]string) {
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &de):
-		code, ok := statusOf[de.Code]
-		if !ok || code >= 500 && de.Code == services.EInternal {
-			return http.StatusInternalServerError, "something went wrong on our side", nil
+		code, show := httperr.Status(de.Code)
+		if !show {
+			return code, "something went wrong on our side", nil
 		}
 		return code, de.Message, de.Fields
 	case errors.As(err, &he):

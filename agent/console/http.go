@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/clinicrelay/clinicrelay/internal/httperr"
 	"github.com/clinicrelay/clinicrelay/internal/httpserve"
 	"github.com/clinicrelay/clinicrelay/services"
 )
@@ -151,16 +152,6 @@ type errorBody struct {
 	Fields map[string]string `json:"fields,omitempty"`
 }
 
-// codeStatus maps services error codes to HTTP statuses; any other code is 500.
-var codeStatus = map[string]int{
-	services.EInvalid:     http.StatusUnprocessableEntity,
-	services.ENotFound:    http.StatusNotFound,
-	services.EConflict:    http.StatusConflict,
-	services.ETooLarge:    http.StatusRequestEntityTooLarge,
-	services.EForbidden:   http.StatusForbidden,
-	services.EUnavailable: http.StatusServiceUnavailable,
-}
-
 // errorResponse maps err to a status and a body safe to show: a services
 // Error by its code, an Echo error by its status, anything else as 500
 // with a generic message, logged (errors carry IDs, never PHI).
@@ -177,7 +168,7 @@ func (c *Console) errorResponse(err error) (int, errorBody) {
 	}
 	var e *services.Error
 	if errors.As(err, &e) {
-		if status, ok := codeStatus[e.Code]; ok {
+		if status, show := httperr.Status(e.Code); show {
 			return status, errorBody{Error: e.Message, Fields: e.Fields}
 		}
 	}
