@@ -121,6 +121,11 @@ func TestIsolation(t *testing.T) {
 		{"write A's keys through the relay", subjects.AgentWrite("aspen", subjects.BucketAvailability, "2030-01-01"), `{}`},
 		{"A's audit through the relay", subjects.AgentAudit("aspen"), `{}`},
 		{"notices", "notify.email.aspen", `{}`},
+		// The relay's own: its write probe (RELAY_HEALTH), and the system
+		// requests that list every connection of the account (the warden's).
+		{"the relay's health probe", "relay.health.x", `{}`},
+		{"every connection of the account", "$SYS.REQ.ACCOUNT.PING.CONNZ", `{}`},
+		{"every connection of the server", "$SYS.REQ.SERVER.PING.CONNZ", `{}`},
 	}
 	for _, p := range pubs {
 		t.Run(p.name, func(t *testing.T) {
