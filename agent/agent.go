@@ -1,9 +1,8 @@
 package agent
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -201,7 +200,7 @@ func (a *Agent) connect() error {
 // connectFailed logs why the agent cannot reach the relay, in words an
 // operator can act on, each time the reason changes (not every attempt).
 func (a *Agent) connectFailed(_ *nats.Conn, err error) {
-	why := connectProblem(err)
+	why := cmp.Or(auth.ConnectProblem(err, "use a --nats-url with a name it covers"), err.Error())
 	a.mu.Lock()
 	same := why == a.lastConnErr
 	a.lastConnErr = why
@@ -209,29 +208,6 @@ func (a *Agent) connectFailed(_ *nats.Conn, err error) {
 	if !same {
 		a.log.Error("cannot connect to the relay: trying again", "why", why, "url", a.cfg.NATSURL)
 	}
-}
-
-// connectProblem names a failed connection: a certificate not trusted or
-// not for the name dialled, TLS on one side only, creds refused. (A relay
-// that takes TLS only, dialled with nats://, gets TLS: nats.go upgrades.)
-func connectProblem(err error) string {
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var record tls.RecordHeaderError
-	switch {
-	case errors.As(err, &unknown):
-		return "the relay's certificate is not signed by a CA this agent trusts: pass --ca FILE with the CA that signed it"
-	case errors.As(err, &host):
-		return "the relay's certificate is not for the name dialled (" + host.Host + "): use a --nats-url with a name it covers"
-	case errors.As(err, &invalid):
-		return "the relay's certificate is not valid: " + invalid.Error()
-	case errors.Is(err, nats.ErrSecureConnWanted), errors.As(err, &record):
-		return "the relay does not speak TLS but this agent requires it (tls:// or --require-tls)"
-	case errors.Is(err, nats.ErrAuthorization):
-		return "the relay refused these creds: revoked, or from another relay"
-	}
-	return err.Error()
 }
 
 // retry runs fn until it succeeds or ctx ends, backing off up to 10s.

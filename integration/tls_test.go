@@ -155,12 +155,12 @@ func TestCommands_TLS(t *testing.T) {
 		t.Fatalf("clinic list against a TLS relay: %d %s %s", code, out, stderr)
 	}
 	if code, _, stderr := relayCmd(t, "clinic", "list", "--data", dir, "--server-name", "other.example.org"); code == 0 ||
-		!strings.Contains(stderr, "does not cover the name dialled: pass --server-name") {
+		!strings.Contains(stderr, "is not for the name dialled (other.example.org): pass --server-name NAME") {
 		t.Errorf("a wrong --server-name: %d %s", code, stderr)
 	}
 	otherCA, _, _ := writeTestPKI(t, t.TempDir())
 	if code, _, stderr := relayCmd(t, "clinic", "list", "--data", dir, "--ca", otherCA); code == 0 ||
-		!strings.Contains(stderr, "not signed by a CA this command trusts: pass --ca") {
+		!strings.Contains(stderr, "not signed by a CA trusted here: pass --ca") {
 		t.Errorf("a wrong --ca: %d %s", code, stderr)
 	}
 }
@@ -192,9 +192,9 @@ func TestAgent_NamesTLSFailures(t *testing.T) {
 		requireTLS    bool
 		want          string
 	}{
-		{"unknown CA", tlsURL, "", false, "not signed by a CA this agent trusts"},
+		{"unknown CA", tlsURL, "", false, "not signed by a CA trusted here"},
 		{"other name", relayB.NATSURL(), caB, false, "not for the name dialled (127.0.0.1)"},
-		{"TLS to plain", plain.Relay.NATSURL(), "", true, "does not speak TLS but this agent requires it"},
+		{"TLS to plain", plain.Relay.NATSURL(), "", true, "does not speak TLS but TLS is required here"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ag, err := agent.New(agent.Config{NATSURL: tc.url, Creds: creds, CAFile: tc.ca, RequireTLS: tc.requireTLS,

@@ -210,15 +210,10 @@ func certName(file string) string {
 	return ""
 }
 
-// explainTLS names a TLS failure in words an operator can act on.
+// explainTLS names a failed connection in words an operator can act on.
 func explainTLS(err error) error {
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	switch {
-	case errors.As(err, &unknown):
-		return fmt.Errorf("the relay's certificate is not signed by a CA this command trusts: pass --ca FILE: %w", err)
-	case errors.As(err, &host):
-		return fmt.Errorf("the relay's certificate does not cover the name dialled: pass --server-name NAME: %w", err)
+	if p := auth.ConnectProblem(err, "pass --server-name NAME"); p != "" {
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	return err
 }
