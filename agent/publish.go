@@ -136,9 +136,9 @@ func (a *Agent) putDays(ctx context.Context, from, to time.Time, slots []service
 	for date, d := range days {
 		// What the relay would refuse is left out, alone: one bad slot
 		// from the clinic's system does not lose the whole day.
-		fit, f := cjs.FitDay(*d)
+		b, f := cjs.FitDay(*d)
 		a.noteFitted(date, f)
-		if err := a.putIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), fit); err != nil {
+		if err := a.putBytesIfChanged(ctx, a.avail, subjects.AvailabilityKey(a.clinic, date), b); err != nil {
 			return err
 		}
 	}
@@ -176,6 +176,11 @@ func (a *Agent) putIfChanged(ctx context.Context, kv *cjs.Bucket, key string, v 
 	if err != nil {
 		return err
 	}
+	return a.putBytesIfChanged(ctx, kv, key, b)
+}
+
+// putBytesIfChanged puts b under key unless the key holds it already.
+func (a *Agent) putBytesIfChanged(ctx context.Context, kv *cjs.Bucket, key string, b []byte) error {
 	id := kv.Name() + "/" + key
 	if r, ok := a.refused[id]; ok && r.value == string(b) {
 		return nil // refused as it is: sent again once it changes

@@ -100,8 +100,8 @@ func (a *Agent) reportRefusals() {
 			says = append(says, fmt.Sprintf("%d slots left out, the relay refuses them (%s)", f.Skipped, f.Why))
 		}
 		if f.Cut > 0 {
-			says = append(says, fmt.Sprintf("the latest %d slots left out: a day carries at most %d bytes, "+
-				"offer fewer free slots that day (longer slots, or fewer providers online)", f.Cut, cjs.MaxDayBytes))
+			says = append(says, fmt.Sprintf("the latest %d slots left out: a day carries at most %d bytes, %s",
+				f.Cut, cjs.MaxDayBytes, cjs.DayTooBig))
 		}
 		all[id] = a.describe(id) + ": " + strings.Join(says, "; ")
 	}

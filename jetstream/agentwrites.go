@@ -78,7 +78,7 @@ func (r agentKey) oversize(bucket string, n int) string {
 
 var agentKeys = map[string]agentKey{
 	subjects.BucketAvailability: {ops: map[string]bool{OpPut: true, OpDelete: true}, max: MaxDayBytes, check: checkAgentDay,
-		tooBig: "offer fewer free slots that day (longer slots, or fewer providers online)"},
+		tooBig: DayTooBig},
 	subjects.BucketClinics: {ops: map[string]bool{OpPut: true}, max: MaxSmallBytes, check: checkAgentClinicKey},
 	subjects.BucketHolds:   {ops: map[string]bool{OpDelete: true}, needRev: true, check: checkAgentHold},
 	subjects.BucketStatus:  {ops: map[string]bool{OpUpdate: true}, needRev: true, max: MaxSmallBytes, check: checkAgentStatus},

@@ -68,6 +68,9 @@ func slotProblem(day time.Time, s services.Slot) error {
 	return nil
 }
 
+// DayTooBig is what a clinic can do about a day over MaxDayBytes.
+const DayTooBig = "offer fewer free slots that day (longer slots, or fewer providers online)"
+
 // Fitted says what FitDay left out of a day.
 type Fitted struct {
 	Skipped int    // slots the relay would refuse, each alone
@@ -75,40 +78,37 @@ type Fitted struct {
 	Cut     int    // slots past MaxDayBytes, the latest of the day
 }
 
-// FitDay is d as the relay takes it: without the slots it would refuse
-// (one bad slot from a clinic's system no longer loses the whole day), and
-// cut to its earliest slots when the rest would not fit in MaxDayBytes.
-func FitDay(d services.Day) (services.Day, Fitted) {
+// FitDay is d as the relay takes it, encoded: without the slots it would
+// refuse (one bad slot from a clinic's system no longer loses the whole
+// day), and cut to its earliest slots when the rest would not fit in
+// MaxDayBytes.
+func FitDay(d services.Day) ([]byte, Fitted) {
 	var f Fitted
-	day, err := time.Parse(time.DateOnly, d.Date)
-	if err != nil {
-		return d, f // the relay names the date as wrong
-	}
-	kept := make([]services.Slot, 0, len(d.Slots))
-	for _, s := range d.Slots {
-		if err := slotProblem(day, s); err != nil {
-			if f.Skipped++; f.Skipped == 1 {
-				f.Why = err.Error()
+	if day, err := time.Parse(time.DateOnly, d.Date); err == nil { // else the relay names the date as wrong
+		kept := make([]services.Slot, 0, len(d.Slots))
+		for _, s := range d.Slots {
+			if err := slotProblem(day, s); err != nil {
+				if f.Skipped++; f.Skipped == 1 {
+					f.Why = err.Error()
+				}
+				continue
 			}
-			continue
+			kept = append(kept, s)
 		}
-		kept = append(kept, s)
+		d.Slots = kept
 	}
-	d.Slots = kept
-	if size(d) <= MaxDayBytes {
-		return d, f
+	b, _ := json.Marshal(d)
+	if len(b) <= MaxDayBytes {
+		return b, f
 	}
 	slices.SortStableFunc(d.Slots, func(a, b services.Slot) int { return a.Start.Compare(b.Start) })
 	all := d.Slots
 	n := sort.Search(len(all)+1, func(n int) bool {
 		d.Slots = all[:n]
-		return size(d) > MaxDayBytes
+		b, _ = json.Marshal(d)
+		return len(b) > MaxDayBytes
 	}) - 1
 	d.Slots, f.Cut = all[:n], len(all)-n
-	return d, f
-}
-
-func size(d services.Day) int {
-	b, _ := json.Marshal(d)
-	return len(b)
+	b, _ = json.Marshal(d)
+	return b, f
 }
