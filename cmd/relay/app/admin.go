@@ -172,27 +172,27 @@ func (t target) tlsConfig(cert string) (*tls.Config, error) {
 	if file == "" {
 		return nil, errors.New("the running relay serves NATS over TLS but did not say with which certificate: pass --ca FILE")
 	}
-	pem, err := os.ReadFile(file)
+	caPEM, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--ca: %w", err)
 	}
-	if !roots.AppendCertsFromPEM(pem) {
+	if !roots.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", file)
 	}
 	name := t.serverName
 	if name == "" && cert != "" {
-		name = certName(cert)
+		certPEM := caPEM
+		if file != cert {
+			certPEM, _ = os.ReadFile(cert)
+		}
+		name = certName(certPEM)
 	}
 	return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12}, nil
 }
 
-// certName is the first name a PEM certificate file's leaf covers: a DNS
-// name, else an IP address ("" if none).
-func certName(file string) string {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
+// certName is the first name the leaf of a PEM certificate chain covers: a
+// DNS name, else an IP address ("" if none).
+func certName(b []byte) string {
 	block, _ := pem.Decode(b)
 	if block == nil {
 		return ""

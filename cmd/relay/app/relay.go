@@ -214,9 +214,9 @@ func (r *Relay) start(ctx context.Context) error {
 		return err
 	}
 	if r.Node != nil {
-		cert, _ := filepath.Abs(r.cfg.TLSCert)
-		if r.cfg.TLSCert == "" {
-			cert = ""
+		cert := r.cfg.TLSCert
+		if cert != "" {
+			cert, _ = filepath.Abs(cert) // commands may run from another directory
 		}
 		return r.Node.WriteRunInfo(node.RunInfo{NATSURL: r.Node.ClientURL(), HTTPURL: r.HTTPURL(), TLSCert: cert,
 			PublicNATSURL: r.cfg.PublicNATSURL})
