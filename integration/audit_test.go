@@ -58,7 +58,7 @@ func TestAudit(t *testing.T) {
 			if ev.Action == services.AuditRequestCreated && (ev.IP != "127.0.0.1" || ev.RequestID != created["id"]) {
 				return fmt.Errorf("created event without the client's IP or the request: %+v", ev)
 			}
-			if ev.Action == services.AuditOutcomeSet && ev.Detail != services.StateBooked {
+			if ev.Action == services.AuditOutcomeSet && ev.Detail != string(services.StateBooked) {
 				return fmt.Errorf("outcome event %+v, want booked", ev)
 			}
 		}

@@ -275,7 +275,7 @@ func awaitSlots(t *testing.T, c *Client, clinic string, n int) []string {
 }
 
 // awaitStates polls every token's status until all are in state want.
-func awaitStates(t *testing.T, c *Client, tokens map[string]string, want string, timeout time.Duration) {
+func awaitStates(t *testing.T, c *Client, tokens map[string]string, want services.State, timeout time.Duration) {
 	t.Helper()
 	left := map[string]bool{}
 	for _, tok := range tokens {
@@ -284,7 +284,7 @@ func awaitStates(t *testing.T, c *Client, tokens map[string]string, want string,
 	poll.For(t, timeout, func() error {
 		for tok := range left {
 			var st statusResp
-			if code := c.JSON("GET", "/api/v1/requests/"+tok, nil, &st); code == 200 && st.State == want {
+			if code := c.JSON("GET", "/api/v1/requests/"+tok, nil, &st); code == 200 && services.State(st.State) == want {
 				delete(left, tok)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // firstSlot waits until the clinic's slots show in the API and returns the first.
@@ -53,14 +54,14 @@ func validRequest(slot string) map[string]any {
 		"phone": "+1 416 555 0100", "email": "ada@example.org", "reason": "sore knee"}
 }
 
-func awaitState(t *testing.T, c *Client, token, want string) {
+func awaitState(t *testing.T, c *Client, token string, want services.State) {
 	t.Helper()
 	poll.For(t, 10*time.Second, func() error {
 		var st statusResp
 		if code := c.JSON("GET", "/api/v1/requests/"+token, nil, &st); code != 200 {
 			return fmt.Errorf("status: %d", code)
 		}
-		if st.State != want {
+		if services.State(st.State) != want {
 			return fmt.Errorf("state %q, want %q", st.State, want)
 		}
 		return nil

@@ -157,7 +157,7 @@ func checkAgentStatus(clinic, request string, value []byte, _ string, _ time.Tim
 	switch {
 	case st.ClinicID != clinic || st.RequestID != request:
 		return fmt.Errorf("status names request %q of clinic %q, not its key's", st.RequestID, st.ClinicID)
-	case !services.KnownState(st.State):
+	case !st.State.Valid():
 		return fmt.Errorf("status: unknown state %q", st.State)
 	case st.SlotID != "" && subjects.ValidSlotID(st.SlotID) != nil:
 		return fmt.Errorf("status: slot_id %q is not a slot id", st.SlotID)

@@ -376,9 +376,9 @@ func TestBooker_Status_ErrNotFound(t *testing.T) {
 // clinic has is not touched.
 func TestBooker_Status_Expired(t *testing.T) {
 	for _, tt := range []struct {
-		state string
+		state services.State
 		age   time.Duration
-		want  string
+		want  services.State
 	}{
 		{services.StateReceived, services.RequestLifetime - time.Hour, services.StateReceived},
 		{services.StateReceived, services.RequestLifetime + time.Hour, services.StateExpired},

@@ -165,7 +165,11 @@ func (b *Booker) releaseNew(ctx context.Context, clinic, slotID, requestID strin
 
 // changeAllowed says whether the patient may still make the change.
 func changeAllowed(st Status, now time.Time, action, slotID string) error {
-	if st.Closed() {
+	to := StateReceived
+	if action == ActionCancel {
+		to = StateCancelled
+	}
+	if !CanFollow(st.State, to, ByPatient) {
 		return Errorf(EConflict, "this request is %s and can no longer be changed", st.State)
 	}
 	if _, start, err := ParseSlotID(st.SlotID); err == nil && !start.After(now) {

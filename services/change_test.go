@@ -57,7 +57,7 @@ func (m *memChanges) PublishChange(_ context.Context, q services.QueuedChange) e
 }
 
 // booked makes a request on freeSlot and sets its status to state.
-func booked(t *testing.T, state string) (*booking, *memSwapper, *memChanges, string) {
+func booked(t *testing.T, state services.State) (*booking, *memSwapper, *memChanges, string) {
 	t.Helper()
 	b := newBooking(t)
 	res, err := b.Request(t.Context(), "maple", bookingRequest())

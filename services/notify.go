@@ -17,7 +17,7 @@ const (
 
 // NoticeFor is the notice a request's new state calls for, or "" (a
 // delivered or expired request sends none).
-func NoticeFor(state string) string {
+func NoticeFor(state State) string {
 	switch state {
 	case StateReceived:
 		return NoticeReceived

@@ -365,7 +365,7 @@ func TestBooker_Request_UndoForgetsContact(t *testing.T) {
 
 func TestNotice_Due(t *testing.T) {
 	const a, b = "dr-lee_20260310T1400Z", "dr-lee_20260311T1400Z"
-	st := func(state, slot, proposed string) services.Status {
+	st := func(state services.State, slot, proposed string) services.Status {
 		return services.Status{ClinicID: "maple", RequestID: "r", State: state, SlotID: slot, ProposedSlot: proposed}
 	}
 	for _, tt := range []struct {

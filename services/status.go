@@ -2,17 +2,21 @@ package services
 
 import "time"
 
+// State is where a request stands. Its transitions, and who makes them, are
+// in lifecycle.go.
+type State string
+
 // States of a request, in the order a patient sees them.
 const (
-	StateReceived  = "received"  // the relay accepted it
-	StateDelivered = "delivered" // the clinic's agent stored it
-	StateBooked    = "booked"
-	StateDeclined  = "declined"
-	StateProposed  = "proposed" // the clinic proposed another time
-	StateExpired   = "expired"
+	StateReceived  State = "received"  // the relay accepted it
+	StateDelivered State = "delivered" // the clinic's agent stored it
+	StateBooked    State = "booked"
+	StateDeclined  State = "declined"
+	StateProposed  State = "proposed" // the clinic proposed another time
+	StateExpired   State = "expired"
 	// StateCancelled: the patient cancelled. The cancellation goes to the
 	// clinic like a request; the clinic's agent frees the slot.
-	StateCancelled = "cancelled"
+	StateCancelled State = "cancelled"
 )
 
 // MaxOutcomeReason is the most characters of a Status reason.
@@ -23,7 +27,7 @@ type Status struct {
 	RequestID string `json:"request_id"`
 	ClinicID  string `json:"clinic_id"`
 	SlotID    string `json:"slot_id"`
-	State     string `json:"state"`
+	State     State  `json:"state"`
 	// Reason is the clinic's decline reason, shown to the patient: one
 	// plain line of at most MaxOutcomeReason characters.
 	Reason       string    `json:"reason,omitempty"`
@@ -71,24 +75,8 @@ func (s Status) Same(o Status) bool {
 		s.Change == o.Change
 }
 
-// KnownState reports whether state is one of the states above.
-func KnownState(state string) bool {
-	switch state {
-	case StateReceived, StateDelivered, StateBooked, StateDeclined, StateProposed, StateExpired, StateCancelled:
-		return true
-	}
-	return false
-}
-
 // Final reports whether the clinic has decided.
-func (s Status) Final() bool {
-	return s.State == StateBooked || s.State == StateDeclined || s.State == StateProposed || s.State == StateExpired ||
-		s.State == StateCancelled
-}
+func (s Status) Final() bool { return s.State.Final() }
 
-// Closed reports whether nothing can change the request any more: declined,
-// expired or cancelled. A booked or proposed request can still be
-// cancelled or moved by the patient.
-func (s Status) Closed() bool {
-	return s.State == StateDeclined || s.State == StateExpired || s.State == StateCancelled
-}
+// Closed reports whether nothing can change the request any more.
+func (s Status) Closed() bool { return s.State.Closed() }

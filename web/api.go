@@ -54,14 +54,14 @@ type apiRequest struct {
 }
 
 type apiStatus struct {
-	ID           string    `json:"id"`
-	Clinic       string    `json:"clinic"`
-	ClinicName   string    `json:"clinic_name"`
-	State        string    `json:"state"`
-	Slot         apiSlot   `json:"slot"`
-	Reason       string    `json:"reason,omitempty"`
-	ProposedSlot *apiSlot  `json:"proposed_slot,omitempty"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	ID           string         `json:"id"`
+	Clinic       string         `json:"clinic"`
+	ClinicName   string         `json:"clinic_name"`
+	State        services.State `json:"state"`
+	Slot         apiSlot        `json:"slot"`
+	Reason       string         `json:"reason,omitempty"`
+	ProposedSlot *apiSlot       `json:"proposed_slot,omitempty"`
+	UpdatedAt    time.Time      `json:"updated_at"`
 }
 
 func (s *Server) clinicView(c services.Clinic) apiClinic {
@@ -206,7 +206,7 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	return c.JSON(http.StatusCreated, map[string]string{
 		"id":         booked.Status.RequestID,
 		"token":      booked.Token,
-		"status":     booked.Status.State,
+		"status":     string(booked.Status.State),
 		"status_url": "/r/" + booked.Token,
 		"api_url":    "/api/v1/requests/" + booked.Token,
 	})

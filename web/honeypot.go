@@ -60,7 +60,7 @@ func (s *Server) honeypot(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		_, secret, _ := strings.Cut(token, "_")
 		return c.JSON(http.StatusCreated, map[string]string{
-			"id": services.RequestIDFor(secret), "token": token, "status": services.StateReceived,
+			"id": services.RequestIDFor(secret), "token": token, "status": string(services.StateReceived),
 			"status_url": "/r/" + token, "api_url": "/api/v1/requests/" + token,
 		})
 	}

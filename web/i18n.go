@@ -13,6 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/text/language"
+
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // The patient pages speak the languages of web/locales/*.json; docs/i18n.md
@@ -183,7 +185,7 @@ func ago(lang string, now, t time.Time) string {
 
 // stateIn is the sentence, in lang, for a request in state: "received",
 // "delivered", "booked", "declined", "proposed", "expired" or "cancelled".
-func stateIn(lang, state string) string { return tr(lang, "state."+state) }
+func stateIn(lang string, state services.State) string { return tr(lang, "state."+string(state)) }
 
 // stateText is the English sentence of each state, from the catalog.
 // Pages should use stateIn(lang(c), state).

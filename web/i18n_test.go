@@ -209,9 +209,9 @@ func TestGoCode_KnownKeys(t *testing.T) {
 	if len(used) < 10 {
 		t.Fatalf("found only %d keys in the Go code", len(used))
 	}
-	for _, st := range []string{services.StateReceived, services.StateDelivered, services.StateBooked,
+	for _, st := range []services.State{services.StateReceived, services.StateDelivered, services.StateBooked,
 		services.StateDeclined, services.StateProposed, services.StateExpired, services.StateCancelled} {
-		used = append(used, usedKey{"stateIn", "state." + st, false})
+		used = append(used, usedKey{"stateIn", "state." + string(st), false})
 	}
 	for _, k := range fieldKeys {
 		used = append(used, usedKey{"fieldKeys", k, false})

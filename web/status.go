@@ -78,7 +78,7 @@ func (p *pages) renderBlock(w *bytes.Buffer, c echo.Context, name, block string,
 // statusData is what status.html and its live fragment render, in the
 // language of c.
 func (s *Server) statusData(c echo.Context, token string, st services.Status) map[string]any {
-	steps := []string{services.StateReceived, services.StateDelivered}
+	steps := []services.State{services.StateReceived, services.StateDelivered}
 	step := -1
 	for i, v := range steps {
 		if v == st.State {

@@ -17,10 +17,10 @@ import (
 // services states of the same name.
 const (
 	StatusPending   = "pending"
-	StatusBooked    = services.StateBooked
-	StatusDeclined  = services.StateDeclined
-	StatusProposed  = services.StateProposed
-	StatusCancelled = services.StateCancelled
+	StatusBooked    = string(services.StateBooked)
+	StatusDeclined  = string(services.StateDeclined)
+	StatusProposed  = string(services.StateProposed)
+	StatusCancelled = string(services.StateCancelled)
 	StatusAll       = "all"
 )
 
@@ -44,8 +44,8 @@ type Entry struct {
 
 func newEntry(r *record) Entry {
 	provider, start, _ := services.ParseSlotID(r.Request.SlotID) // checked by Store
-	status := r.State
-	if status == services.StateDelivered {
+	status := string(r.State)
+	if r.State == services.StateDelivered {
 		status = StatusPending
 	}
 	return Entry{

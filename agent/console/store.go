@@ -30,7 +30,7 @@ const ReasonSlotTaken = "slot no longer available"
 // record is a stored request with its status in the clinic.
 type record struct {
 	Request       services.Request `json:"request"`
-	State         string           `json:"state"` // services.StateDelivered while pending
+	State         services.State   `json:"state"` // services.StateDelivered while pending
 	DeclineReason string           `json:"decline_reason,omitempty"`
 	ProposedSlot  string           `json:"proposed_slot,omitempty"`
 	ReceivedAt    time.Time        `json:"received_at"`

@@ -12,24 +12,33 @@ import (
 
 // Memory is a connector held in memory, for the agent's own tests: a fixed
 // set of slots, the requests stored on them, and the staff's decisions
-// (Book, Decline). It keeps the contract the suite checks.
+// (Book, Decline, Propose). It keeps the contract the suite checks, and
+// applies a patient's changes as services.ChangeEffect says, like the
+// console and the FHIR connector.
 type Memory struct {
 	mu        sync.Mutex
 	clinic    services.Clinic
 	providers []services.Provider
 	slots     []services.Slot
-	stored    map[string]services.Request // by request ID
-	taken     map[string]string           // slot ID -> request ID
-	outcomes  map[string]services.Status  // decided, not yet published
+	stored    map[string]*memRequest     // by request ID
+	taken     map[string]string          // slot ID -> request ID
+	outcomes  map[string]services.Status // decided, not yet published
 	changed   chan struct{}
 	now       func() time.Time
+}
+
+// memRequest is a stored request and where it stands in the clinic.
+type memRequest struct {
+	req      services.Request
+	state    services.State
+	proposed string
 }
 
 var _ connector.Connector = (*Memory)(nil)
 
 // NewMemory is a Memory with these providers and free slots.
 func NewMemory(providers []services.Provider, slots []services.Slot) *Memory {
-	return &Memory{providers: providers, slots: slots, stored: map[string]services.Request{},
+	return &Memory{providers: providers, slots: slots, stored: map[string]*memRequest{},
 		taken: map[string]string{}, outcomes: map[string]services.Status{}, changed: make(chan struct{}, 1),
 		now: time.Now}
 }
@@ -80,62 +89,107 @@ func (m *Memory) Store(_ context.Context, req services.Request) error {
 	if by := m.taken[req.SlotID]; by != "" {
 		return services.Errorf(services.EConflict, "slot %s is taken", req.SlotID)
 	}
-	m.stored[req.ID], m.taken[req.SlotID] = req, req.ID
+	m.stored[req.ID], m.taken[req.SlotID] = &memRequest{req: req, state: services.StateDelivered}, req.ID
 	m.signal()
 	return nil
+}
+
+// Stored lists the IDs of the requests stored, in no order.
+func (m *Memory) Stored() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id := range m.stored {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Book books a stored request, as the staff would.
 func (m *Memory) Book(_ context.Context, requestID string) error {
-	return m.decide(requestID, services.StateBooked, "")
+	return m.decide(requestID, services.StateBooked, "", "")
 }
 
 // Decline declines a stored request with reason and frees its slot.
 func (m *Memory) Decline(_ context.Context, requestID, reason string) error {
-	return m.decide(requestID, services.StateDeclined, reason)
+	return m.decide(requestID, services.StateDeclined, reason, "")
 }
 
-func (m *Memory) decide(requestID, state, reason string) error {
+// Propose offers another free slot for a stored request, and holds it.
+func (m *Memory) Propose(_ context.Context, requestID, slotID string) error {
+	return m.decide(requestID, services.StateProposed, "", slotID)
+}
+
+func (m *Memory) decide(requestID string, state services.State, reason, proposed string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	req, ok := m.stored[requestID]
+	r, ok := m.stored[requestID]
 	if !ok {
 		return services.Errorf(services.ENotFound, "no request %s", requestID)
 	}
-	if state != services.StateBooked {
-		delete(m.taken, req.SlotID)
+	if r.state != services.StateDelivered {
+		return services.Errorf(services.EConflict, "request is already %s", r.state)
 	}
-	m.outcomes[requestID] = services.Status{RequestID: requestID, ClinicID: req.ClinicID, SlotID: req.SlotID,
-		State: state, Reason: reason, UpdatedAt: m.now().UTC()}
-	m.signal()
+	if proposed != "" {
+		if m.taken[proposed] != "" {
+			return services.Errorf(services.EConflict, "slot %s is taken", proposed)
+		}
+		m.taken[proposed] = requestID
+	}
+	if state == services.StateDeclined {
+		delete(m.taken, r.req.SlotID)
+	}
+	r.state, r.proposed = state, proposed
+	m.queue(r, reason, "")
 	return nil
 }
 
-// Apply carries out a patient's cancellation; a reschedule moves the request
-// to its new slot when free, else it stays where it was.
+// queue makes r's outcome pending, answering change (if any).
+func (m *Memory) queue(r *memRequest, reason, change string) {
+	m.outcomes[r.req.ID] = services.Status{RequestID: r.req.ID, ClinicID: r.req.ClinicID, SlotID: r.req.SlotID,
+		State: r.state, Reason: reason, ProposedSlot: r.proposed, Change: change, UpdatedAt: m.now().UTC()}
+	m.signal()
+}
+
+// Apply carries out a patient's change as services.ChangeEffect says: a
+// cancellation frees the request's slots, an accepted proposal books it, a
+// move goes to the new slot when free (and waits for a decision again),
+// else stays where it was.
 func (m *Memory) Apply(_ context.Context, ch services.Change) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	req, ok := m.stored[ch.RequestID]
+	r, ok := m.stored[ch.RequestID]
 	if !ok {
 		return services.Errorf(services.ENotFound, "no request %s", ch.RequestID)
 	}
-	st := services.Status{RequestID: req.ID, ClinicID: req.ClinicID, SlotID: req.SlotID, State: services.StateBooked,
-		Change: ch.ID, UpdatedAt: m.now().UTC()}
-	switch {
-	case ch.Action == services.ActionCancel:
-		delete(m.taken, req.SlotID)
-		st.State = services.StateCancelled
-	case m.taken[ch.SlotID] == "":
-		delete(m.taken, req.SlotID)
-		req.SlotID, st.SlotID = ch.SlotID, ch.SlotID
-		m.stored[req.ID], m.taken[ch.SlotID] = req, req.ID
-	default:
-		st.Reason = services.ReasonMoveRefused
+	reason := ""
+	switch services.ChangeEffect(r.state, r.req.SlotID, r.proposed, ch) {
+	case services.EffectCancel:
+		m.release(r)
+		r.state = services.StateCancelled
+	case services.EffectAccept:
+		delete(m.taken, r.req.SlotID)
+		r.req.SlotID, r.proposed, r.state = ch.SlotID, "", services.StateBooked
+	case services.EffectMove:
+		if m.taken[ch.SlotID] != "" {
+			reason = services.ReasonMoveRefused
+			break
+		}
+		m.release(r)
+		r.req.SlotID, r.proposed, r.state = ch.SlotID, "", services.StateDelivered
+		m.taken[ch.SlotID] = r.req.ID
 	}
-	m.outcomes[req.ID] = st
-	m.signal()
+	m.queue(r, reason, ch.ID)
 	return nil
+}
+
+// release frees the slots r holds: its own and the one proposed to it.
+func (m *Memory) release(r *memRequest) {
+	for _, s := range []string{r.req.SlotID, r.proposed} {
+		if s != "" && m.taken[s] == r.req.ID {
+			delete(m.taken, s)
+		}
+	}
 }
 
 // PendingOutcomes lists the decisions not yet published.
