@@ -70,7 +70,7 @@ type Agent struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	avail  *cjs.Bucket
-	status *cjs.Bucket
+	status *cjs.Statuses
 	meta   *cjs.Bucket
 	audit  *cjs.AgentAuditor
 	holds  *cjs.Bucket
@@ -356,7 +356,7 @@ func (a *Agent) open(ctx context.Context) error {
 	a.meta = cjs.NewAgentBucket(a.js, subjects.BucketClinics, a.clinic)
 	a.avail = cjs.NewAgentBucket(a.js, subjects.BucketAvailability, a.clinic)
 	a.holds = cjs.NewAgentBucket(a.js, subjects.BucketHolds, a.clinic)
-	a.status = cjs.NewAgentBucket(a.js, subjects.BucketStatus, a.clinic)
+	a.status = cjs.NewStatuses(cjs.NewAgentBucket(a.js, subjects.BucketStatus, a.clinic))
 	var c services.Clinic
 	if _, err := cjs.GetJSON(ctx, a.meta, subjects.ClinicKey(a.clinic), &c); err != nil {
 		return fmt.Errorf("clinic profile: %w", err)

@@ -2,14 +2,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -100,19 +97,8 @@ func (a *Agent) handleChange(ctx context.Context, m jetstream.Msg) {
 // forgetChange clears the pending change STATUS names for request id, so the
 // clinic's outcomes for it are published again.
 func (a *Agent) forgetChange(ctx context.Context, id string) error {
-	key := subjects.StatusKey(a.clinic, id)
-	var st services.Status
-	rev, err := cjs.GetJSON(ctx, a.status, key, &st)
-	if errors.Is(err, cjs.ErrNotFound) || err == nil && st.Change == "" {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	st.Change = ""
-	b, _ := json.Marshal(st)
-	_, err = a.status.Update(ctx, key, b, rev)
-	return err
+	_, _, err := services.Advance(ctx, a.status, a.clinic, id, services.ForgetChange(), nil)
+	return statusGone(err)
 }
 
 // answered reports whether STATUS says the clinic's side closed request id
@@ -120,8 +106,7 @@ func (a *Agent) forgetChange(ctx context.Context, id string) error {
 // or expired. A patient's cancellation does not count: the request it
 // cancels may still be on its way, and must be cancelled when it comes.
 func (a *Agent) answered(ctx context.Context, id string) bool {
-	var st services.Status
-	_, err := cjs.GetJSON(ctx, a.status, subjects.StatusKey(a.clinic, id), &st)
+	st, err := a.status.GetStatus(ctx, a.clinic, id)
 	st = st.At(a.cfg.Now())
 	return err == nil && (st.State == services.StateDeclined || st.State == services.StateExpired)
 }

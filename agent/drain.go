@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -105,7 +103,7 @@ func (a *Agent) declineTaken(ctx context.Context, m jetstream.Msg, log *slog.Log
 		return
 	}
 	log.Info("request declined: slot taken in the clinic's system")
-	a.record(ctx, services.AuditOutcomeSet, req.ID, services.StateDeclined)
+	a.record(ctx, services.AuditOutcomeSet, req.ID, string(services.StateDeclined))
 	actx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer cancel()
 	_ = m.DoubleAck(actx)
@@ -133,87 +131,36 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 	_ = m.Term()
 }
 
-// markDelivered moves STATUS from received to delivered, never backwards: a
-// redelivered request whose outcome is already set leaves it alone. The
-// request carries the revision of its "received" status (hint), which saves
-// reading it first; when the hint is missing or stale (a request queued by an
-// older relay, or restored from a backup), the status is read and written
-// against its actual revision.
+// markDelivered moves STATUS from received to delivered (services.Deliver),
+// never backwards. The request carries the revision of its "received"
+// status (hint), which saves reading it first; when the hint is missing or
+// stale (a request queued by an older relay, or restored from a backup),
+// Advance reads the status and applies the move to what it finds.
 func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint uint64) error {
-	key := subjects.StatusKey(a.clinic, req.ID)
-	st := services.Status{RequestID: req.ID, ClinicID: a.clinic, SlotID: req.SlotID,
-		State: services.StateDelivered, UpdatedAt: a.cfg.Now().UTC()}
-	b, _ := json.Marshal(st)
+	var known *services.Known
 	if hint > 0 {
-		if _, err := a.status.Update(ctx, key, b, hint); !errors.Is(err, cjs.ErrRevision) {
-			return err
-		}
+		known = &services.Known{Rev: hint, Status: services.Status{RequestID: req.ID, ClinicID: a.clinic,
+			SlotID: req.SlotID, State: services.StateReceived}}
 	}
-	var rev uint64
-	e, err := a.status.Get(ctx, key)
-	switch {
-	case errors.Is(err, cjs.ErrNotFound):
-		return nil // errStatusGone: nothing to mark
-	case err != nil:
-		return err
-	default:
-		var cur services.Status
-		if err := json.Unmarshal(e.Value, &cur); err != nil {
-			return err
-		}
-		if cur.State != services.StateReceived || cur.Change != "" {
-			// The outcome is set, or it is delivered already, or the
-			// patient changed the request: the change brings its status.
-			return nil
-		}
-		rev = e.Revision
-	}
-	if err := a.putStatusAt(ctx, st, rev); !errors.Is(err, cjs.ErrRevision) {
-		return err
-	}
-	return nil // the outcome was written meanwhile; it wins
+	_, _, err := services.Advance(ctx, a.status, a.clinic, req.ID, services.Deliver(a.cfg.Now()), known)
+	return statusGone(err)
 }
 
 // declineUnread sets the status of request id to declined with reason,
-// unless the status has moved past "received".
+// unless the status has moved past "received" (services.DeclineUnread).
 func (a *Agent) declineUnread(ctx context.Context, id, slot, reason string) error {
-	key := subjects.StatusKey(a.clinic, id)
-	var rev uint64
-	e, err := a.status.Get(ctx, key)
-	switch {
-	case errors.Is(err, cjs.ErrNotFound):
-		return nil // errStatusGone: no page to tell the patient on
-	case err != nil:
-		return err
-	default:
-		var st services.Status
-		if json.Unmarshal(e.Value, &st) == nil && st.State != services.StateReceived {
-			return nil
-		}
-		rev = e.Revision
-	}
-	st := services.Status{RequestID: id, ClinicID: a.clinic, SlotID: slot, State: services.StateDeclined,
-		Reason: reason, UpdatedAt: a.cfg.Now().UTC()}
-	if err := a.putStatusAt(ctx, st, rev); !errors.Is(err, cjs.ErrRevision) {
-		return err
-	}
-	return nil
+	_, _, err := services.Advance(ctx, a.status, a.clinic, id, services.DeclineUnread(slot, reason, a.cfg.Now()), nil)
+	return statusGone(err)
 }
 
-// errStatusGone: the request has no status to update. The web makes every
-// status when it takes the request, and an agent only updates them (the
-// relay refuses new keys, which would let a clinic grow STATUS without end),
-// so there is nothing to write: the status expired, or was lost with a
+// statusGone drops the error of a request that has no status. The web makes
+// every status when it takes the request, and an agent only updates them
+// (the relay refuses new keys, which would let a clinic grow STATUS without
+// end), so there is nothing to write: the status expired, or was lost with a
 // restored relay, and the patient's page is gone with it.
-var errStatusGone = errors.New("the request has no status any more")
-
-// putStatusAt writes st over revision rev of its key; errStatusGone when rev
-// is 0, cjs.ErrRevision if the key moved on meanwhile.
-func (a *Agent) putStatusAt(ctx context.Context, st services.Status, rev uint64) error {
-	if rev == 0 {
-		return errStatusGone
+func statusGone(err error) error {
+	if services.ErrorCode(err) == services.ENotFound {
+		return nil
 	}
-	b, _ := json.Marshal(st)
-	_, err := a.status.Update(ctx, subjects.StatusKey(a.clinic, st.RequestID), b, rev)
 	return err
 }

@@ -13,70 +13,65 @@ import (
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// publishOutcomes writes every decided, unpublished outcome to STATUS. An
-// outcome is held back while STATUS names a patient's change the clinic has
-// not applied yet (services.Status.Change): the change is on its way in the
-// queue, and the outcome it leads to is published then. The write is
-// compare-and-set, so a patient's change made meanwhile is never overwritten.
+// publishOutcomes writes every decided, unpublished outcome to STATUS
+// (services.Outcome): held back while STATUS names a patient's change the
+// clinic has not applied yet, dropped for a closed request, compare-and-set
+// so that a patient's change made meanwhile is never overwritten.
 func (a *Agent) publishOutcomes(ctx context.Context) error {
 	outs, err := a.conn.PendingOutcomes(ctx)
 	if err != nil {
 		return err
 	}
+	bucket := a.status.Bucket()
 	pending := map[string]bool{}
-	defer a.forgetRefusals(a.status.Name(), func(key string) bool { return pending[key] })
+	defer a.forgetRefusals(bucket.Name(), func(key string) bool { return pending[key] })
 	for _, st := range outs {
 		if st.ClinicID != a.clinic || subjects.ValidRequestID(st.RequestID) != nil {
 			continue
 		}
 		key := subjects.StatusKey(a.clinic, st.RequestID)
 		pending[key] = true
-		// The clinic's system may keep a reason the patient's page cannot
-		// show as written (a PMS's multi-line note): it goes on one line.
-		sent := st
-		sent.Reason = services.PlainLine(strings.TrimSpace(st.Reason), services.MaxOutcomeReason)
-		var cur services.Status
-		rev, err := cjs.GetJSON(ctx, a.status, key, &cur)
+		cur, step, err := services.Advance(ctx, a.status, a.clinic, st.RequestID, services.Outcome(st), nil)
 		switch {
-		case errors.Is(err, cjs.ErrNotFound):
-			rev = 0
-		case err != nil:
-			return err
-		case cur.Change != "" && cur.Change != st.Change:
-			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
-			continue
-		case cur.Same(sent):
-			// STATUS says so already (a connector that rebuilt its outcomes
-			// after a restart): nothing to write, nothing to audit.
-			if err := a.conn.MarkPublished(ctx, st); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := a.putStatusAt(ctx, sent, rev); errors.Is(err, cjs.ErrRevision) {
-			continue // the patient changed it meanwhile: look again next time
-		} else if errors.Is(err, cjs.ErrRefused) {
+		case errors.Is(err, cjs.ErrRefused):
 			// Tried again every time: it stays pending, and the staff see why.
-			a.noteRefusal(ctx, a.status, key, "", err)
+			a.noteRefusal(ctx, bucket, key, "", refusedCause(err))
 			continue
-		} else if errors.Is(err, errStatusGone) {
+		case services.ErrorCode(err) == services.ENotFound:
 			a.log.Warn("outcome not published: the request has no status any more", "request_id", st.RequestID,
 				"state", st.State)
-			if err := a.conn.MarkPublished(ctx, st); err != nil {
-				return err
-			}
-			continue
-		} else if err != nil {
+		case services.ErrorCode(err) == services.EConflict:
+			continue // the patient keeps changing it: look again next time
+		case err != nil:
 			return err
+		case step == services.HoldBack:
+			a.log.Debug("outcome held back for the patient's change", "request_id", st.RequestID, "state", st.State)
+			continue
+		case step == services.TooLate:
+			a.log.Warn("outcome dropped: the request is closed", "request_id", st.RequestID, "state", st.State,
+				"status", cur.State)
+		case step == services.Write:
+			a.log.Info("outcome published", "request_id", st.RequestID, "state", st.State)
+			a.record(ctx, services.AuditOutcomeSet, st.RequestID, string(st.State))
 		}
-		delete(a.refused, a.status.Name()+"/"+key)
+		// Stay: STATUS says so already (a connector that rebuilt its
+		// outcomes after a restart): nothing written, nothing audited.
+		delete(a.refused, bucket.Name()+"/"+key)
 		if err := a.conn.MarkPublished(ctx, st); err != nil {
 			return err
 		}
-		a.log.Info("outcome published", "request_id", st.RequestID, "state", st.State)
-		a.record(ctx, services.AuditOutcomeSet, st.RequestID, st.State)
 	}
 	return nil
+}
+
+// refusedCause is the relay's refusal inside a status error, as the relay
+// worded it.
+func refusedCause(err error) error {
+	var e *services.Error
+	if errors.As(err, &e) && e.Err != nil {
+		return e.Err
+	}
+	return err
 }
 
 // publishAvailability puts the days whose free slots changed since the last

@@ -21,9 +21,9 @@ const errCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
 // Requests adapts REQUESTS, HOLDS and STATUS to the services ports.
 type Requests struct {
-	js     jetstream.JetStream
-	holds  *Bucket
-	status *Bucket
+	*Statuses
+	js    jetstream.JetStream
+	holds *Bucket
 }
 
 var (
@@ -37,7 +37,8 @@ var (
 
 // NewRequests returns the adapter over js.
 func NewRequests(js jetstream.JetStream) *Requests {
-	return &Requests{js: js, holds: NewBucket(js, subjects.BucketHolds), status: NewBucket(js, subjects.BucketStatus)}
+	return &Requests{Statuses: NewStatuses(NewBucket(js, subjects.BucketStatus)), js: js,
+		holds: NewBucket(js, subjects.BucketHolds)}
 }
 
 // hold is the value under a HOLDS key: who holds the slot.
@@ -146,66 +147,6 @@ func publishOnce(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id st
 		}
 	}
 	return err
-}
-
-// PutStatus writes st and returns its revision.
-func (r *Requests) PutStatus(ctx context.Context, st services.Status) (uint64, error) {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return 0, fmt.Errorf("encode status: %w", err)
-	}
-	rev, err := r.status.Put(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b)
-	if err != nil {
-		return 0, unavailable("status", err)
-	}
-	return rev, nil
-}
-
-// GetStatus reads a status.
-func (r *Requests) GetStatus(ctx context.Context, clinic, requestID string) (services.Status, error) {
-	var st services.Status
-	_, err := GetJSON(ctx, r.status, subjects.StatusKey(clinic, requestID), &st)
-	if errors.Is(err, ErrNotFound) {
-		return st, services.Errorf(services.ENotFound, "no such request")
-	}
-	if err != nil {
-		return st, unavailable("status", err)
-	}
-	return st, nil
-}
-
-// DeleteStatus removes a status.
-func (r *Requests) DeleteStatus(ctx context.Context, clinic, requestID string) error {
-	return r.status.Delete(ctx, subjects.StatusKey(clinic, requestID), 0)
-}
-
-// GetStatusRev reads a status with its revision.
-func (r *Requests) GetStatusRev(ctx context.Context, clinic, requestID string) (services.Status, uint64, error) {
-	var st services.Status
-	rev, err := GetJSON(ctx, r.status, subjects.StatusKey(clinic, requestID), &st)
-	if errors.Is(err, ErrNotFound) {
-		return st, 0, services.Errorf(services.ENotFound, "no such request")
-	}
-	if err != nil {
-		return st, 0, unavailable("status", err)
-	}
-	return st, rev, nil
-}
-
-// SwapStatus writes st over revision rev only.
-func (r *Requests) SwapStatus(ctx context.Context, st services.Status, rev uint64) (uint64, error) {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return 0, fmt.Errorf("encode status: %w", err)
-	}
-	nrev, err := r.status.Update(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b, rev)
-	if errors.Is(err, ErrRevision) {
-		return 0, services.Errorf(services.EConflict, "the clinic has just updated this request; please look again")
-	}
-	if err != nil {
-		return 0, unavailable("status", err)
-	}
-	return nrev, nil
 }
 
 // PublishChange queues a sealed change on the clinic's queue, once per
