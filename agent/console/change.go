@@ -67,29 +67,25 @@ func (c *Console) Apply(ctx context.Context, ch services.Change) error {
 	return nil
 }
 
-// apply changes rec in tx and reports whether it changed.
+// apply changes rec in tx as services.ChangeEffect says, and reports
+// whether it changed.
 func (c *Console) apply(tx *bolt.Tx, rec *record, ch services.Change) (bool, error) {
-	switch {
-	case rec.State == services.StateCancelled:
-		return false, nil // cancelled is final; a late change is moot
-	case ch.Action == services.ActionCancel:
+	switch services.ChangeEffect(rec.State, rec.Request.SlotID, rec.ProposedSlot, ch) {
+	case services.EffectNone:
+		return false, nil
+	case services.EffectCancel:
 		if err := releaseAll(tx, rec); err != nil {
 			return false, err
 		}
 		rec.State, rec.DeclineReason = services.StateCancelled, ""
 		return true, nil
-	case rec.Request.SlotID == ch.SlotID && rec.State != services.StateProposed:
-		return false, nil // applied already
-	case rec.State == services.StateProposed && ch.SlotID == rec.ProposedSlot:
-		// The patient accepted the clinic's proposal: the console holds
-		// that slot for this request already.
+	case services.EffectAccept:
+		// The console holds the proposed slot for this request already.
 		if err := release(tx, rec.Request.SlotID, rec.Request.ID); err != nil {
 			return false, err
 		}
 		rec.Request.SlotID, rec.ProposedSlot, rec.State = ch.SlotID, "", services.StateBooked
 		return true, nil
-	case rec.State == services.StateDeclined:
-		return false, nil // declined is final; the patient requests anew
 	}
 	if err := c.checkFree(tx, ch.SlotID); err != nil {
 		// Not free here: the request keeps its time, and publishing its

@@ -163,17 +163,18 @@ func (c *Connector) apply(ctx context.Context, ch services.Change) error {
 		old = a.Slot[0].id("Slot")
 	}
 	setExtension(raw, extRefusedNote, "valueString", "")
-	switch {
-	case cur.State == services.StateCancelled || cur.State == services.StateDeclined:
-		// Closed: nothing to change, but the change is answered.
-	case ch.Action == services.ActionCancel:
+	switch services.ChangeEffect(cur.State, cur.SlotID, cur.ProposedSlot, ch) {
+	case services.EffectNone:
+		// Closed, or there already: nothing to change, but the change is
+		// answered.
+	case services.EffectCancel:
 		raw["status"] = "cancelled"
 		raw["cancelationReason"] = map[string]any{"text": ReasonPatientCancelled}
-	case cur.State == services.StateProposed && ch.SlotID == cur.ProposedSlot:
+	case services.EffectAccept:
 		raw["status"] = "booked" // the patient accepts the clinic's time
 		setExtension(raw, extRequestedSlot, "valueString", ch.SlotID)
 		old = ""
-	default:
+	case services.EffectMove:
 		if err := c.move(ctx, raw, ch); err != nil {
 			return err
 		}
