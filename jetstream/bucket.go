@@ -82,6 +82,9 @@ type write struct {
 	del   bool
 	rev   int64
 	ttl   time.Duration
+	// id, when set, is the write's Nats-Msg-Id: an unanswered write is sent
+	// again with it until the server answers (settle).
+	id string
 }
 
 // Put writes value under key.
@@ -92,15 +95,37 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, err
 // Create writes value under key only if the key has no value (a deleted key
 // counts as none); ErrRevision otherwise. ttl > 0 expires the key.
 func (b *Bucket) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
-	rev, err := b.write(ctx, write{key: key, value: value, ttl: ttl})
+	return b.create(ctx, write{key: key, value: value, ttl: ttl})
+}
+
+// CreateSettled is Create for a caller that must know whether it created the
+// key: a write left unanswered (timed out, or the connection dropped with it
+// in flight) is sent again until the server answers (settle). The server
+// checks a create's expected revision before its Nats-Msg-Id, so a first
+// copy that was stored after all makes the retry ErrRevision: a caller tells
+// its own write apart by the value (Requests.Hold does).
+func (b *Bucket) CreateSettled(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return b.create(ctx, write{key: key, value: value, ttl: ttl, id: newMsgID()})
+}
+
+func (b *Bucket) create(ctx context.Context, w write) (uint64, error) {
+	rev, err := b.write(ctx, w)
 	if !errors.Is(err, ErrRevision) {
 		return rev, err
 	}
-	e, deleted, gerr := b.get(ctx, key)
+	e, deleted, gerr := b.get(ctx, w.key)
 	if gerr != nil || !deleted {
 		return 0, ErrRevision
 	}
-	return b.write(ctx, write{key: key, value: value, ttl: ttl, rev: int64(e.Revision)})
+	w.rev = int64(e.Revision)
+	return b.write(ctx, w)
+}
+
+// PutSettled is Put, settled: an unanswered write is sent again under the
+// same Nats-Msg-Id, and the bucket's dedupe window keeps it to one
+// revision.
+func (b *Bucket) PutSettled(ctx context.Context, key string, value []byte) (uint64, error) {
+	return b.write(ctx, write{key: key, value: value, rev: -1, id: newMsgID()})
 }
 
 // Update writes value under key only if its revision is still rev.
@@ -143,7 +168,13 @@ func (b *Bucket) publish(ctx context.Context, w write) (uint64, error) {
 	if w.ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(w.ttl))
 	}
-	ack, err := b.js.PublishMsg(ctx, m, opts...)
+	var ack *jetstream.PubAck
+	var err error
+	if w.id != "" {
+		ack, err = settle(ctx, b.js, m, w.id, opts...)
+	} else {
+		ack, err = b.js.PublishMsg(ctx, m, opts...)
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {

@@ -54,8 +54,15 @@ func unavailable(op string, err error) error {
 // Hold creates the hold key exclusively, with a per-key TTL.
 func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error) {
 	b, _ := json.Marshal(hold{RequestID: requestID})
-	rev, err := r.holds.Create(ctx, subjects.HoldKey(clinic, slot), b, ttl)
+	key := subjects.HoldKey(clinic, slot)
+	rev, err := r.holds.CreateSettled(ctx, key, b, ttl)
 	if errors.Is(err, ErrRevision) {
+		// Taken, or taken by this very hold: an attempt whose answer was
+		// lost, stored after all, fails the retry's create.
+		var h hold
+		if rev, gerr := GetJSON(ctx, r.holds, key, &h); gerr == nil && h.RequestID == requestID {
+			return rev, nil
+		}
 		return 0, services.Errorf(services.EConflict, "that time is no longer free")
 	}
 	if err != nil {
@@ -115,7 +122,6 @@ func (r *Requests) PublishRequest(ctx context.Context, q services.Queued) error 
 	m.Header.Set(subjects.HeaderSealedTo, q.Sealed.To)
 	m.Header.Set(subjects.HeaderSealedFrom, q.Sealed.From)
 	m.Header.Set(subjects.HeaderHoldRevision, strconv.FormatUint(q.Rev.Hold, 10))
-	m.Header.Set(subjects.HeaderStatusRevision, strconv.FormatUint(q.Rev.Status, 10))
 	return queue(ctx, r.js, m, q.RequestID, "requests")
 }
 
@@ -132,20 +138,11 @@ func queue(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id, what st
 	return nil
 }
 
-// publishOnce publishes m, retrying an unanswered publish with the same
-// Nats-Msg-Id: if the first one was stored after all, the dedupe window
-// turns the retry into a no-op, so the request is queued exactly once.
+// publishOnce publishes m under Nats-Msg-Id id, settled: a request or change
+// is queued exactly once, or not at all, however often its publish has to
+// be sent again.
 func publishOnce(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string) error {
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err = js.PublishMsg(actx, m, jetstream.WithMsgID(id))
-		cancel()
-		if err == nil || ctx.Err() != nil ||
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return err
-		}
-	}
+	_, err := settle(ctx, js, m, id)
 	return err
 }
 

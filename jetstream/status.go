@@ -45,13 +45,14 @@ func statusErr(err error) error {
 	return unavailable("status", err)
 }
 
-// PutStatus writes st and returns its revision.
+// PutStatus writes st and returns its revision, settled: a write whose
+// answer was lost is sent again and stored once.
 func (s *Statuses) PutStatus(ctx context.Context, st services.Status) (uint64, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return 0, fmt.Errorf("encode status: %w", err)
 	}
-	rev, err := s.b.Put(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b)
+	rev, err := s.b.PutSettled(ctx, subjects.StatusKey(st.ClinicID, st.RequestID), b)
 	return rev, statusErr(err)
 }
 
