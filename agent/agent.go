@@ -42,6 +42,10 @@ type Config struct {
 	// CheckEvery is how often the agent asks the relay which of its keys
 	// are there, to put back any that vanished (default 30s).
 	CheckEvery time.Duration
+	// SettleWait is how long a request whose status is not there is taken
+	// again before it is dropped as a failed booking (default 1m; the relay
+	// answers every booking within services.BookingDeadline).
+	SettleWait time.Duration
 	// Workers store this many requests at once (default 128): a connector
 	// that batches its writes (the console does) then stores them together.
 	Workers int
@@ -127,6 +131,9 @@ func New(cfg Config, conn connector.Connector) (*Agent, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 128
+	}
+	if cfg.SettleWait <= 0 {
+		cfg.SettleWait = time.Minute
 	}
 	if cfg.CheckEvery <= 0 {
 		cfg.CheckEvery = 30 * time.Second

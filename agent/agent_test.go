@@ -8,18 +8,23 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/connector/connectortest"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
 // The agent's core on the in-memory connector, against a real relay (its
@@ -33,6 +38,53 @@ type rig struct {
 	mem   *connectortest.Memory
 	slots []services.Slot
 	gate  *gatedApply
+	cfg   agent.Config
+	// stopAgent stops the agent newRig started.
+	stopAgent func()
+	// dataDir is the relay's.
+	dataDir string
+}
+
+// startAgent runs the clinic's agent on the rig's connector; the returned
+// func stops it (so does the test's end).
+func (rg *rig) startAgent() (stop func()) {
+	rg.t.Helper()
+	ag, err := agent.New(rg.cfg, rg.gate)
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { ag.Run(ctx); close(ran) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-ran }) }
+	rg.t.Cleanup(stop)
+	return stop
+}
+
+// operator is a JetStream handle with the relay's operator creds, which
+// reach every bucket and stream.
+func (rg *rig) operator() jetstream.JetStream {
+	rg.t.Helper()
+	keys, err := auth.Open(filepath.Join(rg.dataDir, "auth"))
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	creds, err := keys.UserCreds("operator", nil, false)
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	co, err := auth.CredsOption(creds)
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	nc, err := nats.Connect(rg.relay.NATSURL(), co)
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	rg.t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return js
 }
 
 // gatedApply is the Memory connector whose Apply waits while the gate is
@@ -102,18 +154,11 @@ func newRig(t *testing.T) *rig {
 			Start: start.UTC(), End: start.Add(30 * time.Minute).UTC()})
 	}
 	mem := connectortest.NewMemory([]services.Provider{{ID: "dr-lee", Name: "Dr. Lee"}}, slots)
-	gate := &gatedApply{Memory: mem}
 	seal, _ := nkeys.CreateCurveKeys()
-	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: log, SealKey: seal,
-		SyncEvery: 100 * time.Millisecond, HeartbeatEvery: time.Second, CheckEvery: time.Second}, gate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { ag.Run(actx); close(ran) }()
-	t.Cleanup(func() { stop(); <-ran })
-	rg := &rig{t: t, relay: r, mem: mem, slots: slots, gate: gate}
+	rg := &rig{t: t, relay: r, mem: mem, slots: slots, gate: &gatedApply{Memory: mem}, dataDir: cfg.DataDir,
+		cfg: agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: log, SealKey: seal,
+			SyncEvery: 100 * time.Millisecond, HeartbeatEvery: time.Second, CheckEvery: time.Second}}
+	rg.stopAgent = rg.startAgent()
 	poll.For(t, 10*time.Second, func() error {
 		if got := rg.offered(); len(got) != len(slots) {
 			return fmt.Errorf("offered %v, want the %d slots", got, len(slots))
@@ -292,5 +337,38 @@ func TestAgent_Cancel(t *testing.T) {
 	}
 	if err := rg.mem.Book(t.Context(), rg.status(tok).ID); services.ErrorCode(err) != services.EConflict {
 		t.Errorf("booking a cancelled request in the connector: %v, want EConflict", err)
+	}
+}
+
+// TestAgent_FailedBookingDropped: a request whose status is not there is
+// taken again for a while (the relay writes the two together), then dropped
+// unstored: its booking failed, and its patient was told so.
+func TestAgent_FailedBookingDropped(t *testing.T) {
+	rg := newRig(t)
+	rg.stopAgent() // the request waits in the queue
+	tok := rg.book(rg.slots[0].ID)
+	_, id, _ := services.ParseStatusToken(tok)
+	js := rg.operator()
+	kv, err := js.KeyValue(t.Context(), subjects.BucketStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), subjects.StatusKey("maple", id)); err != nil { // as the relay's undo does
+		t.Fatal(err)
+	}
+	rg.cfg.SettleWait = time.Second
+	rg.startAgent()
+	poll.For(t, 10*time.Second, func() error {
+		s, err := js.Stream(t.Context(), subjects.StreamRequests)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d requests still queued", n)
+		}
+		return nil
+	})
+	if got := rg.mem.Stored(); len(got) != 0 {
+		t.Errorf("the connector stored %v, a request whose booking failed", got)
 	}
 }

@@ -45,6 +45,19 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		a.refuse(cctx, m, log, id, h.Get(subjects.HeaderSlotID), "unreadable request")
 		return
 	}
+	// The relay writes a request's status alongside it, and deletes it
+	// when the booking fails: a request with no status is not the clinic's
+	// (yet, or at all).
+	st, rev, err := a.status.GetStatusRev(cctx, a.clinic, req.ID)
+	if services.ErrorCode(err) == services.ENotFound {
+		a.unsettled(m, log)
+		return
+	}
+	if err != nil {
+		log.Warn("read the request's status", "err", err.Error())
+		_ = m.NakWithDelay(2 * time.Second)
+		return
+	}
 	a.record(cctx, services.AuditRequestOpened, req.ID, a.conn.Name())
 	if err := a.conn.Store(cctx, req); err != nil {
 		switch services.ErrorCode(err) {
@@ -65,8 +78,7 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	holdRev, _ := strconv.ParseUint(m.Headers().Get(subjects.HeaderHoldRevision), 10, 64)
-	statusRev, _ := strconv.ParseUint(m.Headers().Get(subjects.HeaderStatusRevision), 10, 64)
-	if err := a.markDelivered(cctx, req, statusRev); err != nil {
+	if err := a.markDelivered(cctx, req, services.Known{Status: st, Rev: rev}); err != nil {
 		log.Warn("status delivered", "err", err.Error())
 	}
 	// A short wait for the ack: an ack the server drops (the consumer was
@@ -132,19 +144,42 @@ func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, i
 }
 
 // markDelivered moves STATUS from received to delivered (services.Deliver),
-// never backwards. The request carries the revision of its "received"
-// status (hint), which saves reading it first; when the hint is missing or
-// stale (a request queued by an older relay, or restored from a backup),
-// Advance reads the status and applies the move to what it finds.
-func (a *Agent) markDelivered(ctx context.Context, req services.Request, hint uint64) error {
-	var known *services.Known
-	if hint > 0 {
-		known = &services.Known{Rev: hint, Status: services.Status{RequestID: req.ID, ClinicID: a.clinic,
-			SlotID: req.SlotID, State: services.StateReceived}}
-	}
-	_, _, err := services.Advance(ctx, a.status, a.clinic, req.ID, services.Deliver(a.cfg.Now()), known)
+// never backwards, starting from the status read before the request was
+// stored (known): Advance reads it again only if it changed since.
+func (a *Agent) markDelivered(ctx context.Context, req services.Request, known services.Known) error {
+	_, _, err := services.Advance(ctx, a.status, a.clinic, req.ID, services.Deliver(a.cfg.Now()), &known)
 	return statusGone(err)
 }
+
+// unsettled takes again, with a growing delay, a request whose status is
+// not there: the relay writes the two together, and the status may land a
+// moment after. A request still without one after SettleWait is one whose
+// booking failed (its patient was told so, and the relay deleted its
+// status): it is terminated, never stored.
+func (a *Agent) unsettled(m jetstream.Msg, log *slog.Logger) {
+	var n uint64 = 1
+	if md, err := m.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	var waited time.Duration
+	wait := settleFirstWait
+	for range n - 1 {
+		waited += wait
+		wait = min(2*wait, settleMaxWait)
+	}
+	if waited >= a.cfg.SettleWait {
+		log.Warn("request dropped: its booking failed at the relay (it has no status)")
+		_ = m.Term()
+		return
+	}
+	_ = m.NakWithDelay(wait)
+}
+
+// The waits of a request whose status is not there yet.
+const (
+	settleFirstWait = 100 * time.Millisecond
+	settleMaxWait   = 5 * time.Second
+)
 
 // declineUnread sets the status of request id to declined with reason,
 // unless the status has moved past "received" (services.DeclineUnread).

@@ -142,6 +142,10 @@ func (e *Env) MustAddClinic(id string) []byte {
 	return creds
 }
 
+// testSettleWait is how long the tests' agents take again a request with no
+// status before dropping it (agent.Config.SettleWait).
+const testSettleWait = 5 * time.Second
+
 // Agent is a running clinic agent with its console served by httptest.
 type Agent struct {
 	Console *console.Console
@@ -188,7 +192,7 @@ func (e *Env) MustStartAgent(creds []byte, conn connector.Connector, con *consol
 	d := &killDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: e.Relay.NATSURL(), Creds: creds, Logger: testLogger(e.t),
 		SealKey:   agentSealKey(e.t, creds),
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, CheckEvery: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, CheckEvery: time.Second, SettleWait: testSettleWait,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}, Now: e.AgentNow}, conn)
 	if err != nil {
 		e.t.Fatal(err)

@@ -93,11 +93,15 @@ type faultAgent struct {
 
 // startAgent runs an agent for creds on conn, dialling url; it publishes a
 // week ahead (the relay sets how long it has to ack).
+//
+// A request whose booking never finished (the relay was killed between its
+// publish and its status) is dropped after testSettleWait, not the minute an
+// agent waits by default, so a test sees REQUESTS drain in time.
 func startAgent(t *testing.T, url string, creds []byte, conn connector.Connector) *faultAgent {
 	t.Helper()
 	d := &crashDialer{}
 	ag, err := agent.New(agent.Config{NATSURL: url, Creds: creds, Logger: testLogger(t), Days: 7, SealKey: agentSealKey(t, creds),
-		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second,
+		SyncEvery: 200 * time.Millisecond, HeartbeatEvery: time.Second, SettleWait: testSettleWait,
 		NATSOptions: []nats.Option{nats.SetCustomDialer(d)}}, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -224,14 +224,13 @@ const (
 	HeaderRequestID = "Clinicrelay-Request"
 	HeaderClinicID  = "Clinicrelay-Clinic"
 	HeaderSlotID    = "Clinicrelay-Slot"
-	// The revisions of the request's hold and its "received" status, so the
-	// agent updates them without reading them first.
+	// The revision of the request's hold, so the agent releases it without
+	// reading it first.
 	HeaderHoldRevision = "Clinicrelay-Hold-Revision"
 	// The sealed body's recipient (the clinic's public curve key) and its
 	// one-time sender key.
-	HeaderSealedTo       = "Clinicrelay-Sealed-To"
-	HeaderSealedFrom     = "Clinicrelay-Sealed-From"
-	HeaderStatusRevision = "Clinicrelay-Status-Revision"
+	HeaderSealedTo   = "Clinicrelay-Sealed-To"
+	HeaderSealedFrom = "Clinicrelay-Sealed-From"
 )
 
 // NotifyEmail is "notify.email.<clinic>": an email notice to send.
