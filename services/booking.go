@@ -1,6 +1,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -29,12 +30,16 @@ type Outbox interface {
 }
 
 // Revisions are the versions the relay's writes for a request got. They go
-// with the request so that the clinic's agent updates its status and
-// releases its hold without reading them first, and leaves them alone if
-// they have changed since.
+// with the request so that the clinic's agent releases its hold without
+// reading it first, and leaves it alone if it has changed since.
 type Revisions struct {
-	Hold, Status uint64
+	Hold uint64
 }
+
+// BookingDeadline bounds a whole booking, from the form's arrival to the
+// answer: past it the patient is told to try again (503), and what the
+// booking had written is undone.
+const BookingDeadline = 3 * time.Second
 
 // Statuses keeps request outcomes.
 type Statuses interface {
@@ -83,6 +88,8 @@ type Booker struct {
 	// UndoRetry is the first wait before an undo that failed is tried
 	// again (default 1s; it doubles each time).
 	UndoRetry time.Duration
+	// Deadline bounds each booking (default BookingDeadline).
+	Deadline time.Duration
 
 	mu        sync.Mutex
 	stop      chan struct{} // closed by Stop; made on first use
@@ -149,11 +156,6 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	if err != nil {
 		return Booked{}, err
 	}
-	var rev Revisions
-	keys := PendingKeys(req, c.Country())
-	if err = b.reserve(ctx, req, keys, slot.Start); err != nil {
-		return Booked{}, err
-	}
 	// A hold lasts until the slot starts, so that it stays taken while the
 	// clinic is offline; with a HoldExtender it lasts only HoldTTL until the
 	// request is queued, so a hold the relay never finished (it stopped in
@@ -164,23 +166,62 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	if extend {
 		ttl = b.HoldTTL
 	}
-	if rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, ttl); err != nil {
-		b.unreserve(ctx, req, keys)
-		return Booked{}, err
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(b.Deadline, BookingDeadline))
+	defer cancel()
+	// Two round trips. The first takes the slot (the exclusive hold),
+	// counts the request against the patient's cap and keeps their contact,
+	// together.
+	var rev Revisions
+	keys := PendingKeys(req, c.Country())
+	errs := together(
+		func() (err error) { rev.Hold, err = b.Holds.Hold(ctx, clinicID, req.SlotID, req.ID, ttl); return err },
+		func() error { return b.reserve(ctx, req, keys, slot.Start) },
+		func() error { b.keepContact(ctx, req, token, slot); return nil }) // before the status, which the notifier follows
+	if errs[0] != nil || errs[1] != nil {
+		if errs[1] == nil {
+			b.unreserve(ctx, req, keys)
+		}
+		// A patient at their cap hears so before "no longer free".
+		return Booked{}, errors.Join(cmp.Or(errs[1], errs[0]), b.undo(ctx, req, false, errs[0] == nil))
 	}
-	b.keepContact(ctx, req, token, slot) // before the status, which the notifier follows
+	// The second writes the first status and queues the sealed request,
+	// together. The clinic's agent takes a request only once its status is
+	// there (it waits for a status still being written), so a booking that
+	// fails here and deletes its status never reaches the clinic.
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
-	if rev.Status, err = b.Statuses.PutStatus(ctx, st); err != nil {
-		return Booked{}, errors.Join(err, b.undo(ctx, req, false))
-	}
 	q := Queued{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, Sealed: sealed, Rev: rev}
-	if err := b.Outbox.PublishRequest(ctx, q); err != nil {
-		return Booked{}, errors.Join(err, b.undo(ctx, req, true))
+	errs = together(
+		func() error { return b.Outbox.PublishRequest(ctx, q) },
+		func() error { _, err := b.Statuses.PutStatus(ctx, st); return err })
+	if err := errors.Join(errs...); err != nil {
+		return Booked{}, errors.Join(err, b.undo(ctx, req, true, true))
 	}
 	if extend && until > ttl {
-		b.extendHold(ctx, ext, clinicID, req.SlotID, req.ID, rev.Hold, until)
+		b.later(func() { b.extendHold(ctx, ext, clinicID, req.SlotID, req.ID, rev.Hold, until) })
 	}
 	return Booked{Token: StatusToken(clinicID, token), Status: st}, nil
+}
+
+// together runs fns at once and returns their errors, in order: the writes
+// of one round trip.
+func together(fns ...func() error) []error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns[1:] {
+		wg.Go(func() { errs[i+1] = fn() })
+	}
+	errs[0] = fns[0]()
+	wg.Wait()
+	return errs
+}
+
+// later runs fn after the booking has been answered; Stop waits for it.
+func (b *Booker) later(fn func()) {
+	b.retries.Add(1)
+	go func() {
+		defer b.retries.Done()
+		fn()
+	}()
 }
 
 // extendHold makes a queued request's hold last until its slot starts. It
@@ -191,11 +232,16 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 func (b *Booker) extendHold(ctx context.Context, ext HoldExtender, clinic, slot, id string, rev uint64, until time.Duration) {
 	var err error
 	for range 2 {
-		xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		err = ext.ExtendHold(xctx, clinic, slot, id, rev, until)
 		cancel()
 		if err == nil || ErrorCode(err) == EConflict {
 			return
+		}
+		select {
+		case <-b.stopping():
+			return // the hold lapses after HoldTTL
+		default:
 		}
 	}
 	if b.HoldExtendFailed != nil {
@@ -203,26 +249,30 @@ func (b *Booker) extendHold(ctx context.Context, ext HoldExtender, clinic, slot,
 	}
 }
 
-// undo releases the hold (and the status) of a request that could not be
-// queued, and forgets the patient's contact. It runs on a context of its
-// own: the caller's is often the one that timed out or was cancelled, and
-// the slot must not stay held.
-func (b *Booker) undo(ctx context.Context, req Request, status bool) error {
-	err := b.tryUndo(ctx, req, status)
+// undo deletes the status (if written), releases the hold (if taken) and
+// forgets the contact of a booking that failed. It runs on a context of its
+// own, the caller's being often the one that timed out, and waits for it at
+// most until the booking's deadline (and a moment): past that, it goes on
+// in the background, so the patient's answer is not late.
+func (b *Booker) undo(ctx context.Context, req Request, status, hold bool) error {
+	wait := undoGrace
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl), 0) + undoGrace
+	}
+	err := b.tryUndo(ctx, req, status, hold, wait)
 	if err != nil {
-		b.retries.Add(1)
-		go func() {
-			defer b.retries.Done()
-			b.undoLater(context.WithoutCancel(ctx), req, status)
-		}()
+		b.later(func() { b.undoLater(context.WithoutCancel(ctx), req, status, hold) })
 	}
 	return err
 }
 
+// undoGrace is how long past the booking's deadline its undo is waited for.
+const undoGrace = 250 * time.Millisecond
+
 // undoLater keeps trying an undo that failed (most often NATS was gone),
 // backing off for about eight minutes: otherwise the slot would stay held
 // until it starts. Stop ends it.
-func (b *Booker) undoLater(ctx context.Context, req Request, status bool) {
+func (b *Booker) undoLater(ctx context.Context, req Request, status, hold bool) {
 	wait := b.UndoRetry
 	if wait <= 0 {
 		wait = time.Second
@@ -239,22 +289,26 @@ func (b *Booker) undoLater(ctx context.Context, req Request, status bool) {
 			return
 		case <-t.C:
 		}
-		if b.tryUndo(ctx, req, status) == nil {
+		if b.tryUndo(ctx, req, status, hold, 5*time.Second) == nil {
 			return
 		}
 		wait *= 2
 	}
 }
 
-func (b *Booker) tryUndo(ctx context.Context, req Request, status bool) error {
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+func (b *Booker) tryUndo(ctx context.Context, req Request, status, hold bool, wait time.Duration) error {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
 	var errs []error
 	if status {
+		// First: without its status the clinic's agent does not take the
+		// request, if its publish was stored after all.
 		errs = append(errs, b.Statuses.DeleteStatus(uctx, req.ClinicID, req.ID))
 	}
-	errs = append(errs, b.Holds.Release(uctx, req.ClinicID, req.SlotID, req.ID))
-	if b.Contacts != nil { // kept before the status: no notices for a request that is not
+	if hold {
+		errs = append(errs, b.Holds.Release(uctx, req.ClinicID, req.SlotID, req.ID))
+	}
+	if b.Contacts != nil {
 		errs = append(errs, b.Contacts.Forget(uctx, req.ClinicID, req.ID))
 	}
 	return errors.Join(errs...)

@@ -85,8 +85,8 @@ func (o *memOutbox) PublishRequest(ctx context.Context, q services.Queued) error
 	if o.err != nil {
 		return o.err
 	}
-	if q.Rev.Hold == 0 || q.Rev.Status == 0 {
-		return errors.New("published without the hold's and status's revisions")
+	if q.Rev.Hold == 0 {
+		return errors.New("published without the hold's revision")
 	}
 	req, err := o.clinic.Open(q.Sealed)
 	if err != nil {
@@ -261,6 +261,9 @@ func TestBooker_Request_Errors(t *testing.T) {
 		wantCode string
 		wantErr  error  // when set, errors.Is(err, wantErr) must hold
 		heldBy   string // who holds freeSlot afterwards
+		// queued: the request went out alongside the status that failed.
+		// With no status, the clinic's agent drops it (agent.unsettled).
+		queued bool
 	}{
 		{name: "ErrNotFound unknown clinic", clinic: "nope", wantCode: services.ENotFound},
 		{name: "ErrNotFound revoked clinic", clinic: "gone", wantCode: services.ENotFound},
@@ -273,7 +276,7 @@ func TestBooker_Request_Errors(t *testing.T) {
 		{name: "ErrUnavailable hold", clinic: "maple", setup: func(b *booking) { b.holds.err = errHold },
 			wantCode: services.EUnavailable, wantErr: errHold},
 		{name: "ErrUnavailable status", clinic: "maple", setup: func(b *booking) { b.statuses.err = errPut },
-			wantCode: services.EUnavailable, wantErr: errPut},
+			wantCode: services.EUnavailable, wantErr: errPut, queued: true},
 		{name: "ErrUnavailable publish", clinic: "maple", setup: func(b *booking) { b.outbox.err = errPublish },
 			wantCode: services.EUnavailable, wantErr: errPublish},
 	}
@@ -296,6 +299,9 @@ func TestBooker_Request_Errors(t *testing.T) {
 			}
 			if booked != (services.Booked{}) {
 				t.Errorf("Request() = %+v with its error, want zero", booked)
+			}
+			if tt.queued {
+				b.outbox.published = nil
 			}
 			b.assertNothingLeft(t, tt.heldBy)
 		})
@@ -428,4 +434,28 @@ func TestBooker_Stop(t *testing.T) {
 	if b.Booker.Stop() != 1 {
 		t.Error("a second Stop changed the count")
 	}
+}
+
+// hungOutbox never answers: a NATS that takes the publish and says nothing.
+type hungOutbox struct{}
+
+func (hungOutbox) PublishRequest(ctx context.Context, _ services.Queued) error {
+	<-ctx.Done()
+	return &services.Error{Code: services.EUnavailable, Message: "busy", Err: ctx.Err()}
+}
+
+// TestBooker_Request_Deadline: a booking is answered by its deadline, however
+// long NATS takes, and what it wrote is undone.
+func TestBooker_Request_Deadline(t *testing.T) {
+	b := newBooking(t)
+	b.Outbox, b.Deadline = hungOutbox{}, 200*time.Millisecond
+	t0 := time.Now()
+	_, err := b.Request(t.Context(), "maple", bookingRequest())
+	if took := time.Since(t0); took > b.Deadline+100*time.Millisecond {
+		t.Errorf("answered after %s, deadline %s", took, b.Deadline)
+	}
+	if services.ErrorCode(err) != services.EUnavailable {
+		t.Errorf("Request() = %v, want EUnavailable", err)
+	}
+	b.assertNothingLeft(t, "")
 }

@@ -199,6 +199,7 @@ func TestBooker_Request_HoldLapses(t *testing.T) {
 	if _, err := b.Request(t.Context(), "maple", bookingRequest()); err != nil {
 		t.Fatal(err)
 	}
+	b.Stop() // the hold is extended once the patient has their answer
 	untilStart := freeSlot.Start.Sub(bookNow)
 	if len(h.ttls) != 1 || h.ttls[0] != b.HoldTTL {
 		t.Errorf("hold TTLs = %v, want [%s]", h.ttls, b.HoldTTL)

@@ -228,6 +228,9 @@ func (r *Relay) start(ctx context.Context) error {
 // to provision: in embedded mode two users minted from the data dir's keys.
 func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name("relay web"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(subjects.WebInboxPrefix),
+		// Back soon after a dropped connection: a booking in flight settles
+		// its writes within its deadline (services.BookingDeadline).
+		nats.ReconnectWait(250 * time.Millisecond),
 		// No reconnect buffer: a publish while the connection is down fails
 		// at once (the web answers 503) instead of waiting for a reply that
 		// cannot come before its timeout.
