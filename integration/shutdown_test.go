@@ -12,11 +12,13 @@ import (
 )
 
 // freezer forwards TCP to target until Freeze: then it keeps the connections
-// open and forwards nothing more, as a server that hangs would.
+// open and forwards nothing more, as a server that hangs would. Cut closes
+// the connections open now, as a dropped link would.
 type freezer struct {
 	ln     net.Listener
 	mu     sync.Mutex
 	frozen bool
+	conns  []net.Conn
 }
 
 func startFreezer(t *testing.T, target string) *freezer {
@@ -38,6 +40,9 @@ func startFreezer(t *testing.T, target string) *freezer {
 				c.Close()
 				continue
 			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, s)
+			f.mu.Unlock()
 			go f.pipe(c, s)
 			go f.pipe(s, c)
 		}
@@ -63,6 +68,17 @@ func (f *freezer) pipe(dst, src net.Conn) {
 			dst.Close()
 			return
 		}
+	}
+}
+
+// Cut closes every connection open now; new ones are forwarded.
+func (f *freezer) Cut() {
+	f.mu.Lock()
+	conns := f.conns
+	f.conns = nil
+	f.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
 	}
 }
 
