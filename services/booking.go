@@ -91,6 +91,7 @@ type Booker struct {
 	// Deadline bounds each booking (default BookingDeadline).
 	Deadline time.Duration
 
+	sealer    Sealer
 	mu        sync.Mutex
 	stop      chan struct{} // closed by Stop; made on first use
 	stopped   bool
@@ -152,7 +153,7 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	}
 	token := NewToken()
 	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now
-	sealed, err := SealRequest(req, to)
+	sealed, err := b.sealer.Seal(req, to)
 	if err != nil {
 		return Booked{}, err
 	}

@@ -112,7 +112,7 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 		return Status{}, Errorf(EUnavailable, "the clinic is not ready to take changes")
 	}
 	ch := Change{ID: RequestIDFor(NewToken()), RequestID: id, ClinicID: clinic, Action: action, SlotID: slotID, At: now}
-	sealed, err := seal(ch, to)
+	sealed, err := b.sealer.Seal(ch, to)
 	if err != nil {
 		return Status{}, err
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/nacl/box"
 )
 
 // Sealed is a request sealed to its clinic's public curve key: only the
@@ -29,25 +31,11 @@ type Queued struct {
 // SealRequest seals req to the clinic's public curve key to.
 func SealRequest(req Request, to string) (Sealed, error) { return seal(req, to) }
 
-// seal seals v, as JSON, to the public curve key to with a one-time sender key.
+// seal seals v, as JSON, to the public curve key to with a one-time sender
+// key (a Booker keeps one per clinic a while: Sealer).
 func seal(v any, to string) (Sealed, error) {
-	if !nkeys.IsValidPublicCurveKey(to) {
-		return Sealed{}, fmt.Errorf("seal: %q is not a public curve key", to)
-	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		return Sealed{}, fmt.Errorf("seal: %w", err)
-	}
-	once, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		return Sealed{}, fmt.Errorf("seal: %w", err)
-	}
-	from, _ := once.PublicKey()
-	box, err := once.Seal(body, to)
-	if err != nil {
-		return Sealed{}, fmt.Errorf("seal: %w", err)
-	}
-	return Sealed{To: to, From: from, Box: box}, nil
+	var once Sealer
+	return once.Seal(v, to)
 }
 
 // Opener opens requests sealed to a clinic's key, or to one of its former
@@ -55,7 +43,16 @@ func seal(v any, to string) (Sealed, error) {
 type Opener struct {
 	keys map[string]nkeys.KeyPair // public key -> pair
 	pub  string                   // the current key's
+
+	mu sync.Mutex
+	// shared is the box key of each (clinic key, sender key) seen lately:
+	// a relay seals with one sender key per clinic for minutes (Sealer), so
+	// most boxes open without a curve multiplication.
+	shared map[[2]string]*[32]byte
 }
+
+// maxShared bounds Opener.shared; it starts again empty when full.
+const maxShared = 256
 
 // NewOpener is an Opener for the clinic's current curve key pair and its
 // former ones.
@@ -105,14 +102,60 @@ func (o *Opener) open(s Sealed, v any) error {
 	if !canonicalKey(s.From) || !nkeys.IsValidPublicCurveKey(s.From) {
 		return fmt.Errorf("open: the sender key is not a public curve key")
 	}
-	body, err := kp.Open(s.Box, s.From)
+	shared, err := o.sharedKey(kp, s.To, s.From)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
+	}
+	if len(s.Box) <= len(xkeyVersion)+24 || string(s.Box[:len(xkeyVersion)]) != xkeyVersion {
+		return fmt.Errorf("open: not a sealed box")
+	}
+	var nonce [24]byte
+	copy(nonce[:], s.Box[len(xkeyVersion):])
+	body, ok := box.OpenAfterPrecomputation(nil, s.Box[len(xkeyVersion)+24:], &nonce, shared)
+	if !ok {
+		return fmt.Errorf("open: %w", nkeys.ErrCouldNotDecrypt)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
 	return nil
+}
+
+// sharedKey is the box key between the clinic's key kp (public to) and the
+// sender key from.
+func (o *Opener) sharedKey(kp nkeys.KeyPair, to, from string) (*[32]byte, error) {
+	id := [2]string{to, from}
+	o.mu.Lock()
+	k := o.shared[id]
+	o.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	priv, err := kp.PrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	rawPriv, err := nkeys.Decode(nkeys.PrefixBytePrivate, priv)
+	if err != nil || len(rawPriv) != 32 {
+		return nil, fmt.Errorf("the clinic's key is not a curve key")
+	}
+	rawPub, err := nkeys.Decode(nkeys.PrefixByteCurve, []byte(from))
+	if err != nil || len(rawPub) != 32 {
+		return nil, nkeys.ErrInvalidSender
+	}
+	var mine, peer [32]byte
+	copy(mine[:], rawPriv)
+	copy(peer[:], rawPub)
+	k = new([32]byte)
+	box.Precompute(k, &peer, &mine)
+	clear(mine[:])
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.shared == nil || len(o.shared) >= maxShared {
+		o.shared = map[[2]string]*[32]byte{}
+	}
+	o.shared[id] = k
+	return k, nil
 }
 
 // Fingerprint is a short, readable digest of a public seal key, for people to
