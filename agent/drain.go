@@ -49,6 +49,11 @@ func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
 	// when the booking fails: a request with no status is not the clinic's
 	// (yet, or at all).
 	st, rev, err := a.status.GetStatusRev(cctx, a.clinic, req.ID)
+	for wait := 5 * time.Millisecond; services.ErrorCode(err) == services.ENotFound && wait <= 40*time.Millisecond; wait *= 2 {
+		// Written alongside: most often it lands a moment after.
+		time.Sleep(wait)
+		st, rev, err = a.status.GetStatusRev(cctx, a.clinic, req.ID)
+	}
 	if services.ErrorCode(err) == services.ENotFound {
 		a.unsettled(m, log)
 		return

@@ -192,9 +192,11 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
 	q := Queued{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, Sealed: sealed, Rev: rev}
 	errs = together(
-		func() error { return b.Outbox.PublishRequest(ctx, q) },
-		func() error { _, err := b.Statuses.PutStatus(ctx, st); return err })
-	if err := errors.Join(errs...); err != nil {
+		// The status goes out first, most often: the agent looks for it
+		// as soon as it has the request.
+		func() error { _, err := b.Statuses.PutStatus(ctx, st); return err },
+		func() error { return b.Outbox.PublishRequest(ctx, q) })
+	if err := errors.Join(errs[1], errs[0]); err != nil {
 		return Booked{}, errors.Join(err, b.undo(ctx, req, true, true))
 	}
 	if extend && until > ttl {
@@ -204,7 +206,8 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 }
 
 // together runs fns at once and returns their errors, in order: the writes
-// of one round trip.
+// of one round trip. The first runs on the caller's goroutine, so it is most
+// often the first sent.
 func together(fns ...func() error) []error {
 	errs := make([]error, len(fns))
 	var wg sync.WaitGroup
