@@ -388,7 +388,7 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 // agentAuditActions are the events an agent records.
 var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
-	services.AuditOutcomeSet: true, services.AuditChangeApplied: true,
+	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
 }
 
 func (s *AgentWrites) handleAudit(m *nats.Msg) {

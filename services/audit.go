@@ -15,6 +15,7 @@ const (
 	AuditRequestCancelled = "request-cancelled" // web: the patient cancelled
 	AuditRequestMoved     = "request-moved"     // web: the patient chose another time
 	AuditChangeApplied    = "change-applied"    // agent: a cancellation or new time reached the clinic's system
+	AuditIntakeDelivered  = "intake-delivered"  // agent: an intake form reached the clinic's system
 	AuditCredsIssued      = "creds-issued"      // operator: agent or operator creds
 	AuditClinicRevoked    = "clinic-revoked"
 	AuditClinicPurged     = "clinic-purged"

@@ -55,6 +55,14 @@ type ChangeSink interface {
 	Apply(ctx context.Context, ch services.Change) error
 }
 
+// IntakeSink is a Connector that takes patients' intake forms. A connector
+// without it leaves them queued for an agent whose connector has it.
+type IntakeSink interface {
+	// StoreIntake keeps in durably, with its request (ENotFound while the
+	// request is not stored); storing an ID already stored is a no-op.
+	StoreIntake(ctx context.Context, in services.Intake) error
+}
+
 // ChangeTracker is a Connector that knows what changed: the agent then
 // republishes only the days of those slots instead of every day ahead.
 type ChangeTracker interface {

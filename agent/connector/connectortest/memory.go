@@ -23,6 +23,7 @@ type Memory struct {
 	stored    map[string]*memRequest     // by request ID
 	taken     map[string]string          // slot ID -> request ID
 	outcomes  map[string]services.Status // decided, not yet published
+	intakes   map[string]services.Intake // by intake ID
 	changed   chan struct{}
 	now       func() time.Time
 }
@@ -34,12 +35,15 @@ type memRequest struct {
 	proposed string
 }
 
-var _ connector.Connector = (*Memory)(nil)
+var (
+	_ connector.Connector  = (*Memory)(nil)
+	_ connector.IntakeSink = (*Memory)(nil)
+)
 
 // NewMemory is a Memory with these providers and free slots.
 func NewMemory(providers []services.Provider, slots []services.Slot) *Memory {
 	return &Memory{providers: providers, slots: slots, stored: map[string]*memRequest{},
-		taken: map[string]string{}, outcomes: map[string]services.Status{}, changed: make(chan struct{}, 1),
+		taken: map[string]string{}, outcomes: map[string]services.Status{}, intakes: map[string]services.Intake{}, changed: make(chan struct{}, 1),
 		now: time.Now}
 }
 
@@ -181,6 +185,28 @@ func (m *Memory) Apply(_ context.Context, ch services.Change) error {
 	}
 	m.queue(r, reason, ch.ID)
 	return nil
+}
+
+// StoreIntake keeps an intake form with its stored request.
+func (m *Memory) StoreIntake(_ context.Context, in services.Intake) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.stored[in.RequestID]; !ok {
+		return services.Errorf(services.ENotFound, "no request %s", in.RequestID)
+	}
+	m.intakes[in.ID] = in
+	return nil
+}
+
+// Intakes lists the intake forms stored, in no order.
+func (m *Memory) Intakes() []services.Intake {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []services.Intake
+	for _, in := range m.intakes {
+		out = append(out, in)
+	}
+	return out
 }
 
 // release frees the slots r holds: its own and the one proposed to it.
