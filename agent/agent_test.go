@@ -372,3 +372,49 @@ func TestAgent_FailedBookingDropped(t *testing.T) {
 		t.Errorf("the connector stored %v, a request whose booking failed", got)
 	}
 }
+
+// TestAgent_IntakeKind: a message kind is one entry of the agent's table and
+// one connector role. An intake form (the web front does not send them yet)
+// is opened in the one envelope, waits for its request, reaches a connector
+// that takes intakes, and leaves the queue; one sealed to the request of
+// another clinic is refused.
+func TestAgent_IntakeKind(t *testing.T) {
+	rg := newRig(t)
+	js := rg.operator()
+	pub, _ := rg.cfg.SealKey.PublicKey()
+	var sealer services.Sealer
+	send := func(in services.Intake) {
+		t.Helper()
+		sealed, err := sealer.Seal(in, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(subjects.ClinicQueue("maple", subjects.KindIntake))
+		m.Data = sealed.Box
+		m.Header.Set(subjects.HeaderRequestID, in.RequestID)
+		m.Header.Set(subjects.HeaderClinicID, "maple")
+		m.Header.Set(subjects.HeaderSealedTo, sealed.To)
+		m.Header.Set(subjects.HeaderSealedFrom, sealed.From)
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok := rg.book(rg.slots[0].ID)
+	_, id, _ := services.ParseStatusToken(tok)
+	send(services.Intake{ID: services.RequestIDFor("intake-1"), RequestID: id, ClinicID: "maple",
+		Answers: map[string]string{"allergies": "none"}})
+	send(services.Intake{ID: services.RequestIDFor("intake-2"), RequestID: id, ClinicID: "other"}) // refused
+	poll.For(t, 10*time.Second, func() error {
+		s, err := js.Stream(t.Context(), subjects.StreamRequests)
+		if err != nil {
+			return err
+		}
+		if got := rg.mem.Intakes(); len(got) != 1 || got[0].Answers["allergies"] != "none" {
+			return fmt.Errorf("intakes stored: %+v", got)
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d messages still queued", n)
+		}
+		return nil
+	})
+}

@@ -2,10 +2,7 @@ package agent
 
 import (
 	"context"
-	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -21,77 +18,65 @@ const (
 	maxChangeWait = 5 * time.Minute
 )
 
-// handleChange applies a patient's cancellation or new time, and acks it
-// once the connector has it. The outcome reaches STATUS through the
-// connector's pending outcomes, like a front-desk decision.
-func (a *Agent) handleChange(ctx context.Context, m jetstream.Msg) {
-	h := m.Headers()
-	id := h.Get(subjects.HeaderRequestID)
-	log := a.log.With("request_id", id)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	sealed := services.Sealed{To: h.Get(subjects.HeaderSealedTo), From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()}
-	if sealed.To != "" && !a.opener.Has(sealed.To) {
-		log.Error("change sealed to a key this agent does not hold; restore seal.nk from the old data dir",
-			"sealed_to", sealed.To)
-		_ = m.NakWithDelay(time.Minute)
-		return
-	}
-	ch, err := a.opener.OpenChange(sealed)
+func openChange(a *Agent, env envelope) (any, error) {
+	ch, err := a.opener.OpenChange(env.sealed)
 	if err == nil {
 		err = ch.Validate()
 	}
-	if err != nil || ch.RequestID != id || ch.ClinicID != a.clinic || ch.SlotID != h.Get(subjects.HeaderSlotID) {
-		log.Error("change refused and terminated", "why", "unreadable change")
-		if subjects.ValidRequestID(id) == nil {
-			// The clinic will never apply it: stop holding its outcomes back.
-			if err := a.forgetChange(cctx, id); err != nil {
-				log.Warn("status: forget the unreadable change", "err", err.Error())
-			}
-			if slot := h.Get(subjects.HeaderSlotID); subjects.ValidSlotID(slot) == nil {
-				a.releaseLater(heldSlot{slot: slot, requestID: id}) // the new time it held
-			}
-		}
-		_ = m.Term()
-		return
+	if err == nil && (ch.RequestID != env.requestID || ch.ClinicID != a.clinic || ch.SlotID != env.slotID) {
+		err = services.Errorf(services.EInvalid, "change: routing IDs differ from the sealed ones")
 	}
-	switch err := a.conn.Apply(cctx, ch); {
+	return ch, err
+}
+
+// refusedChange stops holding back the clinic's outcomes for a change it
+// will never apply, and frees the new time the change held.
+func refusedChange(ctx context.Context, a *Agent, env envelope) {
+	if err := a.forgetChange(ctx, env.requestID); err != nil {
+		env.log.Warn("status: forget the unreadable change", "err", err.Error())
+	}
+	if subjects.ValidSlotID(env.slotID) == nil {
+		a.releaseLater(heldSlot{slot: env.slotID, requestID: env.requestID})
+	}
+}
+
+// applyChange applies a patient's cancellation or new time, acked once the
+// connector has it. The outcome reaches STATUS through the connector's
+// pending outcomes, like a front-desk decision.
+func applyChange(ctx context.Context, a *Agent, env envelope, body any) verdict {
+	ch := body.(services.Change)
+	switch err := a.conn.Apply(ctx, ch); {
 	case err == nil:
-	case services.ErrorCode(err) == services.ENotFound && a.answered(cctx, ch.RequestID):
+	case services.ErrorCode(err) == services.ENotFound && a.answered(ctx, ch.RequestID):
 		// The request will never be stored: it was declined (its slot was
 		// taken) or expired. The change has nothing left to change.
-		log.Info("change for a closed request dropped", "action", ch.Action)
+		env.log.Info("change for a closed request dropped", "action", ch.Action)
 	case services.ErrorCode(err) == services.ENotFound:
 		wait := changeWait
-		if md, merr := m.Metadata(); merr == nil {
+		if md, merr := env.m.Metadata(); merr == nil {
 			for n := uint64(1); n < md.NumDelivered && wait < maxChangeWait; n++ {
 				wait *= 2
 			}
 		}
 		if wait >= time.Minute {
-			log.Warn("change waits for its request, which is not stored yet", "action", ch.Action, "retry_in", min(wait, maxChangeWait).String())
+			env.log.Warn("change waits for its request, which is not stored yet", "action", ch.Action,
+				"retry_in", min(wait, maxChangeWait).String())
 		}
-		_ = m.NakWithDelay(min(wait, maxChangeWait))
-		return
+		return again(min(wait, maxChangeWait))
 	default:
 		if ctx.Err() == nil {
-			log.Error("apply change", "action", ch.Action, "err", err.Error())
+			env.log.Error("apply change", "action", ch.Action, "err", err.Error())
 		}
-		_ = m.NakWithDelay(2 * time.Second)
-		return
+		return again(2 * time.Second)
 	}
-	actx, acancel := context.WithTimeout(ctx, ackTimeout)
-	defer acancel()
-	if err := m.DoubleAck(actx); err != nil {
-		log.Warn("ack change", "err", err.Error()) // it comes again; Apply is idempotent
-		return
-	}
-	log.Info("change applied", "action", ch.Action)
-	a.record(cctx, services.AuditChangeApplied, ch.RequestID, ch.Action)
-	if ch.SlotID != "" {
-		rev, _ := strconv.ParseUint(h.Get(subjects.HeaderHoldRevision), 10, 64)
-		a.releaseLater(heldSlot{slot: ch.SlotID, requestID: ch.RequestID, rev: rev})
-	}
+	// Not acked (the ack lost): it comes again, and Apply is idempotent.
+	return ack(func(ctx context.Context) {
+		env.log.Info("change applied", "action", ch.Action)
+		a.record(ctx, services.AuditChangeApplied, ch.RequestID, ch.Action)
+		if ch.SlotID != "" {
+			a.releaseLater(heldSlot{slot: ch.SlotID, requestID: ch.RequestID, rev: env.holdRev()})
+		}
+	})
 }
 
 // forgetChange clears the pending change STATUS names for request id, so the

@@ -3,11 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -16,136 +12,106 @@ import (
 // ackTimeout bounds the wait for the server to confirm an ack.
 const ackTimeout = 2 * time.Second
 
-// handle stores one request and acks it only once it is stored. A request
-// that cannot be stored is not acked: it is redelivered after a delay.
-func (a *Agent) handle(ctx context.Context, m jetstream.Msg) {
-	if subjects.IsChange(m.Subject()) {
-		a.handleChange(ctx, m)
-		return
+func openRequest(a *Agent, env envelope) (any, error) {
+	req, err := a.opener.Open(env.sealed)
+	if err == nil && (req.ID != env.requestID || req.ClinicID != a.clinic || subjects.ValidRequestID(req.ID) != nil) {
+		err = services.Errorf(services.EInvalid, "request: routing IDs differ from the sealed ones")
 	}
-	id := m.Headers().Get(subjects.HeaderRequestID)
-	log := a.log.With("request_id", id)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	h := m.Headers()
-	sealed := services.Sealed{To: h.Get(subjects.HeaderSealedTo), From: h.Get(subjects.HeaderSealedFrom), Box: m.Data()}
-	if sealed.To != "" && !a.opener.Has(sealed.To) {
-		// Sealed to a key this agent does not hold (a reinstall with a new
-		// seal.nk, or another agent's): keep it for the agent that does.
-		log.Error("request sealed to a key this agent does not hold; restore seal.nk from the old data dir",
-			"sealed_to", sealed.To)
-		_ = m.NakWithDelay(time.Minute)
-		return
-	}
-	req, err := a.opener.Open(sealed)
-	if err != nil || req.ID != id || req.ClinicID != a.clinic || subjects.ValidRequestID(req.ID) != nil {
-		// Not sealed to this clinic, tampered with, or not readable:
-		// retrying cannot help. Terminate it and tell the patient (no body
-		// in the log).
-		a.refuse(cctx, m, log, id, h.Get(subjects.HeaderSlotID), "unreadable request")
-		return
-	}
+	return req, err
+}
+
+// refusedRequest tells the patient the clinic could not read their request,
+// if its status is still "received", and frees its slot.
+func refusedRequest(ctx context.Context, a *Agent, env envelope) {
+	a.declineRefused(ctx, env, "The clinic could not read this request. Please request again.")
+}
+
+// applyRequest stores a request once its status is there, and has it acked
+// only once stored; one that cannot be stored is taken again after a delay.
+func applyRequest(ctx context.Context, a *Agent, env envelope, body any) verdict {
+	req := body.(services.Request)
 	// The relay writes a request's status alongside it, and deletes it
 	// when the booking fails: a request with no status is not the clinic's
 	// (yet, or at all).
-	st, rev, err := a.status.GetStatusRev(cctx, a.clinic, req.ID)
+	st, rev, err := a.status.GetStatusRev(ctx, a.clinic, req.ID)
 	for wait := 5 * time.Millisecond; services.ErrorCode(err) == services.ENotFound && wait <= 40*time.Millisecond; wait *= 2 {
 		// Written alongside: most often it lands a moment after.
 		time.Sleep(wait)
-		st, rev, err = a.status.GetStatusRev(cctx, a.clinic, req.ID)
+		st, rev, err = a.status.GetStatusRev(ctx, a.clinic, req.ID)
 	}
 	if services.ErrorCode(err) == services.ENotFound {
-		a.unsettled(m, log)
-		return
+		return a.unsettled(env)
 	}
 	if err != nil {
-		log.Warn("read the request's status", "err", err.Error())
-		_ = m.NakWithDelay(2 * time.Second)
-		return
+		env.log.Warn("read the request's status", "err", err.Error())
+		return again(2 * time.Second)
 	}
-	a.record(cctx, services.AuditRequestOpened, req.ID, a.conn.Name())
-	if err := a.conn.Store(cctx, req); err != nil {
+	a.record(ctx, services.AuditRequestOpened, req.ID, a.conn.Name())
+	if err := a.conn.Store(ctx, req); err != nil {
 		switch services.ErrorCode(err) {
 		case services.EInvalid:
-			a.refuse(cctx, m, log, req.ID, req.SlotID, err.Error())
-			return
+			env.log.Error("request refused and terminated", "why", err.Error())
+			a.declineRefused(ctx, env, err.Error())
+			return verdict{term: true}
 		case services.EConflict:
 			// The clinic's system has given the slot to someone else: the
 			// request is answered, declined with the connector's reason.
-			a.declineTaken(cctx, m, log, req, err)
-			return
+			return a.declineTaken(ctx, env, req, err)
 		}
 		if ctx.Err() != nil {
-			return // stopping: the request comes again
+			return verdict{} // stopping: the request comes again
 		}
-		log.Error("store request", "err", err.Error())
-		_ = m.NakWithDelay(2 * time.Second)
-		return
+		env.log.Error("store request", "err", err.Error())
+		return again(2 * time.Second)
 	}
-	holdRev, _ := strconv.ParseUint(m.Headers().Get(subjects.HeaderHoldRevision), 10, 64)
-	if err := a.markDelivered(cctx, req, services.Known{Status: st, Rev: rev}); err != nil {
-		log.Warn("status delivered", "err", err.Error())
+	if err := a.markDelivered(ctx, req, services.Known{Status: st, Rev: rev}); err != nil {
+		env.log.Warn("status delivered", "err", err.Error())
 	}
-	// A short wait for the ack: an ack the server drops (the consumer was
-	// made again after a relay restart and has not re-delivered this one
-	// yet) gets no answer, and the request comes again anyway.
-	actx, acancel := context.WithTimeout(ctx, ackTimeout)
-	defer acancel()
-	if err := m.DoubleAck(actx); err != nil {
-		// Stored but not acked: it comes again and Store is idempotent.
-		log.Warn("ack", "err", err.Error())
-		return
-	}
-	log.Info("request stored")
-	a.record(cctx, services.AuditRequestDelivered, req.ID, a.conn.Name())
-	a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID, rev: holdRev})
-	select {
-	case a.stored <- struct{}{}:
-	default:
-	}
+	// Stored but not acked (the ack lost): it comes again and Store is
+	// idempotent.
+	return ack(func(ctx context.Context) {
+		env.log.Info("request stored")
+		a.record(ctx, services.AuditRequestDelivered, req.ID, a.conn.Name())
+		a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID, rev: env.holdRev()})
+		select {
+		case a.stored <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // declineTaken declines a request whose slot the clinic's system no longer
 // has free, then acks it: the decline is in STATUS before the request leaves
 // the queue.
-func (a *Agent) declineTaken(ctx context.Context, m jetstream.Msg, log *slog.Logger, req services.Request, why error) {
+func (a *Agent) declineTaken(ctx context.Context, env envelope, req services.Request, why error) verdict {
 	reason := ReasonSlotTaken
 	var e *services.Error
 	if errors.As(why, &e) && e.Message != "" {
 		reason = e.Message
 	}
 	if err := a.declineUnread(ctx, req.ID, req.SlotID, reason); err != nil {
-		log.Warn("status declined", "err", err.Error())
-		_ = m.NakWithDelay(2 * time.Second) // try again: the patient must be told
-		return
+		env.log.Warn("status declined", "err", err.Error())
+		return again(2 * time.Second) // try again: the patient must be told
 	}
-	log.Info("request declined: slot taken in the clinic's system")
+	env.log.Info("request declined: slot taken in the clinic's system")
 	a.record(ctx, services.AuditOutcomeSet, req.ID, string(services.StateDeclined))
-	actx, cancel := context.WithTimeout(ctx, ackTimeout)
-	defer cancel()
-	_ = m.DoubleAck(actx)
-	a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID})
+	return ack(func(context.Context) { a.releaseLater(heldSlot{slot: req.SlotID, requestID: req.ID}) })
 }
 
 // ReasonSlotTaken is the decline reason of a request whose slot the
 // clinic's system gave to someone else.
 const ReasonSlotTaken = services.ReasonSlotTaken
 
-// refuse terminates a request the clinic cannot take and declines it in
-// STATUS, so the patient is told rather than left waiting.
-func (a *Agent) refuse(ctx context.Context, m jetstream.Msg, log *slog.Logger, id, slot, why string) {
-	log.Error("request refused and terminated", "why", why)
-	if subjects.ValidRequestID(id) == nil {
-		// Only a status still "received" (or none) is declined: a forged or
-		// replayed copy under a real request's ID must not undo its outcome.
-		if err := a.declineUnread(ctx, id, slot, "The clinic could not read this request. Please request again."); err != nil {
-			log.Warn("status declined", "err", err.Error())
-		}
-		if subjects.ValidSlotID(slot) == nil {
-			a.releaseLater(heldSlot{slot: slot, requestID: id})
-		}
+// declineRefused declines, with why, a request the clinic cannot take,
+// so the patient is told rather than left waiting, and frees its slot.
+// Only a status still "received" is declined (services.DeclineUnread).
+func (a *Agent) declineRefused(ctx context.Context, env envelope, why string) {
+	if err := a.declineUnread(ctx, env.requestID, env.slotID, why); err != nil {
+		env.log.Warn("status declined", "err", err.Error())
 	}
-	_ = m.Term()
+	if subjects.ValidSlotID(env.slotID) == nil {
+		a.releaseLater(heldSlot{slot: env.slotID, requestID: env.requestID})
+	}
 }
 
 // markDelivered moves STATUS from received to delivered (services.Deliver),
@@ -161,9 +127,9 @@ func (a *Agent) markDelivered(ctx context.Context, req services.Request, known s
 // moment after. A request still without one after SettleWait is one whose
 // booking failed (its patient was told so, and the relay deleted its
 // status): it is terminated, never stored.
-func (a *Agent) unsettled(m jetstream.Msg, log *slog.Logger) {
+func (a *Agent) unsettled(env envelope) verdict {
 	var n uint64 = 1
-	if md, err := m.Metadata(); err == nil {
+	if md, err := env.m.Metadata(); err == nil {
 		n = md.NumDelivered
 	}
 	var waited time.Duration
@@ -173,11 +139,10 @@ func (a *Agent) unsettled(m jetstream.Msg, log *slog.Logger) {
 		wait = min(2*wait, settleMaxWait)
 	}
 	if waited >= a.cfg.SettleWait {
-		log.Warn("request dropped: its booking failed at the relay (it has no status)")
-		_ = m.Term()
-		return
+		env.log.Warn("request dropped: its booking failed at the relay (it has no status)")
+		return verdict{term: true}
 	}
-	_ = m.NakWithDelay(wait)
+	return again(wait)
 }
 
 // The waits of a request whose status is not there yet.

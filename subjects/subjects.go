@@ -121,15 +121,26 @@ func ValidSlotID(id string) error {
 	return nil
 }
 
+// Kinds of message on a clinic's queue, the last token of its subject
+// (ClinicQueue). The agent has one entry per kind (agent/kinds.go).
+const (
+	KindRequests = "requests" // a patient's request
+	KindChanges  = "changes"  // a patient's cancellation or new time
+	KindIntake   = "intake"   // a patient's answers to an intake form
+)
+
+// ClinicQueue is "clinic.<clinic>.<kind>": a clinic's messages of one kind.
+func ClinicQueue(clinic, kind string) string { return "clinic." + clinic + "." + kind }
+
+// KindOf is the kind of a ClinicQueue subject.
+func KindOf(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
+
 // Requests is "clinic.<clinic>.requests": where the web front publishes a clinic's new requests.
-func Requests(clinic string) string { return "clinic." + clinic + ".requests" }
+func Requests(clinic string) string { return ClinicQueue(clinic, KindRequests) }
 
 // Changes is "clinic.<clinic>.changes": where the web front publishes a
 // patient's cancellations and reschedules of a clinic's requests.
-func Changes(clinic string) string { return "clinic." + clinic + ".changes" }
-
-// IsChange reports whether subject is a Changes subject.
-func IsChange(subject string) bool { return strings.HasSuffix(subject, ".changes") }
+func Changes(clinic string) string { return ClinicQueue(clinic, KindChanges) }
 
 // ClinicFilter is "clinic.<clinic>.>": everything REQUESTS holds for one clinic
 // (requests now; cancellations and intake later), the filter of its consumer.
