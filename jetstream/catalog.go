@@ -30,17 +30,17 @@ type Catalog struct {
 	// versions counts the changes to each clinic's keys, so the web front
 	// can keep what it rendered until the clinic changes.
 	versions sync.Map // clinic -> *atomic.Uint64
-	// released keeps when each hold went away: see releaseGrace.
+	// released keeps when each hold went away: see ReleaseGrace.
 	released sync.Map // hold key -> time.Time (monotonic)
 	releases atomic.Uint64
 }
 
-// releaseGrace is how long a slot still counts as held after its hold went
+// ReleaseGrace is how long a slot still counts as held after its hold went
 // away. The clinic's agent publishes the day without the slot before it
 // releases the hold, but the catalog watches AVAILABILITY and HOLDS apart:
 // without the grace, a hold's release seen before that day's new value
 // would offer the slot for an instant, and a second patient could get it.
-const releaseGrace = 2 * time.Second
+const ReleaseGrace = 2 * time.Second
 
 var _ services.Directory = (*Catalog)(nil)
 
@@ -290,7 +290,7 @@ func (c *Catalog) held(clinic, slot string) bool {
 		return true
 	}
 	if at, ok := c.released.Load(key); ok {
-		if time.Since(at.(time.Time)) < releaseGrace {
+		if time.Since(at.(time.Time)) < ReleaseGrace {
 			return true
 		}
 		c.released.CompareAndDelete(key, at)
@@ -298,17 +298,17 @@ func (c *Catalog) held(clinic, slot string) bool {
 	return false
 }
 
-// holdChanged notes when a hold goes away (see releaseGrace), and counts the
+// holdChanged notes when a hold goes away (see ReleaseGrace), and counts the
 // change. Now and then it forgets releases older than the grace.
 func (c *Catalog) holdChanged(key string) {
 	if _, ok := c.holds.Get(key); !ok {
 		c.released.Store(key, time.Now())
 		// The slot comes back when the grace ends: a cached answer must
 		// not outlive it.
-		time.AfterFunc(releaseGrace, func() { c.changed(key) })
+		time.AfterFunc(ReleaseGrace, func() { c.changed(key) })
 		if c.releases.Add(1)%1024 == 0 {
 			c.released.Range(func(k, at any) bool {
-				if time.Since(at.(time.Time)) >= releaseGrace {
+				if time.Since(at.(time.Time)) >= ReleaseGrace {
 					c.released.CompareAndDelete(k, at)
 				}
 				return true

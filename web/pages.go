@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -142,6 +144,16 @@ func (s *Server) handleClinic(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	data, err := s.clinicData(c, cl)
+	if err != nil {
+		return err
+	}
+	return c.Render(http.StatusOK, "clinic.html", s.pageData(c, data))
+}
+
+// clinicData is what clinic.html and its live block render, in the language
+// of c, for the date and provider c asks for.
+func (s *Server) clinicData(c echo.Context, cl services.Clinic) (map[string]any, error) {
 	loc := cl.Location()
 	today := services.Today(s.cfg.Now(), loc)
 	provider := c.QueryParam("provider")
@@ -150,7 +162,7 @@ func (s *Server) handleClinic(c echo.Context) error {
 	selected := c.QueryParam("date")
 	if selected != "" {
 		if _, err := services.ParseDate("date", selected); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	byDay := map[string][]pageSlot{}
@@ -179,11 +191,89 @@ func (s *Server) handleClinic(c echo.Context) error {
 	// A clinic whose agent beats but whose own system does not answer (a
 	// PMS down) is not syncing either: its times may be out of date.
 	unhealthy := !hb.At.IsZero() && !hb.Healthy
-	return c.Render(http.StatusOK, "clinic.html", s.pageData(c, map[string]any{
+	return map[string]any{
 		"Clinic": view, "Days": days, "Date": selected, "Day": day, "Slots": byDay[selected], "Provider": provider,
 		"Synced": ago(l, s.cfg.Now(), hb.At), "Stale": s.cfg.Now().Sub(hb.At) > staleAfter || unhealthy,
 		"Unhealthy": unhealthy,
-	}))
+	}, nil
+}
+
+// clinicLiveEvery is how often a live clinic page looks at its clinic's
+// version: a slot taken or freed shows within it.
+const clinicLiveEvery = 250 * time.Millisecond
+
+// handleClinicEvents streams the clinic page's free times as server-sent
+// events: the rendered block at once, then again whenever anything of the
+// clinic changes (a slot taken or freed, a day republished, a heartbeat),
+// and every liveRecheck so "last synced" stays true. It reads from memory
+// only, so it serves while NATS is away.
+func (s *Server) handleClinicEvents(c echo.Context) error {
+	cl, err := s.clinic(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.clinicData(c, cl); err != nil {
+		return err // a bad date: 400 before the stream opens
+	}
+	release, ok := s.openStream(c)
+	if !ok {
+		return s.tooMany(c, streamRetry, byNetwork)
+	}
+	defer release()
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var last string
+	send := func() error {
+		data, err := s.clinicData(c, cl)
+		if err != nil {
+			return err
+		}
+		var html bytes.Buffer
+		if err := s.pages.renderBlock(&html, c, "clinic.html", "clinic-live", s.pageData(c, data)); err != nil {
+			return err
+		}
+		if html.String() == last {
+			return s.writeEvent(rc, w, ": still here\n\n")
+		}
+		last = html.String()
+		b, _ := json.Marshal(map[string]string{"html": last})
+		return s.writeEvent(rc, w, fmt.Sprintf("event: slots\ndata: %s\n\n", b))
+	}
+	if err := send(); err != nil {
+		return nil
+	}
+	version := s.cfg.Catalog.Version(cl.ID)
+	look := time.NewTicker(clinicLiveEvery)
+	defer look.Stop()
+	tick := time.NewTicker(liveRecheck)
+	defer tick.Stop()
+	expire := time.NewTimer(maxStream)
+	defer expire.Stop()
+	ctx, stop := c.Request().Context(), s.streams.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return nil
+		case <-expire.C:
+			return nil
+		case <-look.C:
+			if v := s.cfg.Catalog.Version(cl.ID); v == version {
+				continue
+			} else {
+				version = v
+			}
+		case <-tick.C:
+		}
+		if err := send(); err != nil {
+			return nil
+		}
+	}
 }
 
 type formView struct {

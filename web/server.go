@@ -140,6 +140,7 @@ func (s *Server) routes() {
 	e := s.e
 	e.GET("/", s.handleHome)
 	e.GET("/c/:slug", s.handleClinic)
+	e.GET("/c/:slug/events", s.handleClinicEvents)
 	e.GET("/c/:slug/request", s.handleRequestForm)
 	e.POST("/c/:slug/request", s.handleRequestCreate, s.limitCreate, s.honeypot, s.pausable)
 	e.GET("/r/:token", s.handleStatus, s.pausable)
