@@ -72,11 +72,11 @@ func (p *Pending) Reserve(ctx context.Context, clinic, requestID string, keys []
 	capped := services.FieldErrors{}
 	var done []services.PendingKey
 	full := func(k services.PendingKey) {
-		capped.Add(k.Field, fmt.Sprintf("this %s already has %d requests waiting for an answer from this clinic", k.Field, p.max))
+		capped.AddKey(k.Field, "field.pending", fmt.Sprintf("this %s already has %d requests waiting for an answer from this clinic", k.Field, p.max))
 	}
 	for _, k := range keys {
 		key := p.key(clinic, k)
-		if len(capped) > 0 {
+		if capped.Len() > 0 {
 			// Past a key at the cap the rest are only looked at, to name
 			// every field at it: a count taken and given back would refuse
 			// a request of the same patient running alongside.
@@ -96,12 +96,14 @@ func (p *Pending) Reserve(ctx context.Context, clinic, requestID string, keys []
 		}
 		done = append(done, k)
 	}
-	if len(capped) == 0 {
+	if capped.Len() == 0 {
 		return nil
 	}
 	p.Release(context.WithoutCancel(ctx), clinic, requestID, done)
-	return &services.Error{Code: services.ELimit, Fields: capped, Message: fmt.Sprintf(
-		"you already have %d requests waiting at this clinic: wait for its answer, or cancel one, before sending another", p.max)}
+	e := capped.Error(services.ELimit, fmt.Sprintf(
+		"you already have %d requests waiting at this clinic: wait for its answer, or cancel one, before sending another", p.max))
+	e.Key = "form.pending"
+	return e
 }
 
 // add appends requestID under key unless the live entries are at the cap.

@@ -63,7 +63,7 @@ func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl
 		if rev, gerr := GetJSON(ctx, r.holds, key, &h); gerr == nil && h.RequestID == requestID {
 			return rev, nil
 		}
-		return 0, services.Errorf(services.EConflict, "that time is no longer free")
+		return 0, services.Keyed(services.EConflict, "form.gone", "that time is no longer free")
 	}
 	if err != nil {
 		return 0, unavailable("hold", err)

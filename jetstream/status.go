@@ -67,7 +67,7 @@ func (s *Statuses) GetStatusRev(ctx context.Context, clinic, requestID string) (
 	var st services.Status
 	rev, err := GetJSON(ctx, s.b, subjects.StatusKey(clinic, requestID), &st)
 	if errors.Is(err, ErrNotFound) {
-		return st, 0, services.Errorf(services.ENotFound, "no such request")
+		return st, 0, services.Keyed(services.ENotFound, "error.no_request", "no such request")
 	}
 	if err != nil {
 		return st, 0, statusErr(err)

@@ -136,7 +136,7 @@ type Booked struct {
 func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Booked, error) {
 	c, ok := b.Directory.Clinic(clinicID)
 	if !ok || c.Revoked {
-		return Booked{}, Errorf(ENotFound, "no clinic %q", clinicID)
+		return Booked{}, Keyed(ENotFound, "error.no_clinic", "no clinic %q", clinicID)
 	}
 	now := b.Now().UTC()
 	req = req.Trimmed()
@@ -145,11 +145,11 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	}
 	slot, ok := b.Directory.FreeSlot(clinicID, req.SlotID)
 	if !ok || !slot.Start.After(now) {
-		return Booked{}, Errorf(EConflict, "that time is no longer free")
+		return Booked{}, Keyed(EConflict, "form.gone", "that time is no longer free")
 	}
 	to, ok := b.Directory.SealKey(clinicID)
 	if !ok {
-		return Booked{}, Errorf(EUnavailable, "the clinic is not ready to take requests yet")
+		return Booked{}, Keyed(EUnavailable, "error.not_ready", "the clinic is not ready to take requests yet")
 	}
 	token := NewToken()
 	req.ID, req.ClinicID, req.CreatedAt = RequestIDFor(token), clinicID, now

@@ -125,7 +125,7 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 		accept := st.State == StateProposed && slotID == st.ProposedSlot
 		_, start, _ := ParseSlotID(slotID)
 		if _, free := b.Directory.FreeSlot(clinic, slotID); !accept && !free || !start.After(now) {
-			return Status{}, Errorf(EConflict, "that time is no longer free")
+			return Status{}, Keyed(EConflict, "form.gone", "that time is no longer free")
 		}
 		if q.HoldRev, err = b.Holds.Hold(ctx, clinic, slotID, id, max(b.HoldTTL, start.Sub(now))); err != nil {
 			return Status{}, err

@@ -22,8 +22,8 @@ func (c Clinic) Validate() error {
 	if err := subjects.ValidClinicID(c.ID); err != nil {
 		f.Add("slug", err.Error())
 	}
-	if m := nameProblem(c.Name); m != "" {
-		f.Add("name", m)
+	if k, m := nameProblem(c.Name); m != "" {
+		f.AddKey("name", k, m)
 	}
 	if _, err := LoadZone(c.TimeZone); err != nil {
 		f.Add("timezone", err.Error())

@@ -5,6 +5,7 @@ package services
 import (
 	"errors"
 	"fmt"
+	"maps"
 )
 
 // Error codes, mapped to HTTP statuses once, in web/.
@@ -20,12 +21,23 @@ const (
 )
 
 // Error is the one domain error. Message is safe to show a user; Fields names
-// the fields that failed validation.
+// the fields that failed validation. Both are English, for the JSON API and
+// logs; Key and FieldKeys are their codes in the message catalogue
+// (web/locales), which the pages show in the patient's language. A page
+// translates by code, never by the English wording, so rewording a message
+// cannot lose its translation.
 type Error struct {
-	Code    string
-	Message string
-	Fields  map[string]string
-	Err     error // the cause, for logs; never shown to users
+	Code      string
+	Message   string
+	Key       string
+	Fields    map[string]string
+	FieldKeys map[string]string // field -> its message's code
+	Err       error             // the cause, for logs; never shown to users
+}
+
+// Keyed builds an Error whose message has a code in the catalogue.
+func Keyed(code, key, format string, args ...any) *Error {
+	return &Error{Code: code, Key: key, Message: fmt.Sprintf(format, args...)}
 }
 
 // Unwrap returns the cause.
@@ -58,20 +70,41 @@ func ErrorCode(err error) string {
 	return EInternal
 }
 
-// FieldErrors collects validation errors by field name.
-type FieldErrors map[string]string
+// FieldErrors collects validation errors by field name. The zero value is
+// ready to use.
+type FieldErrors struct {
+	msgs, keys map[string]string
+}
 
 // Add records msg for field unless the field already has one.
-func (f FieldErrors) Add(field, msg string) {
-	if _, ok := f[field]; !ok {
-		f[field] = msg
+func (f *FieldErrors) Add(field, msg string) { f.AddKey(field, "", msg) }
+
+// AddKey is Add with the code of msg in the message catalogue.
+func (f *FieldErrors) AddKey(field, key, msg string) {
+	if _, ok := f.msgs[field]; ok {
+		return
+	}
+	if f.msgs == nil {
+		f.msgs, f.keys = map[string]string{}, map[string]string{}
+	}
+	f.msgs[field] = msg
+	if key != "" {
+		f.keys[field] = key
 	}
 }
 
+// Len is how many fields are at fault.
+func (f *FieldErrors) Len() int { return len(f.msgs) }
+
 // Err returns an EInvalid Error naming the fields, or nil when there are none.
-func (f FieldErrors) Err() error {
-	if len(f) == 0 {
+func (f *FieldErrors) Err() error {
+	if f.Len() == 0 {
 		return nil
 	}
-	return &Error{Code: EInvalid, Message: "some fields are not valid", Fields: f}
+	return f.Error(EInvalid, "some fields are not valid")
+}
+
+// Error is an Error of code with message, naming the fields.
+func (f *FieldErrors) Error(code, message string) *Error {
+	return &Error{Code: code, Message: message, Fields: maps.Clone(f.msgs), FieldKeys: maps.Clone(f.keys)}
 }

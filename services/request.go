@@ -34,15 +34,15 @@ type Request struct {
 func (r Request) Validate(now time.Time) error {
 	f := FieldErrors{}
 	if err := subjects.ValidSlotID(r.SlotID); err != nil {
-		f.Add("slot_id", "slot_id is not a slot")
+		f.AddKey("slot_id", "field.slot_id", "slot_id is not a slot")
 	}
-	if m := nameProblem(r.Name); m != "" {
-		f.Add("name", m)
+	if k, m := nameProblem(r.Name); m != "" {
+		f.AddKey("name", k, m)
 	}
 	if b, err := time.Parse(time.DateOnly, r.BirthDate); err != nil {
-		f.Add("birth_date", "birth_date must be a date YYYY-MM-DD")
+		f.AddKey("birth_date", "field.birth_date.format", "birth_date must be a date YYYY-MM-DD")
 	} else if b.After(now) || b.Before(now.AddDate(-130, 0, 0)) {
-		f.Add("birth_date", "birth_date must be in the past 130 years")
+		f.AddKey("birth_date", "field.birth_date.range", "birth_date must be in the past 130 years")
 	}
 	digits, bad := 0, false
 	for _, c := range r.Phone {
@@ -55,23 +55,23 @@ func (r Request) Validate(now time.Time) error {
 		}
 	}
 	if bad || digits < 7 || digits > 15 {
-		f.Add("phone", "phone must have 7 to 15 digits")
+		f.AddKey("phone", "field.phone", "phone must have 7 to 15 digits")
 	}
 	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
-		f.Add("email", "email must be an address like name@example.org")
+		f.AddKey("email", "field.email", "email must be an address like name@example.org")
 	}
 	// The reason is a textarea: line breaks and tabs are its own; any other
 	// control or bidi character, or text with nothing visible, is not.
 	switch reason := strings.TrimSpace(r.Reason); {
 	case !utf8.ValidString(reason) || strings.IndexFunc(reason, reasonHidden) >= 0:
-		f.Add("reason", "reason must be plain text, without control or bidi characters")
+		f.AddKey("reason", "field.reason.hidden", "reason must be plain text, without control or bidi characters")
 	case reason != "" && strings.IndexFunc(reason, visible) < 0:
-		f.Add("reason", "reason has no visible text: write one or leave it empty")
+		f.AddKey("reason", "field.reason.invisible", "reason has no visible text: write one or leave it empty")
 	case utf8.RuneCountInString(r.Reason) > 1000:
-		f.Add("reason", "reason must be at most 1000 characters")
+		f.AddKey("reason", "field.reason", "reason must be at most 1000 characters")
 	}
 	if !r.Consent {
-		f.Add("consent", "consent is required to send your details to the clinic")
+		f.AddKey("consent", "field.consent", "consent is required to send your details to the clinic")
 	}
 	return f.Err()
 }
@@ -106,7 +106,7 @@ func StatusToken(clinic, token string) string { return clinic + "_" + token }
 func ParseStatusToken(s string) (clinic, requestID string, err error) {
 	clinic, token, ok := strings.Cut(s, "_")
 	if !ok || subjects.ValidClinicID(clinic) != nil || subjects.ValidRequestID(token) != nil {
-		return "", "", Errorf(ENotFound, "no such request")
+		return "", "", Keyed(ENotFound, "error.no_request", "no such request")
 	}
 	return clinic, RequestIDFor(token), nil
 }

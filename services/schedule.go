@@ -39,8 +39,8 @@ func (p ProviderSchedule) Validate(prefix string) error {
 	if err := subjects.ValidProviderID(p.ID); err != nil {
 		f.Add(prefix+"id", err.Error())
 	}
-	if m := nameProblem(p.Name); m != "" {
-		f.Add(prefix+"name", m)
+	if k, m := nameProblem(p.Name); m != "" {
+		f.AddKey(prefix+"name", k, m)
 	}
 	if p.SlotMinutes < 5 || p.SlotMinutes > 480 {
 		f.Add(prefix+"slot_minutes", "slot_minutes must be between 5 and 480")

@@ -55,7 +55,7 @@ func Date(t time.Time, loc *time.Location) string { return t.In(loc).Format(time
 func ParseDate(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
-		return time.Time{}, &Error{Code: EInvalid, Message: fmt.Sprintf("%s must be a date YYYY-MM-DD", field),
+		return time.Time{}, &Error{Code: EInvalid, Key: "error.bad_date", Message: fmt.Sprintf("%s must be a date YYYY-MM-DD", field),
 			Fields: map[string]string{field: "must be a date YYYY-MM-DD"}}
 	}
 	return t, nil

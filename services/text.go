@@ -26,17 +26,17 @@ func visible(r rune) bool {
 // control or bidi character (a bidi override shows it other than as
 // written, a line break forges a line in a list), and at most 120
 // characters once trimmed.
-func nameProblem(s string) string {
+func nameProblem(s string) (key, msg string) {
 	n := strings.TrimSpace(s)
 	switch {
 	case strings.IndexFunc(n, visible) < 0:
-		return "name is required"
+		return "field.name.required", "name is required"
 	case !utf8.ValidString(n) || strings.IndexFunc(n, hiddenRune) >= 0:
-		return "name must be plain text, without control or bidi characters"
+		return "field.name.hidden", "name must be plain text, without control or bidi characters"
 	case utf8.RuneCountInString(n) > 120:
-		return "name must be at most 120 printable characters"
+		return "field.name.long", "name must be at most 120 printable characters"
 	}
-	return ""
+	return "", ""
 }
 
 // PlainLine is s on one line, each control or bidi character a space, cut to

@@ -111,7 +111,7 @@ func (s *Server) nextFree(slug string) []apiSlot {
 func (s *Server) clinic(c echo.Context) (services.Clinic, error) {
 	cl, ok := s.cfg.Catalog.Clinic(c.Param("slug"))
 	if !ok || cl.Revoked {
-		return cl, services.Errorf(services.ENotFound, "no such clinic")
+		return cl, services.Keyed(services.ENotFound, "error.no_clinic", "no such clinic")
 	}
 	return cl, nil
 }

@@ -44,6 +44,27 @@ func classify(err error) (int, string, map[string]string) {
 	}
 }
 
+// messageKey is the catalogue code of an error's message, "" if it has
+// none; an error whose message is never shown (internal) has none.
+func messageKey(err error) string {
+	var de *services.Error
+	if errors.As(err, &de) {
+		if _, show := httperr.Status(de.Code); show {
+			return de.Key
+		}
+	}
+	return ""
+}
+
+// fieldKeys is the catalogue code of each field's message of an error.
+func fieldKeys(err error) map[string]string {
+	var de *services.Error
+	if errors.As(err, &de) {
+		return de.FieldKeys
+	}
+	return nil
+}
+
 // handleError is Echo's HTTPErrorHandler: JSON under /api, a page elsewhere.
 // Server-side failures are logged with the path only, never the body.
 func (s *Server) handleError(err error, c echo.Context) {
@@ -77,7 +98,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code,
-		"Title": errorTitle(lang(c), code), "Message": errorText(lang(c), msg)}))
+		"Title": errorTitle(lang(c), code), "Message": errorText(lang(c), messageKey(err), msg)}))
 }
 
 // retryAfter is the Retry-After, in seconds, of every 503.

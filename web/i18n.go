@@ -214,41 +214,25 @@ func formatSlot(lang string, t time.Time, loc *time.Location) string {
 		tr(lang, fmt.Sprint("month.", int(t.Month()))), t.Year(), t.Format("15:04 MST"))
 }
 
-// fieldKeys maps the English messages of services.Request.Validate to
-// catalog keys; fieldError falls back to "field.other".
-var fieldKeys = map[string]string{
-	"slot_id is not a slot":                                         "field.slot_id",
-	"name is required":                                              "field.name.required",
-	"name must be at most 120 printable characters":                 "field.name.long",
-	"name must be plain text, without control or bidi characters":   "field.name.hidden",
-	"birth_date must be a date YYYY-MM-DD":                          "field.birth_date.format",
-	"birth_date must be in the past 130 years":                      "field.birth_date.range",
-	"phone must have 7 to 15 digits":                                "field.phone",
-	"email must be an address like name@example.org":                "field.email",
-	"reason must be at most 1000 characters":                        "field.reason",
-	"reason must be plain text, without control or bidi characters": "field.reason.hidden",
-	"reason has no visible text: write one or leave it empty":       "field.reason.invisible",
-	"consent is required to send your details to the clinic":        "field.consent",
-}
+// fieldError is a field's message in lang, by its code in the catalogue
+// (services.Error.FieldKeys); a field without one says "check this field".
+func fieldError(lang, key string) string { return keyText(lang, key, tr(lang, "field.other")) }
 
-// fieldError translates a services field error into lang.
-func fieldError(lang, msg string) string {
-	if k, ok := fieldKeys[msg]; ok {
-		return tr(lang, k)
+// keyText is the catalogue's text under key in lang, or fallback when the
+// catalogue has no such key (or key is "").
+func keyText(lang, key, fallback string) string {
+	if _, ok := messages[languages[0]][key]; !ok || key == "" {
+		return fallback
 	}
-	return tr(lang, "field.other")
+	return tr(lang, key)
 }
 
-// errorKeys maps the messages an error page can carry (services errors,
-// Echo's own) to catalog keys.
+// errorKeys maps the messages of errors that are not the domain's (Echo's
+// own, which carry no code) to catalog keys; a domain error has its code
+// (services.Error.Key).
 var errorKeys = map[string]string{
-	"no such clinic":                                  "error.no_clinic",
-	"no such request":                                 "error.no_request",
-	"date must be a date YYYY-MM-DD":                  "error.bad_date",
 	"missing csrf token in the form parameter":        "error.csrf",
 	"invalid csrf token":                              "error.csrf",
-	"that time is no longer free":                     "form.gone",
-	"the clinic is not ready to take requests yet":    "error.not_ready",
 	"something went wrong on our side":                "error.internal",
 	http.StatusText(http.StatusNotFound):              "error.not_found",
 	http.StatusText(http.StatusMethodNotAllowed):      "error.method",
@@ -257,13 +241,14 @@ var errorKeys = map[string]string{
 	http.StatusText(http.StatusServiceUnavailable):    "error.unavailable",
 }
 
-// errorText translates an error page's message into lang; a message not
-// in errorKeys becomes a general one, never English on a French page.
-func errorText(lang, msg string) string {
-	if k, ok := errorKeys[msg]; ok {
-		return tr(lang, k)
+// errorText is an error page's message in lang: by its code (key), else
+// by errorKeys; anything else becomes a general one, never English on a
+// French page.
+func errorText(lang, key, msg string) string {
+	if k, ok := errorKeys[msg]; ok && key == "" {
+		key = k
 	}
-	return tr(lang, "error.other")
+	return keyText(lang, key, tr(lang, "error.other"))
 }
 
 // errorTitle is the heading of an error page for an HTTP status.

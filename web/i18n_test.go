@@ -213,9 +213,6 @@ func TestGoCode_KnownKeys(t *testing.T) {
 		services.StateDeclined, services.StateProposed, services.StateExpired, services.StateCancelled} {
 		used = append(used, usedKey{"stateIn", "state." + string(st), false})
 	}
-	for _, k := range fieldKeys {
-		used = append(used, usedKey{"fieldKeys", k, false})
-	}
 	for _, k := range errorKeys {
 		used = append(used, usedKey{"errorKeys", k, false})
 	}
@@ -233,29 +230,50 @@ func TestGoCode_KnownKeys(t *testing.T) {
 
 // TestFieldError_EveryValidateMessage: each message Request.Validate can
 // give has its own translation, not the catch-all.
+// TestFieldError_EveryValidateMessage: every field error Validate gives has
+// a code, and the code a text in every language.
 func TestFieldError_EveryValidateMessage(t *testing.T) {
 	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
-	msgs := map[string]bool{}
+	keys := map[string]bool{}
 	for _, r := range []services.Request{
 		{},
 		{Name: strings.Repeat("n", 121), BirthDate: "1800-01-01", Reason: strings.Repeat("r", 1001)},
 		{Name: "Ada\u202e", Reason: "ring\x07"},
 		{Reason: "\u200b"},
 	} {
-		_, _, fields := classify(r.Validate(now))
-		for _, m := range fields {
-			msgs[m] = true
+		err := r.Validate(now)
+		_, _, fields := classify(err)
+		for f := range fields {
+			k := fieldKeys(err)[f]
+			if k == "" {
+				t.Errorf("field %s (%q) has no message code", f, fields[f])
+			}
+			keys[k] = true
 		}
 	}
-	if len(msgs) != len(fieldKeys) {
-		t.Errorf("Validate gave %d messages, fieldKeys has %d: %v", len(msgs), len(fieldKeys), msgs)
+	if len(keys) < 12 {
+		t.Errorf("Validate gave only %d codes: %v", len(keys), keys)
 	}
-	for m := range msgs {
+	for k := range keys {
 		for _, l := range languages {
-			if got := fieldError(l, m); got == tr(l, "field.other") {
-				t.Errorf("%s: %q has no translation", l, m)
+			if got := fieldError(l, k); got == tr(l, "field.other") {
+				t.Errorf("%s: %q has no translation", l, k)
 			}
 		}
+	}
+}
+
+// TestErrorText_ByCode: a domain error's page text follows its code, not its
+// English wording: rewording the message keeps its translation.
+func TestErrorText_ByCode(t *testing.T) {
+	err := services.Keyed(services.ENotFound, "error.no_clinic", "no clinic %q here, reworded", "x")
+	for _, l := range languages {
+		if got, want := errorText(l, messageKey(err), err.Message), tr(l, "error.no_clinic"); got != want {
+			t.Errorf("%s: %q, want %q", l, got, want)
+		}
+	}
+	if got := errorText("fr", messageKey(services.Keyed(services.EInternal, "error.no_clinic", "boom")), "boom"); got != tr("fr", "error.other") {
+		t.Errorf("an internal error shows %q", got)
 	}
 }
 

@@ -296,18 +296,15 @@ type formError struct{ Field, Text string }
 // formFields are the request form's fields in page order.
 var formFields = []string{"name", "birth_date", "phone", "email", "email_code", "reason", "consent", "slot_id"}
 
-// setErrors translates the services field errors into language l; a field
-// at the pending-requests cap (services.ELimit) says so.
-func (v *formView) setErrors(l string, fields map[string]string, limit bool) {
+// setErrors translates the services field errors into language l, by
+// their codes (keys).
+func (v *formView) setErrors(l string, fields, keys map[string]string) {
 	v.Errors = map[string]string{}
 	for _, f := range formFields {
-		msg, ok := fields[f]
-		if !ok {
+		if _, ok := fields[f]; !ok {
 			continue
 		}
-		if v.Errors[f] = fieldError(l, msg); limit {
-			v.Errors[f] = tr(l, "field.pending")
-		}
+		v.Errors[f] = fieldError(l, keys[f])
 		e := formError{Field: f, Text: v.Errors[f]}
 		if f == "slot_id" {
 			e.Field = ""
@@ -380,11 +377,8 @@ func (s *Server) formRefused(c echo.Context, cl services.Clinic, req services.Re
 		return s.renderForm(c, http.StatusConflict, cl, v)
 	case services.EInvalid, services.ELimit:
 		code, msg, fields := classify(err)
-		limit := services.ErrorCode(err) == services.ELimit
-		if v.setErrors(lang(c), fields, limit); limit {
-			v.Message = t(c, "form.pending")
-		} else if len(v.Summary) == 0 {
-			v.Message = errorText(lang(c), msg)
+		if v.setErrors(lang(c), fields, fieldKeys(err)); services.ErrorCode(err) == services.ELimit || len(v.Summary) == 0 {
+			v.Message = errorText(lang(c), messageKey(err), msg)
 		}
 		return s.renderForm(c, code, cl, v)
 	case services.EConflict:

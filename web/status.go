@@ -248,7 +248,7 @@ func (s *Server) renderReschedule(c echo.Context, code int, message string) erro
 	}
 	cl, ok := s.cfg.Catalog.Clinic(st.ClinicID)
 	if !ok || cl.Revoked {
-		return services.Errorf(services.ENotFound, "no such clinic")
+		return services.Keyed(services.ENotFound, "error.no_clinic", "no such clinic")
 	}
 	loc := cl.Location()
 	from := services.Today(s.cfg.Now(), loc)
