@@ -129,7 +129,7 @@ func (e testEntry) Delta() uint64                   { return 0 }
 func (e testEntry) Operation() jetstream.KeyValueOp { return e.op }
 
 // TestCatalog_HoldReleaseGrace: a released hold keeps its slot off offer for
-// releaseGrace (the day's new value may still be on its way), then the slot
+// ReleaseGrace (the day's new value may still be on its way), then the slot
 // is back, and the clinic's version moves so cached answers follow.
 func TestCatalog_HoldReleaseGrace(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -153,13 +153,13 @@ func TestCatalog_HoldReleaseGrace(t *testing.T) {
 		if free() {
 			break
 		}
-		if time.Since(released) > releaseGrace+time.Second {
+		if time.Since(released) > ReleaseGrace+time.Second {
 			t.Fatalf("still not free %s after the release", time.Since(released))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if d := time.Since(released); d < releaseGrace-50*time.Millisecond {
-		t.Errorf("free again after %s, before the %s grace", d, releaseGrace)
+	if d := time.Since(released); d < ReleaseGrace-50*time.Millisecond {
+		t.Errorf("free again after %s, before the %s grace", d, ReleaseGrace)
 	}
 	poll.For(t, time.Second, func() error {
 		if c.Version("maple") == v {
