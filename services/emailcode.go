@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/catalog"
 )
 
 // EmailCodes prove that a patient reads the address they typed. When a
@@ -71,22 +73,12 @@ func (e *EmailCodes) Valid(clinic, email, code string) bool {
 // SendCode emails the code of clinic and email, in lang.
 func (e *EmailCodes) SendCode(ctx context.Context, clinic Clinic, email, lang string) error {
 	code := e.code(clinic.ID, email, e.window())
-	t := codeTexts[Lang(lang)]
-	msg := Email{From: e.From, To: email, Subject: fmt.Sprintf(t.subject, code, clinic.Name),
-		Text: fmt.Sprintf(t.body, clinic.Name, code, int((2 * EmailCodeWindow).Minutes())), Date: e.now()}
+	lang = Lang(lang)
+	msg := Email{From: e.From, To: email, Subject: catalog.T(lang, "emailcode.subject", code, clinic.Name),
+		Text: catalog.T(lang, "emailcode.body", clinic.Name, code, int((2 * EmailCodeWindow).Minutes())), Date: e.now()}
 	b, err := msg.Bytes()
 	if err != nil {
 		return err
 	}
 	return e.Send(ctx, email, b)
-}
-
-var codeTexts = map[string]struct{ subject, body string }{
-	"en": {"%s is your code for %s", "%[1]s is receiving many requests right now, so we ask you to confirm your " +
-		"email address.\n\nYour code: %[2]s\n\nType it in the request form to send your request. It works for " +
-		"up to %[3]d minutes.\n\nIf you did not ask for a code, ignore this email: nothing is sent without it.\n"},
-	"fr": {"%s est votre code pour %s", "%[1]s reçoit beaucoup de demandes en ce moment : nous vous demandons " +
-		"donc de confirmer votre adresse e-mail.\n\nVotre code : %[2]s\n\nSaisissez-le dans le formulaire pour " +
-		"envoyer votre demande. Il est valable jusqu'à %[3]d minutes.\n\nSi vous n'avez pas demandé de code, " +
-		"ignorez ce message : rien n'est envoyé sans lui.\n"},
 }

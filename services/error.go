@@ -23,7 +23,7 @@ const (
 // Error is the one domain error. Message is safe to show a user; Fields names
 // the fields that failed validation. Both are English, for the JSON API and
 // logs; Key and FieldKeys are their codes in the message catalogue
-// (web/locales), which the pages show in the patient's language. A page
+// (internal/catalog), which the pages show in the patient's language. A page
 // translates by code, never by the English wording, so rewording a message
 // cannot lose its translation.
 type Error struct {

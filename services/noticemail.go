@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/catalog"
 )
 
 // NoticeEmail is everything a notice's email says. It carries no reason
@@ -30,15 +32,15 @@ func (m NoticeEmail) Link() string {
 // the calendar file attached.
 func (m NoticeEmail) Compose() Email {
 	lang := Lang(m.Contact.Lang)
-	t := noticeTexts[lang][m.Notice.Kind]
 	loc := m.Clinic.Location()
 	when := FormatWhen(m.Start, loc, lang)
-	body := fmt.Sprintf(t.body, m.Clinic.Name, when)
+	kind := "notice." + m.Notice.Kind
+	body := catalog.T(lang, kind+".body", m.Clinic.Name, when)
 	if m.Notice.Kind == NoticeProposed && !m.Proposed.IsZero() {
-		body += fmt.Sprintf(proposedLine[lang], FormatWhen(m.Proposed, loc, lang))
+		body += catalog.T(lang, "notice.proposed_line", FormatWhen(m.Proposed, loc, lang))
 	}
-	body += "\n\n" + fmt.Sprintf(linkLine[lang], m.Link()) + "\n\n" + footer[lang] + "\n"
-	e := Email{From: m.From, To: m.Contact.Email, Subject: fmt.Sprintf(t.subject, m.Clinic.Name), Text: body,
+	body += "\n\n" + catalog.T(lang, "notice.link", m.Link()) + "\n\n" + catalog.T(lang, "notice.footer") + "\n"
+	e := Email{From: m.From, To: m.Contact.Email, Subject: catalog.T(lang, kind+".subject", m.Clinic.Name), Text: body,
 		MessageID: m.Notice.ID() + "@" + domainOf(m.From), Date: m.Now}
 	if m.Notice.Kind == NoticeBooked {
 		a := Appointment{RequestID: m.Notice.RequestID, ClinicName: m.Clinic.Name, Zone: loc,
@@ -55,48 +57,6 @@ func domainOf(addr string) string {
 	}
 	return "clinicrelay.invalid"
 }
-
-type noticeText struct{ subject, body string }
-
-// noticeTexts: subject (%s the clinic) and body (%s the clinic, %s the time).
-var noticeTexts = map[string]map[string]noticeText{
-	"en": {
-		NoticeReceived: {"Your request to %s was received",
-			"We sent your request for an appointment at %s on %s to the clinic. We will email you when the clinic answers."},
-		NoticeBooked: {"Your appointment at %s is confirmed",
-			"Your appointment at %s on %s is confirmed. A calendar file is attached."},
-		NoticeDeclined: {"Your request to %s was not accepted",
-			"%s could not accept your request for %s."},
-		NoticeProposed: {"%s proposed another time",
-			"%s cannot see you on %s and proposed another time."},
-		NoticeCancelled: {"Your appointment at %s is cancelled",
-			"Your request for an appointment at %s on %s is cancelled."},
-		NoticeReminder: {"Reminder: your appointment at %s",
-			"This is a reminder of your appointment at %s on %s."},
-	},
-	"fr": {
-		NoticeReceived: {"Votre demande à %s a été reçue",
-			"Votre demande de rendez-vous à %s pour le %s a été transmise à la clinique. Nous vous écrirons dès qu'elle aura répondu."},
-		NoticeBooked: {"Votre rendez-vous à %s est confirmé",
-			"Votre rendez-vous à %s le %s est confirmé. Un fichier de calendrier est joint."},
-		NoticeDeclined: {"Votre demande à %s n'a pas été acceptée",
-			"%s n'a pas pu accepter votre demande pour le %s."},
-		NoticeProposed: {"%s vous propose un autre moment",
-			"%s ne peut pas vous recevoir le %s et vous propose un autre moment."},
-		NoticeCancelled: {"Votre rendez-vous à %s est annulé",
-			"Votre demande de rendez-vous à %s le %s est annulée."},
-		NoticeReminder: {"Rappel : votre rendez-vous à %s",
-			"Ceci est un rappel de votre rendez-vous à %s le %s."},
-	},
-}
-
-var (
-	proposedLine = map[string]string{"en": " The time proposed: %s.", "fr": " Le moment proposé : %s."}
-	linkLine     = map[string]string{"en": "See your request, and change or cancel it: %s",
-		"fr": "Voyez votre demande, modifiez-la ou annulez-la : %s"}
-	footer = map[string]string{"en": "This message was sent automatically; please do not reply.",
-		"fr": "Ce message a été envoyé automatiquement ; merci de ne pas y répondre."}
-)
 
 var (
 	frDays   = []string{"dimanche", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi"}

@@ -3,6 +3,8 @@ package services
 import (
 	"context"
 	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/catalog"
 )
 
 // Notice kinds: what an email tells the patient.
@@ -123,12 +125,7 @@ func (n Notice) Due(st Status) bool {
 }
 
 // Lang returns a supported language: "fr" or "en".
-func Lang(s string) string {
-	if s == "fr" {
-		return "fr"
-	}
-	return "en"
-}
+func Lang(s string) string { return catalog.Lang(s) }
 
 // keepContact stores the patient's address for notices about req (token is
 // the secret of its status link). A failure does not fail the request: the

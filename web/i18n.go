@@ -1,8 +1,6 @@
 package web
 
 import (
-	"embed"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,21 +12,19 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/text/language"
 
+	"github.com/clinicrelay/clinicrelay/internal/catalog"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// The patient pages speak the languages of web/locales/*.json; docs/i18n.md
-// says how to add a string or a language. The JSON API stays English.
-
-//go:embed locales/*.json
-var localeFiles embed.FS
+// The patient pages speak the languages of the message catalogue
+// (internal/catalog); docs/i18n.md says how to add a string or a language.
+// The JSON API stays English.
 
 // languages lists the site's languages, the default first.
-var languages = []string{"en", "fr"}
+var languages = catalog.Languages
 
-// messages holds each language's catalog: key -> text, a fmt format when the
-// text takes arguments.
-var messages = mustLoadMessages()
+// messages is each language's texts, read only (tests look keys up in it).
+var messages = catalog.All()
 
 var langMatcher = func() language.Matcher {
 	tags := make([]language.Tag, len(languages))
@@ -38,57 +34,11 @@ var langMatcher = func() language.Matcher {
 	return language.NewMatcher(tags)
 }()
 
-// pluralOne says whether n takes the singular (".one") form in a language;
-// languages not listed use English's rule.
-var pluralOne = map[string]func(n int) bool{
-	"en": func(n int) bool { return n == 1 },
-	"fr": func(n int) bool { return n == 0 || n == 1 },
-}
-
-func mustLoadMessages() map[string]map[string]string {
-	out := map[string]map[string]string{}
-	for _, l := range languages {
-		b, err := localeFiles.ReadFile("locales/" + l + ".json")
-		if err != nil {
-			panic(fmt.Sprintf("locale %s: %v", l, err))
-		}
-		m := map[string]string{}
-		if err := json.Unmarshal(b, &m); err != nil {
-			panic(fmt.Sprintf("locale %s: %v", l, err))
-		}
-		out[l] = m
-	}
-	return out
-}
-
-// tr translates key into lang, formatting args into it. A key missing in
-// lang falls back to English, then to the key itself (tests forbid both).
-func tr(lang, key string, args ...any) string {
-	m, ok := messages[lang][key]
-	if !ok {
-		if m, ok = messages[languages[0]][key]; !ok {
-			return key
-		}
-	}
-	if len(args) == 0 {
-		return m
-	}
-	return fmt.Sprintf(m, args...)
-}
+// tr translates key into lang, formatting args into it (catalog.T).
+func tr(lang, key string, args ...any) string { return catalog.T(lang, key, args...) }
 
 // trn translates key+".one" or key+".other" by n, passing n as the first argument.
-func trn(lang, key string, n int, args ...any) string {
-	one, ok := pluralOne[lang]
-	if !ok {
-		one = pluralOne["en"]
-	}
-	if one(n) {
-		key += ".one"
-	} else {
-		key += ".other"
-	}
-	return tr(lang, key, append([]any{n}, args...)...)
-}
+func trn(lang, key string, n int, args ...any) string { return catalog.N(lang, key, n, args...) }
 
 // langKey is where the language middleware leaves its choice in the context.
 const langKey = "lang"
@@ -221,7 +171,7 @@ func fieldError(lang, key string) string { return keyText(lang, key, tr(lang, "f
 // keyText is the catalogue's text under key in lang, or fallback when the
 // catalogue has no such key (or key is "").
 func keyText(lang, key, fallback string) string {
-	if _, ok := messages[languages[0]][key]; !ok || key == "" {
+	if key == "" || !catalog.Has(key) {
 		return fallback
 	}
 	return tr(lang, key)
