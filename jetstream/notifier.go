@@ -37,14 +37,18 @@ type NotifierConfig struct {
 	JS        jetstream.JetStream
 	Contacts  *Contacts
 	Directory NoticeDirectory
-	Mailer    Mailer
+	// Mailer, when set, sends notices by email (the email channel).
+	Mailer Mailer
 	// Permanent reports a refusal that another attempt cannot change (an
 	// SMTP 5xx); Describe says what went wrong without the server's text,
 	// which may quote the address. Both may be nil.
 	Permanent func(error) bool
 	Describe  func(error) string
 	From      string // the From address
-	BaseURL   string // the web front's public URL, for status links
+	// Channels are more channels than email (Channel), each with its own
+	// sender.
+	Channels []Channel
+	BaseURL  string // the web front's public URL, for status links
 	// Retries are the waits before each new attempt at a notice; after the
 	// last one it is given up (notify.failed.<clinic>, an ERROR log line and
 	// the failed counter). Default DefaultRetries.
@@ -78,15 +82,14 @@ type NotifyMetrics struct {
 	Queued, Sent, Skipped, Retried, Failed, ContactErrors atomic.Int64
 }
 
-// Notifier turns STATUS changes into email notices and sends them.
+// Notifier turns STATUS changes into notices and sends them, by channel.
 type Notifier struct {
-	cfg    NotifierConfig
-	log    *slog.Logger
-	stream jetstream.Stream
-	status *Bucket
-	// envelopeFrom is From's bare address, for MAIL FROM.
-	envelopeFrom string
-	Metrics      NotifyMetrics
+	cfg      NotifierConfig
+	log      *slog.Logger
+	stream   jetstream.Stream
+	status   *Bucket
+	channels []Channel // email first, when configured
+	Metrics  NotifyMetrics
 }
 
 // FollowerConsumer follows STATUS from the moment it is made: each change
@@ -104,9 +107,9 @@ func FollowerConsumer() jetstream.ConsumerConfig {
 // a notice a server keeps deferring must not hold up the others. The
 // sender pulls one notice at a time (Notifier.start), so none waits in its
 // buffer long enough for the server to offer it again.
-func SenderConsumer(attempts int) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{Durable: subjects.NotifySender, Description: "email notices",
-		FilterSubject: subjects.AllNotifyEmail, AckPolicy: jetstream.AckExplicitPolicy, AckWait: NotifyAckWait,
+func SenderConsumer(channel string, attempts int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: subjects.NotifySenderOn(channel), Description: channel + " notices",
+		FilterSubject: subjects.AllNotifyOn(channel), AckPolicy: jetstream.AckExplicitPolicy, AckWait: NotifyAckWait,
 		MaxDeliver: attempts, MaxAckPending: 100}
 }
 
@@ -133,11 +136,16 @@ func NewNotifier(cfg NotifierConfig) *Notifier {
 	if cfg.Describe == nil {
 		cfg.Describe = func(err error) string { return "error" }
 	}
-	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus),
-		envelopeFrom: cfg.From}
-	if a, err := mail.ParseAddress(cfg.From); err == nil {
-		n.envelopeFrom = a.Address
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus)}
+	if cfg.Mailer != nil {
+		email := &emailChannel{mailer: cfg.Mailer, from: cfg.From, envelopeFrom: cfg.From, permanent: cfg.Permanent,
+			describe: cfg.Describe}
+		if a, err := mail.ParseAddress(cfg.From); err == nil {
+			email.envelopeFrom = a.Address
+		}
+		n.channels = append(n.channels, email)
 	}
+	n.channels = append(n.channels, cfg.Channels...)
 	return n
 }
 
@@ -162,23 +170,33 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify follower: %w", err)
 	}
-	scc := SenderConsumer(len(n.cfg.Retries) + 1)
-	scc.AckWait = n.cfg.AckWait
-	sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, scc)
-	if err != nil {
-		return nil, fmt.Errorf("notify sender: %w", err)
-	}
 	fc, err := follower.Consume(n.follow)
 	if err != nil {
 		return nil, err
 	}
-	// One at a time: a notice pulled waits for at most the one being sent.
-	sc, err := sender.Consume(n.send, jetstream.PullMaxMessages(1))
-	if err != nil {
-		fc.Stop()
-		return nil, err
+	stops := []func(){func() { fc.Stop(); <-fc.Closed() }}
+	stopAll := func() {
+		for _, stop := range stops {
+			stop()
+		}
 	}
-	return func() { fc.Stop(); sc.Stop(); <-fc.Closed(); <-sc.Closed() }, nil
+	for _, ch := range n.channels {
+		scc := SenderConsumer(ch.Name(), len(n.cfg.Retries)+1)
+		scc.AckWait = n.cfg.AckWait
+		sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, scc)
+		if err != nil {
+			stopAll()
+			return nil, fmt.Errorf("notify sender %s: %w", ch.Name(), err)
+		}
+		// One at a time: a notice pulled waits for at most the one being sent.
+		sc, err := sender.Consume(func(m jetstream.Msg) { n.send(ch, m) }, jetstream.PullMaxMessages(1))
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		stops = append(stops, func() { sc.Stop(); <-sc.Closed() })
+	}
+	return stopAll, nil
 }
 
 // follow turns one STATUS change into a notice (and a reminder's schedule),
@@ -263,11 +281,20 @@ func (n *Notifier) queue(ctx context.Context, st services.Status) error {
 			"request_id", st.RequestID, "kind", no.Kind)
 	default:
 		b, _ := json.Marshal(no)
-		if _, err := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyEmail(st.ClinicID), Data: b},
-			jetstream.WithMsgID(no.ID())); err != nil {
-			return fmt.Errorf("publish notice: %w", err)
+		for _, ch := range n.channels {
+			if !ch.Reaches(c) {
+				continue
+			}
+			id := no.ID()
+			if ch.Name() != subjects.ChannelEmail {
+				id += "." + ch.Name() // email's keeps the ID it had before channels
+			}
+			if _, err := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.Notify(ch.Name(), st.ClinicID), Data: b},
+				jetstream.WithMsgID(id)); err != nil {
+				return fmt.Errorf("publish notice: %w", err)
+			}
+			n.Metrics.Queued.Add(1)
 		}
-		n.Metrics.Queued.Add(1)
 		// Recorded only once published: a failure before retries both.
 		c.Notified = maps.Clone(c.Notified)
 		if c.Notified == nil {

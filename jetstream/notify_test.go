@@ -471,3 +471,74 @@ func (e *notifyEnv) booked(id string, slot time.Time) services.Status {
 	e.awaitCount(5*time.Second, 2)
 	return st
 }
+
+// logChannel is a second channel that keeps what it sends, and can hold its
+// sends until released.
+type logChannel struct {
+	mu   sync.Mutex
+	sent []services.Notice
+	hold chan struct{}
+}
+
+func (l *logChannel) Name() string                    { return "log" }
+func (l *logChannel) Reaches(c services.Contact) bool { return c.Email != "" }
+func (l *logChannel) Permanent(error) bool            { return false }
+func (l *logChannel) Describe(error) string           { return "error" }
+func (l *logChannel) Send(ctx context.Context, out cjs.Outgoing) error {
+	if l.hold != nil {
+		select {
+		case <-l.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent = append(l.sent, out.Notice)
+	return nil
+}
+
+func (l *logChannel) kinds() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, n := range l.sent {
+		out = append(out, n.Kind)
+	}
+	return out
+}
+
+// TestNotifier_Channels: a notice goes once by every channel, each on its
+// own subject and sender; the contact is forgotten only once every channel
+// has sent the last notice.
+func TestNotifier_Channels(t *testing.T) {
+	other := &logChannel{hold: make(chan struct{})}
+	e := startNotifier(t, func(c *cjs.NotifierConfig) { c.Channels = []cjs.Channel{other} })
+	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
+	st := e.request(reqA, slot)
+	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received")
+	stream, err := e.js.Stream(t.Context(), subjects.StreamNotify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(subjects.Notify("log", "maple")))
+	if err != nil || info.State.Subjects[subjects.Notify("log", "maple")] != 1 {
+		t.Fatalf("the other channel's notice on its subject: %v %v", info.State.Subjects, err)
+	}
+	st.State = services.StateDeclined
+	e.put(st)
+	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received", "Your request to Maple Clinic was not accepted")
+	if _, err := e.contacts.Contact(t.Context(), "maple", reqA); err != nil {
+		t.Fatalf("contact forgotten before the other channel sent the last notice: %v", err)
+	}
+	close(other.hold)
+	poll.For(t, 5*time.Second, func() error {
+		if got := other.kinds(); fmt.Sprint(got) != fmt.Sprint([]string{services.NoticeReceived, services.NoticeDeclined}) {
+			return fmt.Errorf("the other channel sent %v", got)
+		}
+		if _, err := e.contacts.Contact(t.Context(), "maple", reqA); err == nil {
+			return fmt.Errorf("contact kept after every channel sent the last notice")
+		}
+		return nil
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 // operators: IDs, the attempts and what went wrong, never the address.
 type FailedNotice struct {
 	Notice   services.Notice `json:"notice"`
+	Channel  string          `json:"channel,omitempty"`
 	Attempts int             `json:"attempts"`
 	Error    string          `json:"error"`
 	At       time.Time       `json:"at"`
@@ -29,9 +31,10 @@ type FailedNotice struct {
 // contact is gone); it is acked, not sent.
 var errSkip = errors.New("notice no longer due")
 
-// send sends one notice: acked only once the mail server has accepted it,
-// tried again later on a failure, and given up after the last attempt.
-func (n *Notifier) send(m jetstream.Msg) {
+// send sends one notice by channel ch: acked only once the provider has
+// accepted it, tried again later on a failure, and given up after the last
+// attempt.
+func (n *Notifier) send(ch Channel, m jetstream.Msg) {
 	var no services.Notice
 	if err := json.Unmarshal(m.Data(), &no); err != nil || subjects.ValidRequestID(no.RequestID) != nil {
 		n.log.Error("notice unreadable; dropped", "subject", m.Subject())
@@ -44,9 +47,10 @@ func (n *Notifier) send(m jetstream.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 	defer cancel()
-	log := n.log.With("clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind, "attempt", attempt)
+	log := n.log.With("clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind, "attempt", attempt,
+		"channel", ch.Name())
 	stop := n.holdOn(m)
-	err := n.deliver(ctx, no)
+	err := n.deliver(ctx, ch, no)
 	stop()
 	switch {
 	case errors.Is(err, errSkip):
@@ -59,13 +63,13 @@ func (n *Notifier) send(m jetstream.Msg) {
 		if err := m.DoubleAck(ctx); err != nil {
 			log.Warn("notice sent but its ack was lost: it may be sent again (same Message-ID)", "err", err.Error())
 		}
-	case n.cfg.Permanent(err) || attempt > len(n.cfg.Retries):
-		n.giveUp(ctx, no, attempt, err)
+	case ch.Permanent(err) || attempt > len(n.cfg.Retries):
+		n.giveUp(ctx, ch, no, attempt, err)
 		m.Term()
 	default:
 		n.Metrics.Retried.Add(1)
 		wait := n.cfg.Retries[attempt-1]
-		log.Warn("notice not sent; will try again", "err", n.cfg.Describe(err), "retry_in", wait)
+		log.Warn("notice not sent; will try again", "err", ch.Describe(err), "retry_in", wait)
 		m.NakWithDelay(wait)
 	}
 }
@@ -92,8 +96,8 @@ func (n *Notifier) holdOn(m jetstream.Msg) (stop func()) {
 }
 
 // deliver reads the request's status and contact as they are now, and
-// sends the notice if it is still due (services.Notice.Due).
-func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
+// sends the notice by ch if it is still due (services.Notice.Due).
+func (n *Notifier) deliver(ctx context.Context, ch Channel, no services.Notice) error {
 	var st services.Status
 	if _, err := GetJSON(ctx, n.status, subjects.StatusKey(no.ClinicID, no.RequestID), &st); err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -113,44 +117,60 @@ func (n *Notifier) deliver(ctx context.Context, no services.Notice) error {
 	if err != nil {
 		return err
 	}
-	msg, err := n.compose(no, st, c)
+	out, err := n.outgoing(no, st, c)
 	if err != nil {
 		return err
 	}
-	if err := n.cfg.Mailer.Send(ctx, n.envelopeFrom, c.Email, msg); err != nil {
+	if err := ch.Send(ctx, out); err != nil {
 		return err
 	}
 	if no.Kind == services.NoticeDeclined || no.Kind == services.NoticeCancelled {
-		// Nothing more will be said about this request: forget the address.
-		if err := n.cfg.Contacts.Forget(ctx, no.ClinicID, no.RequestID); err != nil {
-			n.log.Warn("contact not deleted; it expires on its own", "clinic_id", no.ClinicID,
-				"request_id", no.RequestID, "err", err.Error())
-		}
+		n.toldLast(ctx, ch, c, st)
 	}
 	return nil
 }
 
-// compose renders the notice's email from the status, the contact and the
-// catalog.
-func (n *Notifier) compose(no services.Notice, st services.Status, c services.Contact) ([]byte, error) {
+// toldLast notes that ch has sent the request's last notice; once every
+// channel that reaches the patient has, nothing more will be said about the
+// request, and the contact is forgotten.
+func (n *Notifier) toldLast(ctx context.Context, ch Channel, c services.Contact, st services.Status) {
+	c.ToldLast = append(slices.DeleteFunc(slices.Clone(c.ToldLast), func(s string) bool { return s == ch.Name() }), ch.Name())
+	done := true
+	for _, o := range n.channels {
+		if o.Reaches(c) && !slices.Contains(c.ToldLast, o.Name()) {
+			done = false
+		}
+	}
+	var err error
+	if done {
+		err = n.cfg.Contacts.Forget(ctx, c.ClinicID, c.RequestID)
+	} else {
+		err = n.keep(ctx, c, st)
+	}
+	if err != nil {
+		n.log.Warn("contact not deleted; it expires on its own", "clinic_id", c.ClinicID,
+			"request_id", c.RequestID, "err", err.Error())
+	}
+}
+
+// outgoing is the notice with what any channel says of it: the clinic, and
+// the times its slots name.
+func (n *Notifier) outgoing(no services.Notice, st services.Status, c services.Contact) (Outgoing, error) {
 	clinic, ok := n.cfg.Directory.Clinic(no.ClinicID)
 	if !ok {
 		clinic = services.Clinic{ID: no.ClinicID, Name: no.ClinicID, TimeZone: "UTC"}
 	}
 	slot := no.SlotID
-	m := services.NoticeEmail{Notice: no, Contact: c, Clinic: clinic, BaseURL: n.cfg.BaseURL, From: n.cfg.From,
-		Now: n.cfg.Now()}
+	out := Outgoing{Notice: no, Contact: c, Clinic: clinic, BaseURL: n.cfg.BaseURL, Now: n.cfg.Now()}
 	if no.Kind == services.NoticeProposed {
 		slot = st.SlotID
 		if _, p, err := services.ParseSlotID(no.SlotID); err == nil {
-			m.Proposed = p
+			out.Proposed = p
 		}
 	}
 	var err error
-	if m.Start, m.End, err = n.slotTimes(clinic, slot, c); err != nil {
-		return nil, err
-	}
-	return m.Compose().Bytes()
+	out.Start, out.End, err = n.slotTimes(clinic, slot, c)
+	return out, err
 }
 
 // slotTimes finds the slot's end in the slot the patient asked for, or from
@@ -170,11 +190,11 @@ func (n *Notifier) slotTimes(clinic services.Clinic, slot string, c services.Con
 
 // giveUp leaves the failure where people look: a record on
 // notify.failed.<clinic>, an ERROR log line and the failed counter.
-func (n *Notifier) giveUp(ctx context.Context, no services.Notice, attempts int, err error) {
-	why := n.cfg.Describe(err)
+func (n *Notifier) giveUp(ctx context.Context, ch Channel, no services.Notice, attempts int, err error) {
+	why := ch.Describe(err)
 	n.log.Error("notice NOT sent: given up", "clinic_id", no.ClinicID, "request_id", no.RequestID, "kind", no.Kind,
-		"attempts", attempts, "err", why)
-	b, _ := json.Marshal(FailedNotice{Notice: no, Attempts: attempts, Error: why, At: n.cfg.Now().UTC()})
+		"channel", ch.Name(), "attempts", attempts, "err", why)
+	b, _ := json.Marshal(FailedNotice{Notice: no, Channel: ch.Name(), Attempts: attempts, Error: why, At: n.cfg.Now().UTC()})
 	if _, perr := n.cfg.JS.PublishMsg(ctx, &nats.Msg{Subject: subjects.NotifyFailed(no.ClinicID), Data: b}); perr != nil {
 		n.log.Error("failed notice not recorded", "clinic_id", no.ClinicID, "request_id", no.RequestID, "err", perr.Error())
 	}

@@ -30,7 +30,7 @@ func TestDefinitions_Golden(t *testing.T) {
 		"notify":          cjs.NotifyStream(cjs.Options{}),
 		"health":          cjs.HealthStream(cjs.Options{}),
 		"notify_follower": cjs.FollowerConsumer(),
-		"notify_sender":   cjs.SenderConsumer(len(cjs.DefaultRetries) + 1),
+		"notify_sender":   cjs.SenderConsumer(subjects.ChannelEmail, len(cjs.DefaultRetries)+1),
 	}, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,10 @@ type Contact struct {
 	// kind queued for the request: an outcome the clinic publishes again
 	// (after refusing the patient's new time) is not told twice.
 	Notified map[string]string `json:"notified,omitempty"`
+	// ToldLast lists the channels that have sent the request's last notice
+	// (declined, cancelled): the contact is forgotten once every channel
+	// that reaches the patient has.
+	ToldLast []string `json:"told_last,omitempty"`
 }
 
 // ContactKeeper keeps contacts for the notifier.

@@ -244,8 +244,25 @@ const (
 	HeaderSealedFrom = "Clinicrelay-Sealed-From"
 )
 
+// Channels a notice goes by: the second token of its subject (Notify). The
+// names "remind" and "failed" are taken (NotifyReminder, NotifyFailed).
+const (
+	ChannelEmail = "email"
+)
+
+// Notify is "notify.<channel>.<clinic>": a notice to send by channel.
+func Notify(channel, clinic string) string { return "notify." + channel + "." + clinic }
+
+// AllNotifyOn is "notify.<channel>.*": every clinic's notices by channel, the
+// filter of the channel's sender (NotifySenderOn).
+func AllNotifyOn(channel string) string { return "notify." + channel + ".*" }
+
+// NotifySenderOn is "notify_<channel>", the relay's durable consumer on
+// AllNotifyOn(channel).
+func NotifySenderOn(channel string) string { return "notify_" + channel }
+
 // NotifyEmail is "notify.email.<clinic>": an email notice to send.
-func NotifyEmail(clinic string) string { return "notify.email." + clinic }
+func NotifyEmail(clinic string) string { return Notify(ChannelEmail, clinic) }
 
 // NotifyReminder is "notify.remind.<clinic>.<request>": the schedule of a
 // request's reminder, one per request (a new one replaces it); when it fires

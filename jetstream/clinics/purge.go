@@ -77,7 +77,7 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 	if err != nil {
 		return p, fmt.Errorf("purge %s: %w", id, err)
 	}
-	for _, subj := range []string{subjects.NotifyEmail(id), subjects.NotifyReminder(id, "*"), subjects.NotifyFailed(id)} {
+	for _, subj := range []string{subjects.Notify("*", id), subjects.NotifyReminder(id, "*")} {
 		info, err := notify.Info(ctx, jetstream.WithSubjectFilter(subj))
 		if err != nil {
 			return p, fmt.Errorf("purge %s: notices: %w", id, err)
