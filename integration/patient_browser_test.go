@@ -13,6 +13,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // TestBrowser_Patient walks a patient's whole visit in a real browser, with
@@ -30,7 +31,9 @@ func TestBrowser_Patient(t *testing.T) {
 	b.Axe("home")
 	b.Shot("home")
 
-	b.Open("/c/maple")
+	// A day after today: today's first free time may start within the
+	// test, and a started appointment can no longer be cancelled.
+	b.Open("/c/maple?date=" + laterDay(t, web, "maple"))
 	b.Axe("clinic")
 	b.Shot("clinic")
 
@@ -174,4 +177,21 @@ func awaitConsoleState(t *testing.T, ag *Agent, id, status string) {
 		}
 		return fmt.Errorf("request %s not %s at the console (%v)", id, status, err)
 	})
+}
+
+// laterDay is the first date after today (in the clinic's zone, Toronto)
+// with a free time.
+func laterDay(t *testing.T, web *Client, clinic string) string {
+	t.Helper()
+	loc, _ := time.LoadLocation("America/Toronto")
+	today := services.Today(time.Now(), loc).Format(time.DateOnly)
+	var got slotsResp
+	web.JSON("GET", "/api/v1/clinics/"+clinic+"/slots", nil, &got)
+	for _, s := range got.Slots {
+		if d := services.Date(s.Start, loc); d > today {
+			return d
+		}
+	}
+	t.Fatalf("no free time after today at %s", clinic)
+	return ""
 }
