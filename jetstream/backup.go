@@ -2,7 +2,12 @@ package jetstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,4 +129,55 @@ func ReadBackup(ctx context.Context, js jetstream.JetStream, r io.Reader, file f
 			return msgs, fmt.Errorf("restore: unknown record %q", rec.Kind)
 		}
 	}
+}
+
+// backupMagic starts every backup file.
+const backupMagic = "CLINICRELAY-BACKUP-1\n"
+
+// BackupKey derives the archive's AES-256 key from the operator's seed: a
+// backup opens only with the operator key of the relay that wrote it.
+func BackupKey(operatorSeed []byte) []byte {
+	sum := sha256.Sum256(append([]byte("clinicrelay backup v1\x00"), bytes.TrimSpace(operatorSeed)...))
+	return sum[:]
+}
+
+func backupAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// SealBackup encrypts a backup's plaintext (WriteBackup's output) under key
+// with AES-256-GCM, behind backupMagic.
+func SealBackup(key, plain []byte) ([]byte, error) {
+	gcm, err := backupAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	rand.Read(nonce)
+	return append(append([]byte(backupMagic), nonce...), gcm.Seal(nil, nonce, plain, []byte(backupMagic))...), nil
+}
+
+// OpenBackup opens what SealBackup sealed; an error says why in words an
+// operator can act on.
+func OpenBackup(key, sealed []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(sealed, []byte(backupMagic))
+	if !ok {
+		return nil, errors.New("not a clinicrelay backup")
+	}
+	gcm, err := backupAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) < gcm.NonceSize() {
+		return nil, errors.New("backup is truncated")
+	}
+	plain, err := gcm.Open(nil, rest[:gcm.NonceSize()], rest[gcm.NonceSize():], []byte(backupMagic))
+	if err != nil {
+		return nil, errors.New("backup does not open with this operator key, or was altered")
+	}
+	return plain, nil
 }

@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -27,53 +23,6 @@ import (
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
-
-// backupMagic starts every backup file.
-const backupMagic = "CLINICRELAY-BACKUP-1\n"
-
-// backupKey derives the archive's AES-256 key from the operator's seed: a
-// backup opens only with the operator key of the relay that wrote it.
-func backupKey(operatorSeed []byte) []byte {
-	sum := sha256.Sum256(append([]byte("clinicrelay backup v1\x00"), bytes.TrimSpace(operatorSeed)...))
-	return sum[:]
-}
-
-func backupAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-func sealBackup(key, plain []byte) ([]byte, error) {
-	gcm, err := backupAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	rand.Read(nonce)
-	return append(append([]byte(backupMagic), nonce...), gcm.Seal(nil, nonce, plain, []byte(backupMagic))...), nil
-}
-
-func openBackup(key, sealed []byte) ([]byte, error) {
-	rest, ok := bytes.CutPrefix(sealed, []byte(backupMagic))
-	if !ok {
-		return nil, errors.New("not a clinicrelay backup")
-	}
-	gcm, err := backupAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) < gcm.NonceSize() {
-		return nil, errors.New("backup is truncated")
-	}
-	plain, err := gcm.Open(nil, rest[:gcm.NonceSize()], rest[gcm.NonceSize():], []byte(backupMagic))
-	if err != nil {
-		return nil, errors.New("backup does not open with this operator key, or was altered")
-	}
-	return plain, nil
-}
 
 // Backup writes an encrypted archive of the relay on dir to out: its keys
 // (DATA/auth) and every message of REQUESTS and the buckets. Unlike `nats
@@ -117,7 +66,7 @@ func Backup(ctx context.Context, t target, out string) (int, error) {
 	if err := zw.Close(); err != nil {
 		return 0, err
 	}
-	sealed, err := sealBackup(backupKey(seed), plain.Bytes())
+	sealed, err := cjs.SealBackup(cjs.BackupKey(seed), plain.Bytes())
 	if err != nil {
 		return 0, err
 	}
@@ -188,7 +137,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	plain, err := openBackup(backupKey(seed), sealed)
+	plain, err := cjs.OpenBackup(cjs.BackupKey(seed), sealed)
 	if err != nil {
 		return rep, err
 	}
