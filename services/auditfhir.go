@@ -1,19 +1,16 @@
-package app
+package services
 
-import (
-	"github.com/clinicrelay/clinicrelay/services"
-)
-
-// fhirAuditEvent renders ev as a FHIR R4 AuditEvent resource: type "rest",
-// the action's code in subtype, who did it in agent, the request as entity.
-func fhirAuditEvent(ev services.AuditEvent) map[string]any {
+// FHIR renders ev as a FHIR R4 AuditEvent resource (`relay audit --format
+// fhir`): type "rest", the action's code in subtype, who did it in agent,
+// the request as entity. No PHI: IDs, the actor and the client's IP.
+func (ev AuditEvent) FHIR() map[string]any {
 	action := "R"
 	switch ev.Action {
-	case services.AuditRequestCreated, services.AuditCredsIssued:
+	case AuditRequestCreated, AuditCredsIssued:
 		action = "C"
-	case services.AuditOutcomeSet, services.AuditClinicRevoked:
+	case AuditOutcomeSet, AuditClinicRevoked:
 		action = "U"
-	case services.AuditClinicPurged:
+	case AuditClinicPurged:
 		action = "D"
 	}
 	agent := map[string]any{"requestor": ev.Actor != "relay", "who": map[string]any{"display": ev.Actor}}

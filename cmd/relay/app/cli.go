@@ -465,7 +465,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case "json":
 				err = enc.Encode(ev)
 			case "fhir":
-				err = enc.Encode(fhirAuditEvent(ev))
+				err = enc.Encode(ev.FHIR())
 			default:
 				_, err = fmt.Fprintf(stdout, "%s  %-18s %-8s %s %s %s\n", ev.At.Format(time.RFC3339), ev.Action, ev.Actor,
 					ev.RequestID, ev.IP, ev.Detail)
