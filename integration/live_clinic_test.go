@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/readmodel"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -81,7 +81,7 @@ func TestClinicPage_Live(t *testing.T) {
 	// The agent has released the hold; the web front still counts the slot
 	// as held for ReleaseGrace after, lest it flash free before the day's
 	// new value arrives. A patient who cancels later sees it free at once.
-	time.Sleep(cjs.ReleaseGrace)
+	time.Sleep(readmodel.ReleaseGrace)
 	t0 = time.Now()
 	if code := web.JSON("POST", "/api/v1/requests/"+created["token"]+"/cancel", nil, nil); code != 200 {
 		t.Fatalf("cancel: %d", code)

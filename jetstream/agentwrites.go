@@ -102,7 +102,7 @@ func checkAgentDay(clinic, date string, value []byte, op string, now time.Time) 
 	if first, last := AvailabilityWindow(now); date < first || date > last {
 		return fmt.Errorf("date %s is outside the booking window %s to %s", date, first, last)
 	}
-	_, err := decodeDay(subjects.AvailabilityKey(clinic, date), value)
+	_, err := DecodeDay(subjects.AvailabilityKey(clinic, date), value)
 	return err
 }
 

@@ -19,13 +19,13 @@ const (
 	latestOffset   = 12 * time.Hour
 )
 
-// decodeDay decodes the AVAILABILITY value stored under key
+// DecodeDay decodes the AVAILABILITY value stored under key
 // "<clinic>.<YYYY-MM-DD>" and checks it against the key: the day names the
 // key's clinic and date, and each slot has a slot ID made of its provider and
 // start, ends after it starts (or has no end), and starts on that date in
 // some time zone. Agents write these values; the catalog drops one that fails
 // rather than offer its slots to patients.
-func decodeDay(key string, value []byte) (services.Day, error) {
+func DecodeDay(key string, value []byte) (services.Day, error) {
 	clinic, date, _ := strings.Cut(key, ".")
 	if subjects.ValidClinicID(clinic) != nil {
 		return services.Day{}, fmt.Errorf("key %q is not <clinic>.<date>", key)

@@ -25,7 +25,7 @@ func FuzzDecodeDay(f *testing.F) {
 	f.Add("maple", []byte(`null`))
 	f.Add("maple.2026-03-02", []byte("{\"clinic\":\"maple\xff\"}"))
 	f.Fuzz(func(t *testing.T, key string, value []byte) {
-		d, err := decodeDay(key, value)
+		d, err := DecodeDay(key, value)
 		if err != nil {
 			return
 		}

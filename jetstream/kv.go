@@ -140,7 +140,7 @@ func (m *Mirror[T]) follow(ctx context.Context, kv jetstream.KeyValue, pattern s
 			case e != nil && fresh != nil:
 				m.applyTo(fresh, e)
 			case e != nil:
-				m.apply(e)
+				m.Apply(e)
 			case fresh != nil: // the fresh read has caught up
 				m.swap(fresh)
 				fresh = nil
@@ -219,7 +219,8 @@ func (m *Mirror[T]) swap(fresh map[string]item[T]) {
 
 // eachEntry calls fn with every entry w delivers (nil once the watch has
 // caught up) until ctx ends or the watch closes.
-func eachEntry(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
+// EachEntry calls fn with each update of w until ctx ends or w closes.
+func EachEntry(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -233,8 +234,8 @@ func eachEntry(ctx context.Context, w jetstream.KeyWatcher, fn func(jetstream.Ke
 	}
 }
 
-// apply applies e to the mirror and tells of it.
-func (m *Mirror[T]) apply(e jetstream.KeyValueEntry) {
+// Apply applies e, a watch's update, to the mirror and tells of it.
+func (m *Mirror[T]) Apply(e jetstream.KeyValueEntry) {
 	m.mu.Lock()
 	m.applyTo(m.items, e)
 	m.mu.Unlock()
@@ -265,6 +266,10 @@ func (m *Mirror[T]) changed(key string) {
 		m.cfg.OnChange(key)
 	}
 }
+
+// SetCheckEvery sets how often the mirror looks for values that vanished
+// unannounced; call it before Run.
+func (m *Mirror[T]) SetCheckEvery(d time.Duration) { m.cfg.CheckEvery = d }
 
 // Ready is closed once the mirror has caught up with the bucket.
 func (m *Mirror[T]) Ready() <-chan struct{} { return m.ready }

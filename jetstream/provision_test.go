@@ -7,12 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/natstest"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -52,25 +50,7 @@ func TestDefinitions_Golden(t *testing.T) {
 }
 
 // runJetStream starts an embedded JetStream server on a random port.
-func runJetStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Port: server.RANDOM_PORT, Host: "127.0.0.1", JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	return js
-}
+func runJetStream(t *testing.T) jetstream.JetStream { return natstest.RunJetStream(t) }
 
 // TestProvision_Idempotent provisions twice on a real embedded server.
 func TestProvision_Idempotent(t *testing.T) {

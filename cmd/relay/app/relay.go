@@ -23,6 +23,7 @@ import (
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/jetstream/readmodel"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 	"github.com/clinicrelay/clinicrelay/web"
@@ -76,7 +77,7 @@ type Relay struct {
 	web      *web.Server
 	ln       net.Listener
 	conns    []*nats.Conn
-	Catalog  *cjs.Catalog
+	Catalog  *readmodel.Catalog
 	ready    chan struct{} // closed when the catalog has caught up
 	stopping atomic.Bool
 	link     *link // the web connection's state
@@ -124,7 +125,7 @@ func (r *Relay) start(ctx context.Context) error {
 	go r.health.probe(ctx, adminJS, r.log, r.stopping.Load)
 	js, _ := jetstream.New(webConn, cjs.AuditErrHandler(r.log))
 	reqs := cjs.NewRequests(js)
-	r.Catalog = cjs.NewCatalog(r.cfg.Now)
+	r.Catalog = readmodel.NewCatalog(r.cfg.Now)
 	r.Catalog.SetLogger(r.log)
 	booker := &services.Booker{Holds: reqs, Outbox: reqs, Statuses: reqs, Directory: r.Catalog, Swapper: reqs, Changes: reqs,
 		HoldTTL: r.cfg.HoldTTL, Now: r.cfg.Now,
@@ -181,7 +182,7 @@ func (r *Relay) start(ctx context.Context) error {
 		}
 	}()
 	// Live status pages follow STATUS through one watch.
-	go (&cjs.StatusFeed{JS: js, Logger: r.log}).Run(ctx, r.web.StatusChanged)
+	go (&readmodel.StatusFeed{JS: js, Logger: r.log}).Run(ctx, r.web.StatusChanged)
 	if err := r.startNotifier(ctx, adminJS, booker); err != nil {
 		return err
 	}

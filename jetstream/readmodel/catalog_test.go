@@ -1,4 +1,4 @@
-package jetstream_test
+package readmodel_test
 
 import (
 	"bytes"
@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/internal/natstest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/readmodel"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -29,7 +31,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // (a day inside the booking window, a hold of a slot ID, the known CLINICS
 // keys), whatever the buckets hold, and log each one they drop.
 func TestCatalog_MalformedKeys(t *testing.T) {
-	js := runJetStream(t)
+	js := natstest.RunJetStream(t)
 	ctx := context.Background()
 	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
 		t.Fatal(err)
@@ -56,7 +58,7 @@ func TestCatalog_MalformedKeys(t *testing.T) {
 	put(subjects.BucketHolds, "maple.not-a-slot", map[string]string{"request_id": "x"})
 
 	var logs syncBuf
-	c := cjs.NewCatalog(nil)
+	c := readmodel.NewCatalog(nil)
 	c.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	ready := make(chan struct{})
 	go c.Run(t.Context(), js, ready)
@@ -84,7 +86,7 @@ func TestCatalog_MalformedKeys(t *testing.T) {
 // leave the web's mirrors too, within a few checks, without a restart; and
 // the mirrors go on following the bucket afterwards.
 func TestCatalog_NoticesVanishedValues(t *testing.T) {
-	js := runJetStream(t)
+	js := natstest.RunJetStream(t)
 	ctx := context.Background()
 	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
 		t.Fatal(err)
@@ -110,7 +112,7 @@ func TestCatalog_NoticesVanishedValues(t *testing.T) {
 	put(subjects.BucketHolds, subjects.HoldKey("oak", slot), map[string]string{"request_id": strings.Repeat("a", 32)})
 
 	var logs syncBuf
-	c := cjs.NewCatalog(nil)
+	c := readmodel.NewCatalog(nil)
 	c.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	c.SetCheckEvery(100 * time.Millisecond)
 	ready := make(chan struct{})

@@ -1,4 +1,4 @@
-package jetstream
+package readmodel
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -22,9 +23,9 @@ import (
 // Catalog is the web front's in-memory view of CLINICS, AVAILABILITY and
 // HOLDS, kept current by watches: pages and the slots API never wait on NATS.
 type Catalog struct {
-	clinics *Mirror[clinicValue]
-	days    *Mirror[*lazyDay]
-	holds   *Mirror[json.RawMessage]
+	clinics *cjs.Mirror[clinicValue]
+	days    *cjs.Mirror[*lazyDay]
+	holds   *cjs.Mirror[json.RawMessage]
 	now     func() time.Time
 	log     *slog.Logger
 	// versions counts the changes to each clinic's keys, so the web front
@@ -50,11 +51,11 @@ func NewCatalog(now func() time.Time) *Catalog {
 		now = time.Now
 	}
 	c := &Catalog{now: now, log: slog.New(slog.DiscardHandler)}
-	c.clinics = NewMirror(MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
+	c.clinics = cjs.NewMirror(cjs.MirrorConfig[clinicValue]{Decode: decodeClinicValue, OnChange: c.changed,
 		OnInvalid: c.dropped(subjects.BucketClinics), OnVanished: c.reread(subjects.BucketClinics)})
-	c.days = NewMirror(MirrorConfig[*lazyDay]{Decode: c.newLazyDay, OnChange: c.changed,
+	c.days = cjs.NewMirror(cjs.MirrorConfig[*lazyDay]{Decode: c.newLazyDay, OnChange: c.changed,
 		OnInvalid: c.dropped(subjects.BucketAvailability), OnVanished: c.reread(subjects.BucketAvailability)})
-	c.holds = NewMirror(MirrorConfig[json.RawMessage]{Decode: decodeHold, OnChange: c.holdChanged,
+	c.holds = cjs.NewMirror(cjs.MirrorConfig[json.RawMessage]{Decode: decodeHold, OnChange: c.holdChanged,
 		OnInvalid: c.dropped(subjects.BucketHolds), OnVanished: c.reread(subjects.BucketHolds)})
 	return c
 }
@@ -62,7 +63,9 @@ func NewCatalog(now func() time.Time) *Catalog {
 // SetCheckEvery sets how often the mirrors look for values that vanished
 // unannounced (MirrorCheckEvery by default); call it before Run.
 func (c *Catalog) SetCheckEvery(d time.Duration) {
-	c.clinics.cfg.CheckEvery, c.days.cfg.CheckEvery, c.holds.cfg.CheckEvery = d, d, d
+	c.clinics.SetCheckEvery(d)
+	c.days.SetCheckEvery(d)
+	c.holds.SetCheckEvery(d)
 }
 
 // clinicValue is a CLINICS value decoded once, when it is written: which
@@ -99,7 +102,7 @@ func decodeClinicValue(key string, b []byte) (clinicValue, error) {
 }
 
 // lazyDay is an AVAILABILITY value kept as written until it is first read,
-// then decoded and checked once (decodeDay). A relay restarting over
+// then decoded and checked once (DecodeDay). A relay restarting over
 // thousands of clinics catches up at the speed NATS delivers their days, not
 // at the speed of decoding 60 days of every clinic; a clinic's days are
 // decoded when a patient first asks for them.
@@ -127,7 +130,7 @@ func dayKeyInWindow(key string, now time.Time) error {
 		return fmt.Errorf("key %q is not <clinic>.<date>", key)
 	}
 	// A day before the window is yesterday's or older: agents delete them.
-	first, last := AvailabilityWindow(now)
+	first, last := cjs.AvailabilityWindow(now)
 	if date < first || date > last {
 		return fmt.Errorf("day %s is outside the booking window %s to %s", date, first, last)
 	}
@@ -152,7 +155,7 @@ func (c *Catalog) day(clinic, date string) (services.Day, bool) {
 		return services.Day{}, false
 	}
 	l.once.Do(func() {
-		l.day, l.err = decodeDay(l.key, l.raw)
+		l.day, l.err = cjs.DecodeDay(l.key, l.raw)
 		l.raw = nil
 		if l.err != nil {
 			c.dropped(subjects.BucketAvailability)(l.key, l.err)

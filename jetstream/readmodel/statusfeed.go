@@ -1,4 +1,4 @@
-package jetstream
+package readmodel
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -50,7 +51,7 @@ func (f *StatusFeed) watch(ctx context.Context, fn func(string)) error {
 		return err
 	}
 	defer w.Stop()
-	eachEntry(ctx, w, func(e jetstream.KeyValueEntry) {
+	cjs.EachEntry(ctx, w, func(e jetstream.KeyValueEntry) {
 		if e != nil && e.Operation() == jetstream.KeyValuePut {
 			fn(e.Key())
 		}
