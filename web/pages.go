@@ -249,31 +249,15 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 	version := s.cfg.Catalog.Version(cl.ID)
 	look := time.NewTicker(clinicLiveEvery)
 	defer look.Stop()
-	tick := time.NewTicker(liveRecheck)
-	defer tick.Stop()
-	expire := time.NewTimer(maxStream)
-	defer expire.Stop()
-	ctx, stop := c.Request().Context(), s.streams.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-stop:
-			return nil
-		case <-expire.C:
-			return nil
-		case <-look.C:
-			if v := s.cfg.Catalog.Version(cl.ID); v == version {
-				continue
-			} else {
-				version = v
-			}
-		case <-tick.C:
+	live(s, c.Request().Context(), look.C, func(forced bool) bool {
+		v := s.cfg.Catalog.Version(cl.ID)
+		if v == version && !forced {
+			return true
 		}
-		if err := send(); err != nil {
-			return nil
-		}
-	}
+		version = v
+		return send() == nil
+	})
+	return nil
 }
 
 type formView struct {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -157,38 +158,46 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	if err := send(st); err != nil || st.Closed() {
 		return nil
 	}
-	tick := time.NewTicker(liveRecheck)
-	defer tick.Stop()
-	stop := s.streams.Done()
-	// A stream ends after maxStream: the page reconnects (its first event
-	// is the current status), and a client that sits on a stream for days
-	// does not hold its slot forever.
-	expire := time.NewTimer(maxStream)
-	defer expire.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-stop:
-			return nil
-		case <-expire.C:
-			return nil
-		case <-wake:
-		case <-tick.C:
-		}
+	live(s, ctx, wake, func(bool) bool {
 		cur, err := s.cfg.Booker.Status(ctx, token)
 		if err != nil {
-			return nil // NATS lost or the status gone: the page reconnects
+			return false // NATS lost or the status gone: the page reconnects
 		}
 		if cur.Same(st) {
-			if err := s.writeEvent(rc, w, ": still here\n\n"); err != nil {
-				return nil
-			}
-			continue
+			return s.writeEvent(rc, w, ": still here\n\n") == nil
 		}
 		st = cur
-		if err := send(st); err != nil || st.Closed() {
-			return nil
+		return send(st) == nil && !st.Closed()
+	})
+	return nil
+}
+
+// live runs a live stream: fn on each wake, and every liveRecheck (forced),
+// until fn returns false, the client goes, the relay stops, or maxStream
+// passes. A stream ends after maxStream so that the page reconnects (its
+// first event is the current state), and a client that sits on a stream for
+// days does not hold its slot forever.
+func live[T any](s *Server, ctx context.Context, wake <-chan T, fn func(forced bool) bool) {
+	tick := time.NewTicker(liveRecheck)
+	defer tick.Stop()
+	expire := time.NewTimer(maxStream)
+	defer expire.Stop()
+	stop := s.streams.Done()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-expire.C:
+			return
+		case <-wake:
+		case <-tick.C:
+			forced = true
+		}
+		if !fn(forced) {
+			return
 		}
 	}
 }
