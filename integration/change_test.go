@@ -170,31 +170,7 @@ func TestStatusEvents(t *testing.T) {
 	web := newClient(t, env.Relay.HTTPURL())
 	id, token := request(t, web, "yew", firstSlot(t, web, "yew"))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", env.Relay.HTTPURL()+"/r/"+token+"/events", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	events := make(chan map[string]any, 10)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var ev map[string]any
-				if json.Unmarshal([]byte(data), &ev) == nil {
-					events <- ev
-				}
-			}
-		}
-		close(events)
-	}()
+	events := sseEvents(t, env.Relay.HTTPURL()+"/r/"+token+"/events")
 	next := func() map[string]any {
 		select {
 		case ev, ok := <-events:
@@ -298,4 +274,36 @@ func TestChange_ClinicDecidesMeanwhile(t *testing.T) {
 			t.Errorf("STATUS went through %s on %s: the clinic's decision on the old time overwrote the patient's move", v.State, v.SlotID)
 		}
 	}
+}
+
+// sseEvents opens a server-sent event stream and hands each event's data,
+// decoded, to the channel it returns; the stream closes at the test's end.
+func sseEvents(t *testing.T, url string) <-chan map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan map[string]any, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var ev map[string]any
+				if json.Unmarshal([]byte(data), &ev) == nil {
+					events <- ev
+				}
+			}
+		}
+		close(events)
+	}()
+	return events
 }

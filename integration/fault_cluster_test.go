@@ -139,8 +139,8 @@ func awaitSeeded(t *testing.T, c *Client, clinic string, from time.Time, days, n
 	})
 }
 
-// streamRequestIDs reads every message of REQUESTS and counts them by request ID.
-func streamRequestIDs(t *testing.T, js jetstream.JetStream) map[string]int {
+// queuedMsgs reads every message of REQUESTS.
+func queuedMsgs(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -149,7 +149,7 @@ func streamRequestIDs(t *testing.T, js jetstream.JetStream) map[string]int {
 		t.Fatal(err)
 	}
 	st := stream.CachedInfo().State
-	ids := map[string]int{}
+	var out []*jetstream.RawStreamMsg
 	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
 		m, err := stream.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -158,10 +158,20 @@ func streamRequestIDs(t *testing.T, js jetstream.JetStream) map[string]int {
 		if err != nil {
 			t.Fatalf("read %s #%d: %v", subjects.StreamRequests, seq, err)
 		}
-		ids[m.Header.Get(subjects.HeaderRequestID)]++
+		out = append(out, m)
 	}
-	if n := len(ids); uint64(n) > st.Msgs {
-		t.Fatalf("read %d request ids from %d messages", n, st.Msgs)
+	if uint64(len(out)) > st.Msgs {
+		t.Fatalf("read %d messages, the stream holds %d", len(out), st.Msgs)
+	}
+	return out
+}
+
+// streamRequestIDs counts the messages of REQUESTS by request ID.
+func streamRequestIDs(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	for _, m := range queuedMsgs(t, js) {
+		ids[m.Header.Get(subjects.HeaderRequestID)]++
 	}
 	return ids
 }

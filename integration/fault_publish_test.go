@@ -128,19 +128,8 @@ func TestFault_CutMidPublish(t *testing.T) {
 // queuedBySlot is the request IDs in REQUESTS, by slot.
 func queuedBySlot(t *testing.T, js jetstream.JetStream) map[string][]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := js.Stream(ctx, subjects.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stream.CachedInfo().State
 	out := map[string][]string{}
-	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
-		m, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
+	for _, m := range queuedMsgs(t, js) {
 		if slot := m.Header.Get(subjects.HeaderSlotID); slot != "" {
 			out[slot] = append(out[slot], m.Header.Get(subjects.HeaderRequestID))
 		}

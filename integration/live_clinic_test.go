@@ -1,10 +1,6 @@
 package integration
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -25,43 +21,18 @@ func TestClinicPage_Live(t *testing.T) {
 	loc, _ := time.LoadLocation("America/Toronto")
 	link := "/c/maple/request?slot=" + slot
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", env.Relay.HTTPURL()+"/c/maple/events?date="+
-		services.Date(start, loc), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	blocks := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var ev struct{ HTML string }
-				if json.Unmarshal([]byte(data), &ev) == nil {
-					blocks <- ev.HTML
-				}
-			}
-		}
-		close(blocks)
-	}()
+	events := sseEvents(t, env.Relay.HTTPURL()+"/c/maple/events?date="+services.Date(start, loc))
 	// await reads blocks until one says what want says of the slot's link.
 	await := func(offered bool, within time.Duration) {
 		t.Helper()
 		deadline := time.After(within)
 		for {
 			select {
-			case html, ok := <-blocks:
+			case ev, ok := <-events:
 				if !ok {
 					t.Fatal("the stream ended")
 				}
-				if strings.Contains(html, strings.ReplaceAll(link, "&", "&amp;")) == offered {
+				if html, _ := ev["html"].(string); strings.Contains(html, strings.ReplaceAll(link, "&", "&amp;")) == offered {
 					return
 				}
 			case <-deadline:
