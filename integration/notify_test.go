@@ -22,6 +22,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -257,7 +258,7 @@ func TestNotify_Failures(t *testing.T) {
 		}
 		return nil
 	})
-	failed, err := cjs.FailedNotices(context.Background(), n.JS())
+	failed, err := notify.FailedNotices(context.Background(), n.JS())
 	if err != nil || len(failed) != 1 || failed[0].Notice.RequestID != b["id"] || failed[0].Attempts != 3 {
 		t.Fatalf("failed notices: %+v %v", failed, err)
 	}

@@ -128,6 +128,11 @@ func (b *Bucket) PutSettled(ctx context.Context, key string, value []byte) (uint
 	return b.write(ctx, write{key: key, value: value, rev: -1, id: newMsgID()})
 }
 
+// PutTTL is Put with a per-key TTL: the key expires ttl after this write.
+func (b *Bucket) PutTTL(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return b.write(ctx, write{key: key, value: value, rev: -1, ttl: ttl})
+}
+
 // Update writes value under key only if its revision is still rev.
 func (b *Bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
 	return b.write(ctx, write{key: key, value: value, rev: int64(rev)})

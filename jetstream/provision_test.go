@@ -12,6 +12,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/internal/natstest"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -28,7 +29,7 @@ func TestDefinitions_Golden(t *testing.T) {
 		"notify":          cjs.NotifyStream(cjs.Options{}),
 		"health":          cjs.HealthStream(cjs.Options{}),
 		"notify_follower": cjs.FollowerConsumer(),
-		"notify_sender":   cjs.SenderConsumer(subjects.ChannelEmail, len(cjs.DefaultRetries)+1),
+		"notify_sender":   cjs.SenderConsumer(subjects.ChannelEmail, len(notify.DefaultRetries)+1),
 	}, "", "  ")
 	if err != nil {
 		t.Fatal(err)

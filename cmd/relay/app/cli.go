@@ -19,6 +19,7 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/cmd/internal/command"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -421,7 +422,7 @@ func cmdNotices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("notices needs --failed: %w", errUsage)
 	}
 	return withAdmin(ctx, *data, func(ctx context.Context, a *adminSession) error {
-		list, err := cjs.FailedNotices(ctx, a.JS)
+		list, err := notify.FailedNotices(ctx, a.JS)
 		for _, f := range list {
 			fmt.Fprintf(stdout, "%s  %-9s %-16s %s  after %d attempts: %s\n", f.At.Format(time.RFC3339), f.Notice.Kind,
 				f.Notice.ClinicID, f.Notice.RequestID, f.Attempts, f.Error)

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clinicrelay/clinicrelay/internal/mail"
-	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -62,7 +62,7 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 	if err != nil {
 		return err
 	}
-	contacts, err := cjs.NewContacts(js, key, r.cfg.Now)
+	contacts, err := notify.NewContacts(js, key, r.cfg.Now)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 	if base == "" {
 		base = r.HTTPURL()
 	}
-	n := cjs.NewNotifier(cjs.NotifierConfig{JS: js, Contacts: contacts, Directory: r.Catalog, Mailer: sender,
+	n := notify.NewNotifier(notify.NotifierConfig{JS: js, Contacts: contacts, Directory: r.Catalog, Mailer: sender,
 		Permanent: mail.Permanent, Describe: mail.Describe, From: nc.SMTPFrom, BaseURL: strings.TrimRight(base, "/"),
 		Retries: nc.Retries, ReminderAt: nc.ReminderAt, Logger: r.log, Now: r.cfg.Now})
 	started := make(chan error, 1)

@@ -23,6 +23,7 @@ import (
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/jetstream/readmodel"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -82,7 +83,7 @@ type Relay struct {
 	stopping atomic.Bool
 	link     *link // the web connection's state
 	// Notifier sends email notices; nil without --smtp-url.
-	Notifier *cjs.Notifier
+	Notifier *notify.Notifier
 	// Warden holds clinics to their connections; nil in external mode.
 	Warden *clinics.Warden
 	health health

@@ -1,4 +1,4 @@
-package jetstream
+package notify
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -99,8 +100,8 @@ func (n *Notifier) holdOn(m jetstream.Msg) (stop func()) {
 // sends the notice by ch if it is still due (services.Notice.Due).
 func (n *Notifier) deliver(ctx context.Context, ch Channel, no services.Notice) error {
 	var st services.Status
-	if _, err := GetJSON(ctx, n.status, subjects.StatusKey(no.ClinicID, no.RequestID), &st); err != nil {
-		if errors.Is(err, ErrNotFound) {
+	if _, err := cjs.GetJSON(ctx, n.status, subjects.StatusKey(no.ClinicID, no.RequestID), &st); err != nil {
+		if errors.Is(err, cjs.ErrNotFound) {
 			return errSkip
 		}
 		return err
@@ -111,7 +112,7 @@ func (n *Notifier) deliver(ctx context.Context, ch Channel, no services.Notice) 
 		return errSkip
 	}
 	c, err := n.cfg.Contacts.Contact(ctx, no.ClinicID, no.RequestID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, cjs.ErrNotFound) {
 		return errSkip
 	}
 	if err != nil {

@@ -1,4 +1,4 @@
-package jetstream
+package notify
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -56,7 +57,7 @@ type NotifierConfig struct {
 	// ReminderAt is when to remind of an appointment starting at start
 	// (default 24 hours before); tests bring it near.
 	ReminderAt func(start time.Time) time.Time
-	// AckWait is the sender consumer's ack wait (default NotifyAckWait);
+	// AckWait is the sender consumer's ack wait (default cjs.NotifyAckWait);
 	// tests shorten it.
 	AckWait time.Duration
 	Logger  *slog.Logger
@@ -66,12 +67,6 @@ type NotifierConfig struct {
 // DefaultRetries: eight attempts over about three hours.
 var DefaultRetries = []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute,
 	30 * time.Minute, time.Hour, time.Hour}
-
-// NotifyAckWait is how long the server waits for news of a notice before it
-// offers it again: the sender says "in progress" when it takes a notice up
-// and every third of this while it sends, so only a relay that stopped
-// lets it pass.
-const NotifyAckWait = 2 * time.Minute
 
 // sendTimeout bounds one notice's turn: reading STATUS and CONTACTS and the
 // SMTP exchange (itself 30s at most).
@@ -87,30 +82,9 @@ type Notifier struct {
 	cfg      NotifierConfig
 	log      *slog.Logger
 	stream   jetstream.Stream
-	status   *Bucket
+	status   *cjs.Bucket
 	channels []Channel // email first, when configured
 	Metrics  NotifyMetrics
-}
-
-// FollowerConsumer follows STATUS from the moment it is made: each change
-// once, across restarts.
-func FollowerConsumer() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{Durable: subjects.NotifyFollower, Description: "status changes to notices",
-		FilterSubject: subjects.KVSubject(subjects.BucketStatus, ">"), DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 1000}
-}
-
-// SenderConsumer sends the notices; the waits between attempts are the
-// sender's (NakWithDelay), not the consumer's BackOff, which would also
-// cut the ack wait of a send in progress to the first wait. MaxAckPending
-// counts the notices waiting out a retry too, so it stays well above one:
-// a notice a server keeps deferring must not hold up the others. The
-// sender pulls one notice at a time (Notifier.start), so none waits in its
-// buffer long enough for the server to offer it again.
-func SenderConsumer(channel string, attempts int) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{Durable: subjects.NotifySenderOn(channel), Description: channel + " notices",
-		FilterSubject: subjects.AllNotifyOn(channel), AckPolicy: jetstream.AckExplicitPolicy, AckWait: NotifyAckWait,
-		MaxDeliver: attempts, MaxAckPending: 100}
 }
 
 // NewNotifier checks cfg.
@@ -122,7 +96,7 @@ func NewNotifier(cfg NotifierConfig) *Notifier {
 		cfg.Now = time.Now
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = NotifyAckWait
+		cfg.AckWait = cjs.NotifyAckWait
 	}
 	if len(cfg.Retries) == 0 {
 		cfg.Retries = DefaultRetries
@@ -136,7 +110,7 @@ func NewNotifier(cfg NotifierConfig) *Notifier {
 	if cfg.Describe == nil {
 		cfg.Describe = func(err error) string { return "error" }
 	}
-	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: NewBucket(cfg.JS, subjects.BucketStatus)}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("component", "notify"), status: cjs.NewBucket(cfg.JS, subjects.BucketStatus)}
 	if cfg.Mailer != nil {
 		email := &emailChannel{mailer: cfg.Mailer, from: cfg.From, envelopeFrom: cfg.From, permanent: cfg.Permanent,
 			describe: cfg.Describe}
@@ -166,7 +140,7 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 	if n.stream, err = js.Stream(ctx, subjects.StreamNotify); err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
-	follower, err := js.CreateOrUpdateConsumer(ctx, subjects.KVStream(subjects.BucketStatus), FollowerConsumer())
+	follower, err := js.CreateOrUpdateConsumer(ctx, subjects.KVStream(subjects.BucketStatus), cjs.FollowerConsumer())
 	if err != nil {
 		return nil, fmt.Errorf("notify follower: %w", err)
 	}
@@ -181,7 +155,7 @@ func (n *Notifier) start(ctx context.Context) (func(), error) {
 		}
 	}
 	for _, ch := range n.channels {
-		scc := SenderConsumer(ch.Name(), len(n.cfg.Retries)+1)
+		scc := cjs.SenderConsumer(ch.Name(), len(n.cfg.Retries)+1)
 		scc.AckWait = n.cfg.AckWait
 		sender, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamNotify, scc)
 		if err != nil {
@@ -265,7 +239,7 @@ func (n *Notifier) forgetDeleted(ctx context.Context, m jetstream.Msg) {
 // the status.
 func (n *Notifier) queue(ctx context.Context, st services.Status) error {
 	c, err := n.cfg.Contacts.Contact(ctx, st.ClinicID, st.RequestID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, cjs.ErrNotFound) {
 		return nil // no address, or no notices due any more
 	}
 	if err != nil {

@@ -1,4 +1,4 @@
-package jetstream
+package notify
 
 import (
 	"context"
@@ -12,52 +12,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
-// Limits of the notifier's stream and bucket.
-const (
-	NotifyMaxAge   = services.StatusLifetime // a reminder's schedule waits at most this long
-	NotifyDedupe   = 10 * time.Minute        // Nats-Msg-Id (Notice.ID) window
-	ContactsMaxAge = services.StatusLifetime // per-key TTLs are shorter (services.ContactUntil)
-)
-
-// NotifyStream is NOTIFY, the work queue of notices: IDs only. It holds the
-// notices to send (notify.email.<clinic>, removed on ack), the reminders'
-// schedules (notify.remind.<clinic>.<request>, which the server turns into
-// a notice when due, across restarts) and the notices given up on
-// (notify.failed.<clinic>, for operators).
-func NotifyStream(o Options) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:              subjects.StreamNotify,
-		Description:       "notices to send, reminders' schedules and failed notices: ids only, never PHI",
-		Subjects:          []string{subjects.AllNotify},
-		Retention:         jetstream.WorkQueuePolicy,
-		Storage:           jetstream.FileStorage,
-		MaxAge:            NotifyMaxAge,
-		Duplicates:        NotifyDedupe,
-		MaxMsgSize:        MaxSmallBytes,
-		AllowMsgSchedules: true,
-		AllowRollup:       true, // a schedule replaces the request's previous one (Nats-Rollup: sub)
-		AllowMsgTTL:       true,
-		Replicas:          o.replicas(),
-	}
-}
-
-// ContactsBucket is CONTACTS: <clinic>.<request> → the patient's contact,
-// AES-GCM encrypted by the relay, with a per-key TTL.
-func ContactsBucket(o Options) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{Bucket: subjects.BucketContacts,
-		Description: "patients' contacts for notices, encrypted by the relay: <clinic>.<request>", History: 1,
-		Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: ContactsMaxAge, LimitMarkerTTL: HoldMarkerTTL,
-		MaxValueSize: MaxSmallBytes}
-}
-
 // Contacts keeps patients' contacts in CONTACTS, sealed with the relay's
 // notify key: NATS, its store and its backups see only ciphertext.
 type Contacts struct {
-	b    *Bucket
+	b    *cjs.Bucket
 	aead cipher.AEAD
 	now  func() time.Time
 }
@@ -74,7 +37,7 @@ func NewContacts(js jetstream.JetStream, key []byte, now func() time.Time) (*Con
 	if now == nil {
 		now = time.Now
 	}
-	return &Contacts{b: NewBucket(js, subjects.BucketContacts), aead: aead, now: now}, nil
+	return &Contacts{b: cjs.NewBucket(js, subjects.BucketContacts), aead: aead, now: now}, nil
 }
 
 // KeepContact stores c until the time given (at least a minute from now).
@@ -90,7 +53,7 @@ func (cs *Contacts) KeepContact(ctx context.Context, c services.Contact, until t
 	// Whole seconds, rounded up: the contact never goes before until.
 	ttl := max(until.Sub(cs.now()), time.Minute)
 	ttl = (ttl + time.Second - 1).Truncate(time.Second)
-	_, err = cs.b.write(ctx, write{key: key, value: sealed, rev: -1, ttl: ttl})
+	_, err = cs.b.PutTTL(ctx, key, sealed, ttl)
 	return err
 }
 

@@ -1,4 +1,4 @@
-package jetstream_test
+package notify_test
 
 import (
 	"context"
@@ -15,8 +15,10 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/internal/mail"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/natstest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/jetstream/notify"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -31,24 +33,24 @@ func (noticeDir) Slots(string, time.Time, time.Time) []services.Slot { return ni
 type notifyEnv struct {
 	t        *testing.T
 	js       jetstream.JetStream
-	n        *cjs.Notifier
-	contacts *cjs.Contacts
+	n        *notify.Notifier
+	contacts *notify.Contacts
 	status   *cjs.Bucket
 	smtp     *mailtest.Server
 	mu       sync.Mutex
 	remindAt time.Time
 }
 
-func startNotifier(t *testing.T, opts ...func(*cjs.NotifierConfig)) *notifyEnv {
+func startNotifier(t *testing.T, opts ...func(*notify.NotifierConfig)) *notifyEnv {
 	t.Helper()
-	js := runJetStream(t)
+	js := natstest.RunJetStream(t)
 	ctx := t.Context()
 	if err := cjs.Provision(ctx, js, cjs.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	contacts, err := cjs.NewContacts(js, key, nil)
+	contacts, err := notify.NewContacts(js, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func startNotifier(t *testing.T, opts ...func(*cjs.NotifierConfig)) *notifyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := cjs.NotifierConfig{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
+	cfg := notify.NotifierConfig{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
 		Permanent: mail.Permanent, Describe: mail.Describe, From: "relay@book.example", BaseURL: "https://book.example",
 		Retries: []time.Duration{200 * time.Millisecond, 200 * time.Millisecond},
 		ReminderAt: func(time.Time) time.Time {
@@ -69,7 +71,7 @@ func startNotifier(t *testing.T, opts ...func(*cjs.NotifierConfig)) *notifyEnv {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	e.n = cjs.NewNotifier(cfg)
+	e.n = notify.NewNotifier(cfg)
 	rctx, cancel := context.WithCancel(context.Background())
 	started := make(chan error, 1)
 	done := make(chan struct{})
@@ -249,7 +251,7 @@ func TestNotifier_Retry(t *testing.T) {
 	if e.n.Metrics.Sent.Load() != 1 || len(e.smtp.Messages()) != 1 {
 		t.Errorf("a refused notice counted as sent: sent %d, server has %d", e.n.Metrics.Sent.Load(), len(e.smtp.Messages()))
 	}
-	failed, err := cjs.FailedNotices(context.Background(), e.n.JS())
+	failed, err := notify.FailedNotices(context.Background(), e.n.JS())
 	if err != nil || len(failed) != 1 {
 		t.Fatalf("failed notices %v %v", failed, err)
 	}
@@ -266,7 +268,7 @@ func TestNotifier_Retry(t *testing.T) {
 	e.smtp.Refuse(550)
 	e.request(reqB, slot)
 	e.awaitMetric("failed", &e.n.Metrics.Failed, 2)
-	if failed, _ := cjs.FailedNotices(context.Background(), e.n.JS()); len(failed) != 2 || failed[1].Attempts != 1 {
+	if failed, _ := notify.FailedNotices(context.Background(), e.n.JS()); len(failed) != 2 || failed[1].Attempts != 1 {
 		t.Errorf("after a 550: %+v", failed)
 	}
 }
@@ -275,7 +277,7 @@ func TestNotifier_Retry(t *testing.T) {
 // their turn are not offered again while this relay still holds them (the
 // ack wait passing in its buffer): each is sent once, never retried.
 func TestNotifier_SlowServer(t *testing.T) {
-	e := startNotifier(t, func(c *cjs.NotifierConfig) { c.AckWait = time.Second })
+	e := startNotifier(t, func(c *notify.NotifierConfig) { c.AckWait = time.Second })
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
 	e.smtp.Delay(300 * time.Millisecond)
 	const n = 8
@@ -484,7 +486,7 @@ func (l *logChannel) Name() string                    { return "log" }
 func (l *logChannel) Reaches(c services.Contact) bool { return c.Email != "" }
 func (l *logChannel) Permanent(error) bool            { return false }
 func (l *logChannel) Describe(error) string           { return "error" }
-func (l *logChannel) Send(ctx context.Context, out cjs.Outgoing) error {
+func (l *logChannel) Send(ctx context.Context, out notify.Outgoing) error {
 	if l.hold != nil {
 		select {
 		case <-l.hold:
@@ -513,7 +515,7 @@ func (l *logChannel) kinds() []string {
 // has sent the last notice.
 func TestNotifier_Channels(t *testing.T) {
 	other := &logChannel{hold: make(chan struct{})}
-	e := startNotifier(t, func(c *cjs.NotifierConfig) { c.Channels = []cjs.Channel{other} })
+	e := startNotifier(t, func(c *notify.NotifierConfig) { c.Channels = []notify.Channel{other} })
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
 	st := e.request(reqA, slot)
 	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received")
