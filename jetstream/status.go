@@ -21,6 +21,7 @@ type Statuses struct {
 var (
 	_ services.Statuses      = (*Statuses)(nil)
 	_ services.StatusSwapper = (*Statuses)(nil)
+	_ services.StatusUndoer  = (*Statuses)(nil)
 )
 
 // NewStatuses returns the adapter over b, a STATUS bucket.
@@ -88,4 +89,10 @@ func (s *Statuses) SwapStatus(ctx context.Context, st services.Status, rev uint6
 // DeleteStatus removes a status.
 func (s *Statuses) DeleteStatus(ctx context.Context, clinic, requestID string) error {
 	return statusErr(s.b.Delete(ctx, subjects.StatusKey(clinic, requestID), 0))
+}
+
+// DeleteStatusAt deletes a status only while it is at revision rev;
+// EConflict if it moved on.
+func (s *Statuses) DeleteStatusAt(ctx context.Context, clinic, requestID string, rev uint64) error {
+	return statusErr(s.b.Delete(ctx, subjects.StatusKey(clinic, requestID), rev))
 }

@@ -183,12 +183,18 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 			b.unreserve(ctx, req, keys)
 		}
 		// A patient at their cap hears so before "no longer free".
-		return Booked{}, errors.Join(cmp.Or(errs[1], errs[0]), b.undo(ctx, req, false, errs[0] == nil))
+		// A hold that failed other than by conflict may have been stored
+		// after all (its answer lost): release it too (Release checks the
+		// owner).
+		held := ErrorCode(errs[0]) != EConflict
+		return Booked{}, errors.Join(cmp.Or(errs[1], errs[0]), b.undo(ctx, req, false, held))
 	}
 	// The second writes the first status and queues the sealed request,
 	// together. The clinic's agent takes a request only once its status is
 	// there (it waits for a status still being written), so a booking that
-	// fails here and deletes its status never reaches the clinic.
+	// fails here and deletes its status in time does not reach the clinic;
+	// one whose undo comes after the agent took the request does (see
+	// docs/faults.md), and the undo then leaves the clinic's status alone.
 	st := Status{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, State: StateReceived, UpdatedAt: now}
 	q := Queued{RequestID: req.ID, ClinicID: clinicID, SlotID: req.SlotID, Sealed: sealed, Rev: rev}
 	errs = together(
@@ -220,12 +226,19 @@ func together(fns ...func() error) []error {
 }
 
 // later runs fn after the booking has been answered; Stop waits for it.
-func (b *Booker) later(fn func()) {
+// A Booker stopped already runs nothing more: it reports false.
+func (b *Booker) later(fn func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return false
+	}
 	b.retries.Add(1)
 	go func() {
 		defer b.retries.Done()
 		fn()
 	}()
+	return true
 }
 
 // extendHold makes a queued request's hold last until its slot starts. It
@@ -264,8 +277,10 @@ func (b *Booker) undo(ctx context.Context, req Request, status, hold bool) error
 		wait = max(time.Until(dl), 0) + undoGrace
 	}
 	err := b.tryUndo(ctx, req, status, hold, wait)
-	if err != nil {
-		b.later(func() { b.undoLater(context.WithoutCancel(ctx), req, status, hold) })
+	if err != nil && !b.later(func() { b.undoLater(context.WithoutCancel(ctx), req, status, hold) }) {
+		b.mu.Lock()
+		b.abandoned++ // stopped: the hold lapses after HoldTTL
+		b.mu.Unlock()
 	}
 	return err
 }
@@ -307,7 +322,7 @@ func (b *Booker) tryUndo(ctx context.Context, req Request, status, hold bool, wa
 	if status {
 		// First: without its status the clinic's agent does not take the
 		// request, if its publish was stored after all.
-		errs = append(errs, b.Statuses.DeleteStatus(uctx, req.ClinicID, req.ID))
+		errs = append(errs, b.undoStatus(uctx, req))
 	}
 	if hold {
 		errs = append(errs, b.Holds.Release(uctx, req.ClinicID, req.SlotID, req.ID))
@@ -316,6 +331,31 @@ func (b *Booker) tryUndo(ctx context.Context, req Request, status, hold bool, wa
 		errs = append(errs, b.Contacts.Forget(uctx, req.ClinicID, req.ID))
 	}
 	return errors.Join(errs...)
+}
+
+// StatusUndoer deletes a status only while it is still at revision rev.
+type StatusUndoer interface {
+	DeleteStatusAt(ctx context.Context, clinic, requestID string, rev uint64) error
+}
+
+// undoStatus deletes the status a failed booking wrote, only while it is
+// still that booking's "received": one the clinic's agent has moved on (it
+// took the request before the undo came) is the clinic's answer, and stays.
+func (b *Booker) undoStatus(ctx context.Context, req Request) error {
+	undoer, ok := b.Statuses.(StatusUndoer)
+	if b.Swapper == nil || !ok {
+		return b.Statuses.DeleteStatus(ctx, req.ClinicID, req.ID)
+	}
+	cur, rev, err := b.Swapper.GetStatusRev(ctx, req.ClinicID, req.ID)
+	switch {
+	case ErrorCode(err) == ENotFound:
+		return nil
+	case err != nil:
+		return err
+	case cur.State != StateReceived || cur.Change != "":
+		return nil
+	}
+	return undoer.DeleteStatusAt(ctx, req.ClinicID, req.ID, rev)
 }
 
 // Status looks a request up by the patient's status token.

@@ -459,3 +459,57 @@ func TestBooker_Request_Deadline(t *testing.T) {
 	}
 	b.assertNothingLeft(t, "")
 }
+
+// undoStatuses is memStatuses with revisions (sw) and a delete at a revision.
+type undoStatuses struct {
+	*memStatuses
+	sw *memSwapper
+}
+
+func (u undoStatuses) DeleteStatusAt(ctx context.Context, clinic, id string, rev uint64) error {
+	if u.sw.rev[clinic+"/"+id] != rev {
+		return services.Errorf(services.EConflict, "changed")
+	}
+	return u.memStatuses.DeleteStatus(ctx, clinic, id)
+}
+
+// agentFirst is a memSwapper whose status the clinic's agent moves on to
+// delivered just before it is read: the agent took the request before the
+// failed booking's undo came.
+type agentFirst struct{ *memSwapper }
+
+func (a agentFirst) GetStatusRev(ctx context.Context, clinic, id string) (services.Status, uint64, error) {
+	if st, ok := a.s.byKey[clinic+"/"+id]; ok {
+		st.State = services.StateDelivered
+		a.s.byKey[clinic+"/"+id] = st
+		a.rev[clinic+"/"+id]++
+	}
+	return a.memSwapper.GetStatusRev(ctx, clinic, id)
+}
+
+// TestBooker_Request_UndoLeavesTheClinicsAnswer: a booking that fails after
+// the clinic's agent took its request (the status moved on to delivered)
+// does not erase that status in its undo; one still "received" is deleted.
+func TestBooker_Request_UndoLeavesTheClinicsAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		agent bool
+		kept  bool
+	}{{"received", false, false}, {"delivered", true, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBooking(t)
+			sw := &memSwapper{s: b.statuses, rev: map[string]uint64{}}
+			b.Swapper, b.Booker.Statuses = sw, undoStatuses{b.statuses, sw}
+			if tt.agent {
+				b.Swapper = agentFirst{sw}
+			}
+			b.outbox.err = services.Errorf(services.EUnavailable, "publish: timeout")
+			if _, err := b.Request(t.Context(), "maple", bookingRequest()); services.ErrorCode(err) != services.EUnavailable {
+				t.Fatalf("Request() = %v, want EUnavailable", err)
+			}
+			if kept := len(b.statuses.byKey) == 1; kept != tt.kept {
+				t.Errorf("status kept = %v, want %v (%v)", kept, tt.kept, b.statuses.byKey)
+			}
+		})
+	}
+}
