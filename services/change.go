@@ -1,6 +1,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -95,6 +96,8 @@ func (b *Booker) Reschedule(ctx context.Context, token, slotID string) (Status, 
 }
 
 func (b *Booker) change(ctx context.Context, token, action, slotID string) (Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(b.Deadline, BookingDeadline))
+	defer cancel()
 	clinic, id, err := ParseStatusToken(token)
 	if err != nil {
 		return Status{}, err

@@ -93,6 +93,8 @@ func (b *Booker) unreserve(ctx context.Context, req Request, keys []PendingKey) 
 	if b.Pending != nil {
 		// Best effort: an entry left behind drops out once the adapter
 		// finds no status for it.
-		b.Pending.Release(context.WithoutCancel(ctx), req.ClinicID, req.ID, keys)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoGrace)
+		defer cancel()
+		b.Pending.Release(uctx, req.ClinicID, req.ID, keys)
 	}
 }
