@@ -44,6 +44,10 @@ func NewRequests(js jetstream.JetStream) *Requests {
 // hold is the value under a HOLDS key: who holds the slot.
 type hold struct {
 	RequestID string `json:"request_id"`
+	// Attempt names the Hold call that wrote it, so that a retry tells its
+	// own write from another attempt's for the same request (a reschedule
+	// sent twice).
+	Attempt string `json:"attempt,omitempty"`
 }
 
 func unavailable(op string, err error) error {
@@ -53,14 +57,15 @@ func unavailable(op string, err error) error {
 
 // Hold creates the hold key exclusively, with a per-key TTL.
 func (r *Requests) Hold(ctx context.Context, clinic, slot, requestID string, ttl time.Duration) (uint64, error) {
-	b, _ := json.Marshal(hold{RequestID: requestID})
+	attempt := newMsgID()
+	b, _ := json.Marshal(hold{RequestID: requestID, Attempt: attempt})
 	key := subjects.HoldKey(clinic, slot)
 	rev, err := r.holds.CreateSettled(ctx, key, b, ttl)
 	if errors.Is(err, ErrRevision) {
-		// Taken, or taken by this very hold: an attempt whose answer was
+		// Taken, or taken by this very call: an attempt whose answer was
 		// lost, stored after all, fails the retry's create.
 		var h hold
-		if rev, gerr := GetJSON(ctx, r.holds, key, &h); gerr == nil && h.RequestID == requestID {
+		if rev, gerr := GetJSON(ctx, r.holds, key, &h); gerr == nil && h.RequestID == requestID && h.Attempt == attempt {
 			return rev, nil
 		}
 		return 0, services.Keyed(services.EConflict, "form.gone", "that time is no longer free")
