@@ -33,6 +33,7 @@ type Sealer struct {
 
 	mu      sync.Mutex
 	senders map[string]*sender // by the clinic's public key
+	swept   time.Time          // when senders past their life were last thrown away
 }
 
 // sender is a sender key and the box key it shares with one clinic.
@@ -95,6 +96,16 @@ func (s *Sealer) sender(to string) (*sender, error) {
 	clear(mine[:])
 	if s.senders == nil {
 		s.senders = map[string]*sender{}
+	}
+	if t.Sub(s.swept) >= SenderKeyLife {
+		// Keys past their life go, those of quiet clinics and of rotated
+		// keys too: at most once a life, so the sweep stays cheap.
+		for k, o := range s.senders {
+			if t.Sub(o.born) >= SenderKeyLife {
+				delete(s.senders, k) // not cleared: a Seal may still be using it
+			}
+		}
+		s.swept = t
 	}
 	s.senders[to] = snd
 	return snd, nil
