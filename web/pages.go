@@ -243,10 +243,10 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 		b, _ := json.Marshal(map[string]string{"html": last})
 		return s.writeEvent(rc, w, fmt.Sprintf("event: slots\ndata: %s\n\n", b))
 	}
+	version := s.cfg.Catalog.Version(cl.ID) // before the first send: a change between them is sent
 	if err := send(); err != nil {
 		return nil
 	}
-	version := s.cfg.Catalog.Version(cl.ID)
 	look := time.NewTicker(clinicLiveEvery)
 	defer look.Stop()
 	live(s, c.Request().Context(), look.C, func(forced bool) bool {
