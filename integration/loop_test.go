@@ -14,7 +14,9 @@ import (
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// firstSlot waits until the clinic's slots show in the API and returns the first.
+// firstSlot waits until the clinic's slots show in the API and returns the
+// first that starts at least soon from now: a test changes its request
+// within seconds, and an appointment that has started cannot be changed.
 func firstSlot(t *testing.T, c *Client, clinic string) string {
 	t.Helper()
 	var slot string
@@ -25,14 +27,19 @@ func firstSlot(t *testing.T, c *Client, clinic string) string {
 		if code := c.JSON("GET", "/api/v1/clinics/"+clinic+"/slots?from="+from+"&to="+to, nil, &got); code != 200 {
 			return fmt.Errorf("slots: %d", code)
 		}
-		if len(got.Slots) == 0 {
-			return fmt.Errorf("no slots yet")
+		for _, s := range got.Slots {
+			if s.Start.After(time.Now().Add(soon)) {
+				slot = s.ID
+				return nil
+			}
 		}
-		slot = got.Slots[0].ID
-		return nil
+		return fmt.Errorf("no slots yet")
 	})
 	return slot
 }
+
+// soon is how far ahead firstSlot looks.
+const soon = 15 * time.Minute
 
 func hasSlot(t *testing.T, c *Client, clinic, slot string) bool {
 	t.Helper()
