@@ -217,10 +217,15 @@ func (a *Agent) connectFailed(_ *nats.Conn, err error) {
 	}
 }
 
+// retryAttempt bounds one attempt of retry: the relay answers in
+// milliseconds, and a request in flight when the connection dropped gets no
+// answer at all, so it is sent again soon rather than waited on.
+const retryAttempt = 5 * time.Second
+
 // retry runs fn until it succeeds or ctx ends, backing off up to 10s.
 func retry(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
 	for wait := 200 * time.Millisecond; ; wait = min(wait*2, 10*time.Second) {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, retryAttempt)
 		err := fn(cctx)
 		cancel()
 		if err == nil {
