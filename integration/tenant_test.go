@@ -69,19 +69,27 @@ func snapshot(t *testing.T, env *Env, clinic string) map[string]string {
 			out[b+" "+k] = string(e.Value()) + " @" + strconv.FormatUint(e.Revision(), 10)
 		}
 	}
-	s, err := env.Admin.JS.Stream(ctx, subjects.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
+	// The messages of its queue (every kind), its notices (every channel)
+	// and its audit trail, counted.
+	for _, c := range []struct{ name, stream, filter string }{
+		{"audit events", subjects.StreamAudit, subjects.AuditFilter(clinic)},
+		{"queued", subjects.StreamRequests, subjects.ClinicFilter(clinic)},
+		{"notices", subjects.StreamNotify, subjects.Notify("*", clinic)},
+	} {
+		s, err := env.Admin.JS.Stream(ctx, c.stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(c.filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := uint64(0)
+		for _, k := range info.State.Subjects {
+			n += k
+		}
+		out[c.name] = strconv.FormatUint(n, 10)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.AuditFilter(clinic)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := uint64(0)
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	out["audit events"] = strconv.FormatUint(n, 10)
 	return out
 }
 
@@ -109,7 +117,17 @@ func TestIsolation_Writes(t *testing.T) {
 		}
 	}
 	(&cjs.Auditor{JS: env.Admin.JS}).AuditNow(ctx, services.AuditEvent{Clinic: "aspen", Action: services.AuditRequestOpened})
+	// A's queue holds a message of every kind, and a notice waits for it.
+	for _, subj := range []string{subjects.Requests("aspen"), subjects.Changes("aspen"),
+		subjects.ClinicQueue("aspen", subjects.KindIntake), subjects.NotifyEmail("aspen")} {
+		if _, err := env.Admin.JS.Publish(ctx, subj, []byte("sealed")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	before := snapshot(t, env, "aspen")
+	if before["queued"] != "3" || before["notices"] != "1" {
+		t.Fatalf("A's queue and notices before: %v", before)
+	}
 
 	v := &violations{}
 	nc := agentConn(t, env, env.MustAddClinic("cedar"), v)
