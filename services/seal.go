@@ -28,15 +28,9 @@ type Queued struct {
 	Rev                         Revisions
 }
 
-// SealRequest seals req to the clinic's public curve key to.
-func SealRequest(req Request, to string) (Sealed, error) { return seal(req, to) }
-
-// seal seals v, as JSON, to the public curve key to with a one-time sender
-// key (a Booker keeps one per clinic a while: Sealer).
-func seal(v any, to string) (Sealed, error) {
-	var once Sealer
-	return once.Seal(v, to)
-}
+// SealRequest seals req to the clinic's public curve key to with a one-time
+// sender key (a Booker keeps one per clinic a while: Sealer).
+func SealRequest(req Request, to string) (Sealed, error) { return new(Sealer).Seal(req, to) }
 
 // Opener opens requests sealed to a clinic's key, or to one of its former
 // keys: requests sealed before a rotation still open until they are drained.
