@@ -32,9 +32,9 @@ type NoticeDirectory interface {
 	Slots(clinic string, from, to time.Time) []services.Slot
 }
 
-// NotifierConfig wires the notifier. JS must be allowed to make consumers
+// Config wires the notifier. JS must be allowed to make consumers
 // on KV_STATUS and NOTIFY (the relay's admin user).
-type NotifierConfig struct {
+type Config struct {
 	JS        jetstream.JetStream
 	Contacts  *Contacts
 	Directory NoticeDirectory
@@ -72,23 +72,23 @@ var DefaultRetries = []time.Duration{10 * time.Second, time.Minute, 5 * time.Min
 // SMTP exchange (itself 30s at most).
 const sendTimeout = 90 * time.Second
 
-// NotifyMetrics count what the notifier did since the relay started.
-type NotifyMetrics struct {
+// Metrics count what the notifier did since the relay started.
+type Metrics struct {
 	Queued, Sent, Skipped, Retried, Failed, ContactErrors atomic.Int64
 }
 
 // Notifier turns STATUS changes into notices and sends them, by channel.
 type Notifier struct {
-	cfg      NotifierConfig
+	cfg      Config
 	log      *slog.Logger
 	stream   jetstream.Stream
 	status   *cjs.Bucket
 	channels []Channel // email first, when configured
-	Metrics  NotifyMetrics
+	Metrics  Metrics
 }
 
-// NewNotifier checks cfg.
-func NewNotifier(cfg NotifierConfig) *Notifier {
+// New checks cfg.
+func New(cfg Config) *Notifier {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -41,7 +41,7 @@ type notifyEnv struct {
 	remindAt time.Time
 }
 
-func startNotifier(t *testing.T, opts ...func(*notify.NotifierConfig)) *notifyEnv {
+func startNotifier(t *testing.T, opts ...func(*notify.Config)) *notifyEnv {
 	t.Helper()
 	js := natstest.RunJetStream(t)
 	ctx := t.Context()
@@ -60,7 +60,7 @@ func startNotifier(t *testing.T, opts ...func(*notify.NotifierConfig)) *notifyEn
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := notify.NotifierConfig{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
+	cfg := notify.Config{JS: js, Contacts: contacts, Directory: noticeDir{}, Mailer: sender,
 		Permanent: mail.Permanent, Describe: mail.Describe, From: "relay@book.example", BaseURL: "https://book.example",
 		Retries: []time.Duration{200 * time.Millisecond, 200 * time.Millisecond},
 		ReminderAt: func(time.Time) time.Time {
@@ -71,7 +71,7 @@ func startNotifier(t *testing.T, opts ...func(*notify.NotifierConfig)) *notifyEn
 	for _, o := range opts {
 		o(&cfg)
 	}
-	e.n = notify.NewNotifier(cfg)
+	e.n = notify.New(cfg)
 	rctx, cancel := context.WithCancel(context.Background())
 	started := make(chan error, 1)
 	done := make(chan struct{})
@@ -277,7 +277,7 @@ func TestNotifier_Retry(t *testing.T) {
 // their turn are not offered again while this relay still holds them (the
 // ack wait passing in its buffer): each is sent once, never retried.
 func TestNotifier_SlowServer(t *testing.T) {
-	e := startNotifier(t, func(c *notify.NotifierConfig) { c.AckWait = time.Second })
+	e := startNotifier(t, func(c *notify.Config) { c.AckWait = time.Second })
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
 	e.smtp.Delay(300 * time.Millisecond)
 	const n = 8
@@ -515,7 +515,7 @@ func (l *logChannel) kinds() []string {
 // has sent the last notice.
 func TestNotifier_Channels(t *testing.T) {
 	other := &logChannel{hold: make(chan struct{})}
-	e := startNotifier(t, func(c *notify.NotifierConfig) { c.Channels = []notify.Channel{other} })
+	e := startNotifier(t, func(c *notify.Config) { c.Channels = []notify.Channel{other} })
 	slot := time.Now().Add(72 * time.Hour).Truncate(time.Hour).UTC()
 	st := e.request(reqA, slot)
 	e.awaitSubjects(5*time.Second, "Your request to Maple Clinic was received")

@@ -70,7 +70,7 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 	if base == "" {
 		base = r.HTTPURL()
 	}
-	n := notify.NewNotifier(notify.NotifierConfig{JS: js, Contacts: contacts, Directory: r.Catalog, Mailer: sender,
+	n := notify.New(notify.Config{JS: js, Contacts: contacts, Directory: r.Catalog, Mailer: sender,
 		Permanent: mail.Permanent, Describe: mail.Describe, From: nc.SMTPFrom, BaseURL: strings.TrimRight(base, "/"),
 		Retries: nc.Retries, ReminderAt: nc.ReminderAt, Logger: r.log, Now: r.cfg.Now})
 	started := make(chan error, 1)
