@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -134,9 +135,7 @@ func openIntake(a *Agent, env envelope) (any, error) {
 // for waiting: it leaves the queue only with MaxAge).
 func applyIntake(ctx context.Context, a *Agent, env envelope, body any) verdict {
 	in := body.(services.Intake)
-	sink, ok := a.conn.(interface {
-		StoreIntake(context.Context, services.Intake) error
-	})
+	sink, ok := a.conn.(connector.IntakeSink)
 	if !ok {
 		env.log.Warn("intake form kept queued: this connector takes none", "connector", a.conn.Name())
 		return again(time.Hour)
