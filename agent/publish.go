@@ -35,7 +35,7 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		switch {
 		case errors.Is(err, cjs.ErrRefused):
 			// Tried again every time: it stays pending, and the staff see why.
-			a.noteRefusal(ctx, bucket, key, "", refusedCause(err))
+			a.noteRefusal(ctx, bucket, key, "", err)
 			continue
 		case services.ErrorCode(err) == services.ENotFound:
 			a.log.Warn("outcome not published: the request has no status any more", "request_id", st.RequestID,
@@ -62,16 +62,6 @@ func (a *Agent) publishOutcomes(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// refusedCause is the relay's refusal inside a status error, as the relay
-// worded it.
-func refusedCause(err error) error {
-	var e *services.Error
-	if errors.As(err, &e) && e.Err != nil {
-		return e.Err
-	}
-	return err
 }
 
 // publishAvailability puts the days whose free slots changed since the last

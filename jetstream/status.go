@@ -31,8 +31,8 @@ func NewStatuses(b *Bucket) *Statuses { return &Statuses{b: b} }
 func (s *Statuses) Bucket() *Bucket { return s.b }
 
 // statusErr maps a bucket's error to the domain's: a lost compare-and-set is
-// EConflict, a write the relay refused an agent EInvalid (errors.Is
-// ErrRefused still holds), anything else EUnavailable.
+// EConflict, anything else EUnavailable, except a write the relay refused an
+// agent, which stays as the relay worded it (ErrRefused).
 func statusErr(err error) error {
 	switch {
 	case err == nil:
@@ -41,7 +41,7 @@ func statusErr(err error) error {
 		return &services.Error{Code: services.EConflict,
 			Message: "the clinic has just updated this request; please look again", Err: err}
 	case errors.Is(err, ErrRefused):
-		return &services.Error{Code: services.EInvalid, Message: "the relay refused the status", Err: err}
+		return err
 	}
 	return unavailable("status", err)
 }
