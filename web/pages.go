@@ -212,7 +212,9 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.clinicData(c, cl); err != nil {
+	version := s.cfg.Catalog.Version(cl.ID) // before the first data: a change in between is sent
+	data, err := s.clinicData(c, cl)
+	if err != nil {
 		return err // a bad date: 400 before the stream opens
 	}
 	release, ok := s.openStream(c)
@@ -227,11 +229,7 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	var last string
-	send := func() error {
-		data, err := s.clinicData(c, cl)
-		if err != nil {
-			return err
-		}
+	send := func(data map[string]any) error {
 		var html bytes.Buffer
 		if err := s.pages.renderBlock(&html, c, "clinic.html", "clinic-live", s.pageData(c, data)); err != nil {
 			return err
@@ -243,8 +241,7 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 		b, _ := json.Marshal(map[string]string{"html": last})
 		return s.writeEvent(rc, w, fmt.Sprintf("event: slots\ndata: %s\n\n", b))
 	}
-	version := s.cfg.Catalog.Version(cl.ID) // before the first send: a change between them is sent
-	if err := send(); err != nil {
+	if err := send(data); err != nil {
 		return nil
 	}
 	look := time.NewTicker(clinicLiveEvery)
@@ -255,7 +252,8 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 			return true
 		}
 		version = v
-		return send() == nil
+		data, err := s.clinicData(c, cl)
+		return err == nil && send(data) == nil
 	})
 	return nil
 }
