@@ -20,9 +20,9 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/connector/connectortest"
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -34,7 +34,7 @@ import (
 // rig is one relay, one clinic and its agent on a Memory connector.
 type rig struct {
 	t     *testing.T
-	relay *app.Relay
+	relay *relay.Relay
 	mem   *connectortest.Memory
 	slots []services.Slot
 	gate  *gatedApply
@@ -126,10 +126,10 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: log,
+	cfg := relay.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: log,
 		AckWait: time.Second}
 	cfg.Abuse.Off = true
-	r, err := app.Start(ctx, cfg)
+	r, err := relay.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

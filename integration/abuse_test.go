@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/web"
 )
 
@@ -153,9 +153,9 @@ func freeSlots(t *testing.T, base, clinic string, n int) []string {
 func TestAbuse_EmailCodePastTheBudget(t *testing.T) {
 	smtp := mailtest.Start(t, mailtest.Options{})
 	dir := t.TempDir()
-	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
-		Notify: app.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test"},
-		Abuse: app.Abuse{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	r := startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+		Notify: relay.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test"},
+		Abuse: relay.Abuse{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			Limits: web.Limits{CreateClinic: web.Rate{Every: time.Hour, Burst: 2}, CreateIP: web.Rate{Every: time.Hour, Burst: 10}}}})
 	a, err := r.Admin(t.Context())
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -66,7 +66,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("restore: %d %s %s", code, out, stderr)
 	}
 
-	r := startRelay(t, app.Config{DataDir: fresh, NATSListen: "127.0.0.1:0", AckWait: time.Second})
+	r := startRelay(t, relay.Config{DataDir: fresh, NATSListen: "127.0.0.1:0", AckWait: time.Second})
 	restored := &Env{t: t, Relay: r, DataDir: fresh, ctx: t.Context()}
 	web2 := newClient(t, r.HTTPURL())
 	if !hasSlot(t, web2, "birch", slots[1]) {
@@ -122,7 +122,7 @@ func TestRestore_KeepsRevocations(t *testing.T) {
 			t.Errorf("restore said %q, not %q", out, want)
 		}
 	}
-	r := startRelay(t, app.Config{DataDir: fresh, NATSListen: "127.0.0.1:0", AckWait: time.Second})
+	r := startRelay(t, relay.Config{DataDir: fresh, NATSListen: "127.0.0.1:0", AckWait: time.Second})
 	restored := &Env{t: t, Relay: r, DataDir: fresh, ctx: t.Context()}
 	co, _ := auth.CredsOption(ash)
 	if nc, err := nats.Connect(r.NATSURL(), co, nats.NoReconnect()); err == nil {

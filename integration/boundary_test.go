@@ -26,7 +26,8 @@ func deps(t *testing.T, patterns ...string) []string {
 }
 
 // TestBoundary is our deptest (Tailscale's tstest/deptest): services and
-// subjects speak no transport, the web front and the connectors no NATS.
+// subjects speak no transport, the web front and the connectors no NATS, and
+// the NATS adapters import nothing that wires them.
 func TestBoundary(t *testing.T) {
 	const module = "github.com/clinicrelay/clinicrelay/"
 	tests := []struct {
@@ -55,6 +56,14 @@ func TestBoundary(t *testing.T) {
 			mustList: []string{module + "agent/connector", module + "agent/console", module + "agent/fhir"},
 			forbidden: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nats-server", "github.com/nats-io/jwt/v2",
 				module + "jetstream"},
+		},
+		{
+			// The adapters sit below what wires them: the relay and the
+			// agent import jetstream, never the other way round.
+			name:      "jetstream adapters",
+			patterns:  []string{"./jetstream/..."},
+			mustList:  []string{module + "jetstream", module + "jetstream/readmodel", module + "jetstream/notify"},
+			forbidden: []string{module + "web", module + "relay", module + "agent", module + "cmd"},
 		},
 	}
 	for _, tt := range tests {

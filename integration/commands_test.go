@@ -13,6 +13,7 @@ import (
 	agentapp "github.com/clinicrelay/clinicrelay/cmd/clinic-agent/app"
 	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 )
 
 func runRelay(t *testing.T, args []string, stdout, stderr io.Writer) int {
@@ -31,7 +32,7 @@ func relayCmd(t *testing.T, args ...string) (int, string, string) {
 func stoppedDataDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	r, err := app.Start(context.Background(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	r, err := relay.Start(context.Background(), relay.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestCommands_Stopped(t *testing.T) {
 
 	// The relay started afterwards knows the clinic, and the creds work.
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	r, err := relay.Start(ctx, relay.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestCommands_Help(t *testing.T) {
 func TestCommands_PublicNATSURL(t *testing.T) {
 	dir := t.TempDir()
 	const public = "tls://relay.example.org:4222"
-	startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", PublicNATSURL: public})
+	startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", PublicNATSURL: public})
 	code, stdout, stderr := relayCmd(t, "clinic", "add", "--slug", "elm", "--name", "Elm", "--timezone", "America/Toronto",
 		"--out", t.TempDir(), "--data", dir)
 	if code != 0 || !strings.Contains(stdout, "clinic-agent run --nats-url "+public+" ") || strings.Contains(stdout, "Note:") {

@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -257,7 +257,7 @@ func rawPublish(t *testing.T, url string, creds []byte, subject string, n int) s
 // quarter of the file handles by default), so a flood of them leaves
 // JetStream its files; one more waits until one closes, then is served.
 func TestHTTPConnCap(t *testing.T) {
-	r := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", MaxHTTPConns: 4})
+	r := startRelay(t, relay.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", MaxHTTPConns: 4})
 	addr := strings.TrimPrefix(r.HTTPURL(), "http://")
 	var idle []net.Conn
 	for range 4 {

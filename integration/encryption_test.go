@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/jetstream/node"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -34,7 +34,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	if dirHas(t, sealed, marker) {
 		t.Fatal("the clinic's name or a request's text is readable on the relay's disk with encryption on")
 	}
-	_, err := app.Start(t.Context(), app.Config{DataDir: sealed, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	_, err := relay.Start(t.Context(), relay.Config{DataDir: sealed, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
 	if !errors.Is(err, node.ErrNeedsKey) {
 		t.Fatalf("start without the key: %v, want %v", err, node.ErrNeedsKey)
 	}
@@ -46,7 +46,7 @@ func TestEncryptionAtRest(t *testing.T) {
 // everything is on disk.
 func queueWithMarker(t *testing.T, dir, key, marker string) {
 	t.Helper()
-	r, err := app.Start(t.Context(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
+	r, err := relay.Start(t.Context(), relay.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
 		EncryptionKey: key, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -24,9 +24,9 @@ import (
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/web"
 )
@@ -34,7 +34,7 @@ import (
 // Env is one relay with its data dir.
 type Env struct {
 	t       *testing.T
-	Relay   *app.Relay
+	Relay   *relay.Relay
 	DataDir string
 	Admin   *clinics.Admin
 	ctx     context.Context
@@ -100,7 +100,7 @@ func logged(t *testing.T) string {
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
 	dir := t.TempDir()
-	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second})
+	r := startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second})
 	ctx := t.Context()
 	a, err := r.Admin(ctx)
 	if err != nil {
@@ -112,7 +112,7 @@ func NewEnv(t *testing.T) *Env {
 // startRelay runs a relay in this process with cfg (embedded, or on an
 // existing NATS with cfg.NATSURL), its web front on a random port; it stops
 // at the end of the test.
-func startRelay(t *testing.T, cfg app.Config) *app.Relay {
+func startRelay(t *testing.T, cfg relay.Config) *relay.Relay {
 	t.Helper()
 	cfg.HTTPAddr, cfg.Logger = "127.0.0.1:0", testLogger(t)
 	if cfg.Abuse.Limits == (web.Limits{}) && cfg.Abuse.MaxPending == 0 {
@@ -121,7 +121,7 @@ func startRelay(t *testing.T, cfg app.Config) *app.Relay {
 		cfg.Abuse.Off = true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := app.Start(ctx, cfg)
+	r, err := relay.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -21,7 +21,7 @@ import (
 // and serves from it.
 func TestServe_ExternalNATS(t *testing.T) {
 	ns := startNATS(t, freeAddr(t), t.TempDir())
-	r := startRelay(t, app.Config{NATSURL: ns.ClientURL()})
+	r := startRelay(t, relay.Config{NATSURL: ns.ClientURL()})
 	ctx := t.Context()
 	if r.Node != nil {
 		t.Fatal("external mode started an embedded node")

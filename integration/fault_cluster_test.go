@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -110,7 +110,7 @@ func seedClinic(t *testing.T, js jetstream.JetStream, clinic string, days int) (
 // seededExternalRelay starts a relay on the existing NATS of cfg, seeds
 // clinic with days of slots through a connection of its own (which
 // reconnects forever), and waits until the web offers them all.
-func seededExternalRelay(t *testing.T, cfg app.Config, clinic string, days int) (*app.Relay, jetstream.JetStream, *Client, []string) {
+func seededExternalRelay(t *testing.T, cfg relay.Config, clinic string, days int) (*relay.Relay, jetstream.JetStream, *Client, []string) {
 	t.Helper()
 	r := startRelay(t, cfg)
 	nc, err := nats.Connect(cfg.NATSURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -186,7 +186,7 @@ func TestFault_ClusterLeaderLoss(t *testing.T) {
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	r, js, web, slots := seededExternalRelay(t, app.Config{NATSURL: strings.Join(urls, ","), Replicas: 3}, "elm", 2)
+	r, js, web, slots := seededExternalRelay(t, relay.Config{NATSURL: strings.Join(urls, ","), Replicas: 3}, "elm", 2)
 
 	ctx := context.Background()
 	stream, err := js.Stream(ctx, subjects.StreamRequests)

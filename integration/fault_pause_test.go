@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -40,7 +40,7 @@ func startNATS(t *testing.T, addr, dir string) *server.Server {
 func TestFault_WebLosesNATS(t *testing.T) {
 	addr, dir := freeAddr(t), t.TempDir()
 	ns := startNATS(t, addr, dir)
-	_, _, web, slots := seededExternalRelay(t, app.Config{NATSURL: "nats://" + addr}, "willow", 1)
+	_, _, web, slots := seededExternalRelay(t, relay.Config{NATSURL: "nats://" + addr}, "willow", 1)
 	_, first, _ := services.ParseSlotID(slots[0]) // the seeded day
 
 	var before map[string]string

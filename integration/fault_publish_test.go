@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -27,7 +27,7 @@ func TestFault_CutMidPublish(t *testing.T) {
 	addr := freeAddr(t)
 	startNATS(t, addr, t.TempDir())
 	proxy := startFreezer(t, addr)
-	_, _, web, slots := seededExternalRelay(t, app.Config{NATSURL: "nats://" + proxy.ln.Addr().String()}, "willow", 2)
+	_, _, web, slots := seededExternalRelay(t, relay.Config{NATSURL: "nats://" + proxy.ln.Addr().String()}, "willow", 2)
 	nc, err := nats.Connect("nats://" + addr) // the test's own view, never cut
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/web"
 )
@@ -25,8 +25,8 @@ import (
 func newAbuseEnv(t *testing.T, limits web.Limits) *Env {
 	t.Helper()
 	dir := t.TempDir()
-	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
-		Abuse: app.Abuse{Limits: limits, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	r := startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+		Abuse: relay.Abuse{Limits: limits, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			MaxPending: services.DefaultMaxPending}})
 	a, err := r.Admin(t.Context())
 	if err != nil {

@@ -18,11 +18,11 @@ import (
 
 	ics "github.com/arran4/golang-ical"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/notify"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
@@ -31,8 +31,8 @@ import (
 // (with STARTTLS and AUTH PLAIN), with retries shortened for tests.
 func notifyEnv(t *testing.T, dir string, smtp *mailtest.Server, reminderAt func(time.Time) time.Time) *Env {
 	t.Helper()
-	r := startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
-		Notify: app.NotifyConfig{SMTPURL: smtp.URL(), SMTPTLS: smtp.ClientTLS, SMTPFrom: "Clinic Relay <relay@book.test>",
+	r := startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+		Notify: relay.NotifyConfig{SMTPURL: smtp.URL(), SMTPTLS: smtp.ClientTLS, SMTPFrom: "Clinic Relay <relay@book.test>",
 			Retries: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}, ReminderAt: reminderAt}})
 	a, err := r.Admin(t.Context())
 	if err != nil {
@@ -290,9 +290,9 @@ func TestNotify_ReminderAcrossRestart(t *testing.T) {
 	due.Store(time.Now().Add(time.Hour).UnixNano())
 	reminderAt := func(time.Time) time.Time { return time.Unix(0, due.Load()) }
 	ctx, stop := context.WithCancel(context.Background())
-	r1, err := app.Start(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
+	r1, err := relay.Start(ctx, relay.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
 		AckWait: time.Second, Logger: testLogger(t),
-		Notify: app.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test", ReminderAt: reminderAt}})
+		Notify: relay.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test", ReminderAt: reminderAt}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,8 +326,8 @@ func TestNotify_ReminderAcrossRestart(t *testing.T) {
 		t.Fatalf("%d emails before the restart", n)
 	}
 	time.Sleep(time.Until(reminderAt(time.Time{})) + 500*time.Millisecond) // due while no relay runs
-	startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
-		Notify: app.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test", ReminderAt: reminderAt}})
+	startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+		Notify: relay.NotifyConfig{SMTPURL: smtp.URL(), SMTPFrom: "relay@book.test", ReminderAt: reminderAt}})
 	got := awaitEmails(t, smtp, 3, 10*time.Second)
 	if got[2].subject != "Reminder: your appointment at Clinic maple" || !strings.Contains(got[2].text, "/r/"+a["token"]) {
 		t.Errorf("reminder: %q\n%s", got[2].subject, got[2].text)

@@ -10,9 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
+	"github.com/clinicrelay/clinicrelay/relay"
 )
 
 // TestReady_JetStreamCannotWrite: /readyz says 503 while JetStream takes no
@@ -20,7 +20,7 @@ import (
 // would), 200 again once it does, with no restart; /healthz, the liveness
 // check, stays 200.
 func TestReady_JetStreamCannotWrite(t *testing.T) {
-	r := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", ProbeEvery: 100 * time.Millisecond})
+	r := startRelay(t, relay.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", ProbeEvery: 100 * time.Millisecond})
 	get := func(path string) (int, string) {
 		resp, err := http.Get(r.HTTPURL() + path)
 		if err != nil {

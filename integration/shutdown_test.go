@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
+	"github.com/clinicrelay/clinicrelay/relay"
 )
 
 // freezer forwards TCP to target until Freeze: then it keeps the connections
@@ -94,7 +94,7 @@ func (f *freezer) Freeze() {
 func TestShutdown_HungNATS(t *testing.T) {
 	nats := startNATS(t, freeAddr(t), t.TempDir())
 	f := startFreezer(t, nats.Addr().String())
-	r, err := app.Start(context.Background(), app.Config{DataDir: t.TempDir(), NATSURL: "nats://" + f.ln.Addr().String(), HTTPAddr: "127.0.0.1:0",
+	r, err := relay.Start(context.Background(), relay.Config{DataDir: t.TempDir(), NATSURL: "nats://" + f.ln.Addr().String(), HTTPAddr: "127.0.0.1:0",
 		Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +103,6 @@ func TestShutdown_HungNATS(t *testing.T) {
 	t0 := time.Now()
 	r.Shutdown()
 	if took := time.Since(t0); took > 10*time.Second {
-		t.Errorf("Shutdown took %s with a hung NATS, want at most about %s", took, app.ShutdownDrain)
+		t.Errorf("Shutdown took %s with a hung NATS, want at most about %s", took, relay.ShutdownDrain)
 	}
 }

@@ -25,9 +25,9 @@ import (
 
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/console"
-	"github.com/clinicrelay/clinicrelay/cmd/relay/app"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -36,7 +36,7 @@ import (
 // cannot connect, and a client that does not speak TLS is refused.
 func TestTLS(t *testing.T) {
 	caFile, certFile, keyFile := writeTestPKI(t, t.TempDir())
-	r := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", AckWait: time.Second,
+	r := startRelay(t, relay.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", AckWait: time.Second,
 		TLSCert: certFile, TLSKey: keyFile, HTTPSCert: certFile, HTTPSKey: keyFile})
 	if !strings.HasPrefix(r.NATSURL(), "tls://") || !strings.HasPrefix(r.HTTPURL(), "https://") {
 		t.Fatalf("URLs %s %s, want tls:// and https://", r.NATSURL(), r.HTTPURL())
@@ -146,7 +146,7 @@ func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, 
 func TestCommands_TLS(t *testing.T) {
 	_, certFile, keyFile := writeTestPKI(t, t.TempDir(), "relay.example.org")
 	dir := t.TempDir()
-	startRelay(t, app.Config{DataDir: dir, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile})
+	startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile})
 	if code, out, stderr := relayCmd(t, "clinic", "add", "--slug", "oak", "--name", "Oak", "--timezone", "America/Toronto",
 		"--out", t.TempDir(), "--data", dir); code != 0 {
 		t.Fatalf("clinic add against a TLS relay: %d %s %s", code, out, stderr)
@@ -174,7 +174,7 @@ func TestAgent_NamesTLSFailures(t *testing.T) {
 	_, certA, keyA := writeTestPKI(t, t.TempDir())
 	caB, certB, keyB := writeTestPKI(t, t.TempDir(), "relay.example.org")
 	dirA := t.TempDir()
-	relayA := startRelay(t, app.Config{DataDir: dirA, NATSListen: "127.0.0.1:0", TLSCert: certA, TLSKey: keyA})
+	relayA := startRelay(t, relay.Config{DataDir: dirA, NATSListen: "127.0.0.1:0", TLSCert: certA, TLSKey: keyA})
 	// The TLS failures come before any check of the creds: one clinic's do.
 	admin, err := relayA.Admin(t.Context())
 	if err != nil {
@@ -185,7 +185,7 @@ func TestAgent_NamesTLSFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsURL := relayA.NATSURL()
-	relayB := startRelay(t, app.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TLSCert: certB, TLSKey: keyB})
+	relayB := startRelay(t, relay.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TLSCert: certB, TLSKey: keyB})
 	plain := NewEnv(t)
 	for _, tc := range []struct {
 		name, url, ca string

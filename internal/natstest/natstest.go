@@ -15,6 +15,19 @@ import (
 // RunJetStream starts the server and returns a JetStream handle on it.
 func RunJetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
+	nc, err := nats.Connect(RunServer(t).ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return js
+}
+
+// RunServer starts the server and returns it, for tests that stop it
+// themselves (Shutdown is safe to call again at the test's end).
+func RunServer(t testing.TB) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{Port: server.RANDOM_PORT, Host: "127.0.0.1", JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -24,11 +37,5 @@ func RunJetStream(t testing.TB) jetstream.JetStream {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	return js
+	return s
 }

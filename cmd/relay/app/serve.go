@@ -2,24 +2,21 @@ package app
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/clinicrelay/clinicrelay/agent"
-	"github.com/clinicrelay/clinicrelay/agent/console"
-	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
+	"github.com/clinicrelay/clinicrelay/relay"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// Demo clinic shown by `relay demo`.
-var demoClinic = services.Clinic{ID: "demo", Name: "Demo Family Clinic", TimeZone: "America/Toronto"}
+// smtpEnv may hold the SMTP URL, which has a password: a flag shows in ps.
+const smtpEnv = "CLINICRELAY_SMTP_URL"
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo bool) error {
 	name := "serve"
@@ -27,7 +24,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 		name = "demo"
 	}
 	fs := newFlags(name, stderr)
-	var cfg Config
+	var cfg relay.Config
 	fs.StringVar(&cfg.DataDir, "data", "./data", "data dir (keys, JetStream store)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "web front listen address")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "NATS listen address for agents and the nats CLI")
@@ -81,8 +78,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 		return fmt.Errorf("--encryption-key-file is for the embedded NATS; an existing server encrypts its own store: %w", errUsage)
 	}
 	cfg.Logger = logger(stderr)
+	if cfg.NATSURL == "" && cfg.EncryptionKey == "" {
+		cfg.Logger.Warn("the JetStream store is not encrypted at rest: pass --encryption-key-file or set " + keyEnv)
+	}
 	start := time.Now()
-	r, err := Start(ctx, cfg)
+	r, err := relay.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	return r.Serve(ctx)
 }
 
-func printURLs(w io.Writer, r *Relay, demo bool, consoleAddr string, took time.Duration) {
+func printURLs(w io.Writer, r *relay.Relay, demo bool, consoleAddr string, took time.Duration) {
 	fmt.Fprintf(w, "relay ready in %s\n", took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  patients' site:  %s/\n", r.HTTPURL())
 	fmt.Fprintf(w, "  JSON API:        %s/api/v1/clinics\n", r.HTTPURL())
@@ -109,97 +109,39 @@ func printURLs(w io.Writer, r *Relay, demo bool, consoleAddr string, took time.D
 		fmt.Fprintf(w, "  NATS for agents: %s\n", u)
 	}
 	if demo {
-		fmt.Fprintf(w, "  demo clinic:     %s/c/%s\n", r.HTTPURL(), demoClinic.ID)
+		fmt.Fprintf(w, "  demo clinic:     %s/c/%s\n", r.HTTPURL(), relay.DemoClinic.ID)
 		fmt.Fprintf(w, "  front desk:      http://%s/\n", consoleAddr)
 		fmt.Fprintf(w, "Request a time on the clinic page, confirm it at the front desk, watch the status page change.\n")
 	}
 	fmt.Fprintln(w, "Ctrl-C stops it.")
 }
 
-// Admin returns an operator handle on the embedded node.
-func (r *Relay) Admin(ctx context.Context) (*clinics.Admin, error) {
-	if r.Node == nil {
-		return nil, fmt.Errorf("admin needs the embedded node")
+// abuseFlags adds the abuse flags to fs; the returned func checks them
+// after parsing.
+func abuseFlags(fs *flag.FlagSet, a *relay.Abuse) func() error {
+	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For gives the client IP "+
+		"(rate limits count per client IP; behind a proxy that is not listed, every patient counts as the proxy)")
+	on := fs.Bool("abuse-limits", true, "rate limits and the pending cap; false only for load tests")
+	fs.IntVar(&a.MaxPending, "max-pending", services.DefaultMaxPending, "requests not yet final allowed per email and per phone per clinic")
+	return func() error {
+		a.Off = !*on
+		if a.MaxPending < 1 {
+			return fmt.Errorf("--max-pending must be at least 1: %w", errUsage)
+		}
+		for _, p := range strings.Split(*proxies, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			pr, err := netip.ParsePrefix(p)
+			if err != nil {
+				if addr, aerr := netip.ParseAddr(p); aerr == nil {
+					pr = netip.PrefixFrom(addr, addr.BitLen())
+				} else {
+					return fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP: %w", p, errUsage)
+				}
+			}
+			a.TrustedProxies = append(a.TrustedProxies, pr)
+		}
+		return nil
 	}
-	sysCreds, err := r.Node.Keys.UserCreds("relay-sys", nil, true)
-	if err != nil {
-		return nil, err
-	}
-	sys, err := r.Node.Connect(sysCreds)
-	if err != nil {
-		return nil, err
-	}
-	r.conns = append(r.conns, sys)
-	adminCreds, err := r.Node.Keys.UserCreds("relay-admin", nil, false)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := r.Node.Connect(adminCreds)
-	if err != nil {
-		return nil, err
-	}
-	r.conns = append(r.conns, nc)
-	js, _ := jetstream.New(nc)
-	return &clinics.Admin{JS: js, Sys: sys, Keys: r.Node.Keys}, nil
-}
-
-// StartDemo onboards the demo clinic (once) and runs its agent on the
-// console connector in this process, dialling NATS like a real agent.
-func (r *Relay) StartDemo(ctx context.Context, dir, consoleAddr string) (addr string, stop func(), err error) {
-	// Listen first: a console address in use stops the demo with a clear
-	// error, and the address printed is the one bound (port 0 picks one).
-	ln, err := net.Listen("tcp", consoleAddr)
-	if err != nil {
-		return "", nil, fmt.Errorf("demo console: %w (pass --console ADDR)", err)
-	}
-	stop, err = r.startDemo(ctx, dir, ln)
-	if err != nil {
-		ln.Close()
-		return "", nil, err
-	}
-	return ln.Addr().String(), stop, nil
-}
-
-func (r *Relay) startDemo(ctx context.Context, dir string, ln net.Listener) (stop func(), err error) {
-	a, err := r.Admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c := demoClinic
-	c.CreatedAt = time.Now().UTC()
-	if _, err := a.Add(ctx, c); err != nil && !strings.Contains(err.Error(), "already exists") {
-		return nil, err
-	}
-	creds, err := r.AgentCreds(c.ID)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	key, old, err := agent.LoadSealKeys(filepath.Join(dir, "seal.nk"))
-	if err != nil {
-		return nil, err
-	}
-	pub, _ := key.PublicKey()
-	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: ln.Addr().String(), SealKey: pub,
-		Logger: r.log.With("component", "console")})
-	if err != nil {
-		return nil, err
-	}
-	if err := con.SeedDemo(ctx); err != nil {
-		con.Close()
-		return nil, err
-	}
-	ag, err := agent.New(agent.Config{NATSURL: r.NATSURL(), Creds: creds, Logger: r.log.With("component", "agent"),
-		SealKey: key, OldSealKeys: old}, con)
-	if err != nil {
-		con.Close()
-		return nil, err
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
-	go func() { con.Serve(actx, ln); done <- struct{}{} }()
-	go func() { ag.Run(actx); done <- struct{}{} }()
-	return func() { cancel(); <-done; <-done; con.Close() }, nil
 }

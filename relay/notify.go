@@ -1,4 +1,4 @@
-package app
+package relay
 
 import (
 	"context"
@@ -39,9 +39,6 @@ type NotifyConfig struct {
 	Retries    []time.Duration
 	ReminderAt func(start time.Time) time.Time
 }
-
-// smtpEnv may hold the SMTP URL, which has a password: a flag shows in ps.
-const smtpEnv = "CLINICRELAY_SMTP_URL"
 
 // notifyKeyFile holds the key CONTACTS are sealed with, in the data dir.
 const notifyKeyFile = "notify.key"

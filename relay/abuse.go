@@ -1,10 +1,9 @@
-package app
+package relay
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -39,36 +38,6 @@ const pendingKeyEnv = "CLINICRELAY_PENDING_KEY"
 
 // pendingKeyFile is where the relay keeps that secret otherwise: DATA/pending.key.
 const pendingKeyFile = "pending.key"
-
-// abuseFlags adds the abuse flags to fs; the returned func checks them
-// after parsing.
-func abuseFlags(fs *flag.FlagSet, a *Abuse) func() error {
-	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For gives the client IP "+
-		"(rate limits count per client IP; behind a proxy that is not listed, every patient counts as the proxy)")
-	on := fs.Bool("abuse-limits", true, "rate limits and the pending cap; false only for load tests")
-	fs.IntVar(&a.MaxPending, "max-pending", services.DefaultMaxPending, "requests not yet final allowed per email and per phone per clinic")
-	return func() error {
-		a.Off = !*on
-		if a.MaxPending < 1 {
-			return fmt.Errorf("--max-pending must be at least 1: %w", errUsage)
-		}
-		for _, p := range strings.Split(*proxies, ",") {
-			if p = strings.TrimSpace(p); p == "" {
-				continue
-			}
-			pr, err := netip.ParsePrefix(p)
-			if err != nil {
-				if addr, aerr := netip.ParseAddr(p); aerr == nil {
-					pr = netip.PrefixFrom(addr, addr.BitLen())
-				} else {
-					return fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP: %w", p, errUsage)
-				}
-			}
-			a.TrustedProxies = append(a.TrustedProxies, pr)
-		}
-		return nil
-	}
-}
 
 // webLimits are the rate limits the web front gets.
 func (a Abuse) webLimits() web.Limits {

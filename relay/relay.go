@@ -1,7 +1,9 @@
-// Package app is the relay program behind cmd/relay: Serve runs the embedded
-// NATS node (or joins an existing one) with the web front; the clinic and
-// creds commands administer it, running or not.
-package app
+// Package relay is the running relay: the embedded NATS node (or an
+// existing server or cluster), provisioning, the web front, the catalog and
+// status watches, the notifier, and the services agents ask the relay for
+// (their consumers, their checked writes), wired from one Config and
+// stopped within a deadline. cmd/relay is its command line.
+package relay
 
 import (
 	"cmp"
@@ -270,9 +272,6 @@ func (r *Relay) connect() (*nats.Conn, jetstream.JetStream, error) {
 		r.conns = append(r.conns, nc)
 		js, _ := jetstream.New(nc)
 		return nc, js, nil
-	}
-	if r.cfg.EncryptionKey == "" {
-		r.log.Warn("the JetStream store is not encrypted at rest: pass --encryption-key-file or set " + keyEnv)
 	}
 	n, err := node.Start(node.Config{DataDir: r.cfg.DataDir, Listen: r.cfg.NATSListen, Logger: r.log,
 		EncryptionKey: r.cfg.EncryptionKey, TLSCert: r.cfg.TLSCert, TLSKey: r.cfg.TLSKey})
