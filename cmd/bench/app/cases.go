@@ -111,11 +111,17 @@ func (b *bench) ingestion(ctx context.Context, a *clinics.Admin, f *fleet) error
 		return err
 	}
 	defer raw.close(ctx)
+	floor, err := newFloorBooker(ctx, a.JS)
+	if err != nil {
+		return err
+	}
+	defer floor.close(ctx)
 	for _, c := range levels {
 		b.logf("ingestion, %d clients", c)
 		got := closedLoop(ctx, c, b.cfg.Step, p.post)
 		base := closedLoop(ctx, c, b.cfg.Step, raw.publish)
 		b.rep.Ingestion = append(b.rep.Ingestion, pair(got, base))
+		b.rep.Floor = append(b.rep.Floor, pair(closedLoop(ctx, c, b.cfg.Step, floor.book), base))
 		if p.pool.left() == 0 {
 			return fmt.Errorf("ran out of slots at %d clients: lengthen the pool", c)
 		}
@@ -176,11 +182,16 @@ func newRawPublisher(ctx context.Context, js jetstream.JetStream) (*rawPublisher
 	if err != nil {
 		return nil, fmt.Errorf("raw stream: %w", err)
 	}
+	return &rawPublisher{js: js, body: queuedBody()}, nil
+}
+
+// queuedBody is as large as a queued request.
+func queuedBody() []byte {
 	req := services.Request{ID: strings.Repeat("a", 32), ClinicID: "ingest-0", SlotID: "dr-a_20300101T1400Z",
 		CreatedAt: time.Now().UTC()}
 	json.Unmarshal([]byte(requestBody(req.SlotID)), &req)
 	body, _ := json.Marshal(req)
-	return &rawPublisher{js: js, body: body}, nil
+	return body
 }
 
 func (r *rawPublisher) publish(ctx context.Context) (bool, error) {
@@ -189,6 +200,68 @@ func (r *rawPublisher) publish(ctx context.Context) (bool, error) {
 }
 
 func (r *rawPublisher) close(ctx context.Context) { r.js.DeleteStream(ctx, rawStream) }
+
+// floorBooker makes a booking's own JetStream writes, in its two round
+// trips, and nothing else: an exclusive create with a TTL, then a KV put
+// and a publish with a message id, awaited together. No HTTP, no sealing,
+// no agent, no audit, none of the writes a booking causes later: the most
+// the request path could reach on this machine with this design.
+type floorBooker struct {
+	js            jetstream.JetStream
+	holds, status jetstream.KeyValue
+	body          []byte
+	n             atomic.Int64
+}
+
+const (
+	floorStream  = "BENCH_FLOOR"
+	floorHoldTTL = time.Minute // a per-key TTL, as the relay's holds have
+)
+
+var floorBuckets = []string{"BENCH_FLOOR_HOLDS", "BENCH_FLOOR_STATUS"}
+
+func newFloorBooker(ctx context.Context, js jetstream.JetStream) (*floorBooker, error) {
+	f := &floorBooker{js: js, body: queuedBody()}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: floorStream, Subjects: []string{"bench.floor.>"},
+		Storage: jetstream.FileStorage, MaxAge: 10 * time.Minute, Duplicates: 2 * time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("floor stream: %w", err)
+	}
+	if f.holds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: floorBuckets[0], History: 1,
+		Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute}); err != nil {
+		return nil, fmt.Errorf("floor holds: %w", err)
+	}
+	if f.status, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: floorBuckets[1], History: 1,
+		Storage: jetstream.FileStorage}); err != nil {
+		return nil, fmt.Errorf("floor status: %w", err)
+	}
+	return f, nil
+}
+
+func (f *floorBooker) book(ctx context.Context) (bool, error) {
+	n := f.n.Add(1)
+	key := fmt.Sprintf("c%d.s%d", n%8, n)
+	if _, err := f.holds.Create(ctx, key, []byte(`{"request":"r"}`), jetstream.KeyTTL(floorHoldTTL)); err != nil {
+		return false, err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.status.Put(ctx, key, []byte(`{"state":"received"}`))
+		errc <- err
+	}()
+	_, err := f.js.Publish(ctx, fmt.Sprintf("bench.floor.c%d", n%8), f.body, jetstream.WithMsgID(key))
+	if serr := <-errc; err == nil {
+		err = serr
+	}
+	return err == nil, err
+}
+
+func (f *floorBooker) close(ctx context.Context) {
+	f.js.DeleteStream(ctx, floorStream)
+	for _, b := range floorBuckets {
+		f.js.DeleteKeyValue(ctx, b)
+	}
+}
 
 // reads: GET a clinic's week of slots beside a bare Echo handler (its own
 // process) answering the very same bytes.
