@@ -18,6 +18,11 @@ const (
 	ETooLarge    = "too_large"   // the request body is too big
 	EForbidden   = "forbidden"   // not allowed
 	ECodeNeeded  = "code_needed" // a code was emailed: send the request again with it (EmailCodes)
+	// EUnauthorized: no valid sign-in (a wrong password, no session, a
+	// session ended); ETooManyTries: sign-in refused for now after repeated
+	// failures, whatever the password.
+	EUnauthorized = "unauthorized"
+	ETooManyTries = "too_many_tries"
 )
 
 // Error is the one domain error. Message is safe to show a user; Fields names

@@ -9,14 +9,16 @@ import (
 )
 
 var statuses = map[string]int{
-	services.EInvalid:     http.StatusUnprocessableEntity,
-	services.ENotFound:    http.StatusNotFound,
-	services.EConflict:    http.StatusConflict,
-	services.ELimit:       http.StatusConflict,
-	services.EUnavailable: http.StatusServiceUnavailable,
-	services.ETooLarge:    http.StatusRequestEntityTooLarge,
-	services.EForbidden:   http.StatusForbidden,
-	services.ECodeNeeded:  http.StatusConflict, // nothing taken: the same request with its code will be
+	services.EInvalid:      http.StatusUnprocessableEntity,
+	services.ENotFound:     http.StatusNotFound,
+	services.EConflict:     http.StatusConflict,
+	services.ELimit:        http.StatusConflict,
+	services.EUnavailable:  http.StatusServiceUnavailable,
+	services.ETooLarge:     http.StatusRequestEntityTooLarge,
+	services.EForbidden:    http.StatusForbidden,
+	services.ECodeNeeded:   http.StatusConflict, // nothing taken: the same request with its code will be
+	services.EUnauthorized: http.StatusUnauthorized,
+	services.ETooManyTries: http.StatusTooManyRequests,
 }
 
 // Status is the HTTP status of a domain error code, and whether its message

@@ -12,10 +12,16 @@ import (
 // is not shown.
 func TestStatus(t *testing.T) {
 	for _, code := range []string{services.EInvalid, services.ENotFound, services.EConflict, services.ELimit,
-		services.ETooLarge, services.EForbidden, services.ECodeNeeded} {
+		services.ETooLarge, services.EForbidden, services.ECodeNeeded, services.EUnauthorized, services.ETooManyTries} {
 		if s, ok := Status(code); s < 400 || s >= 500 || !ok {
 			t.Errorf("%s: %d %v, want a 4xx with its message", code, s, ok)
 		}
+	}
+	if s, _ := Status(services.EUnauthorized); s != http.StatusUnauthorized {
+		t.Errorf("unauthorized: %d, want 401", s)
+	}
+	if s, _ := Status(services.ETooManyTries); s != http.StatusTooManyRequests {
+		t.Errorf("too many tries: %d, want 429", s)
 	}
 	if s, ok := Status(services.EUnavailable); s != http.StatusServiceUnavailable || !ok {
 		t.Errorf("unavailable: %d %v", s, ok)

@@ -1,0 +1,329 @@
+package staff
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// clock is a settable Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func open(t *testing.T) (*Directory, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 3, 3, 8, 0, 0, 0, time.UTC)}
+	d, err := Open(Config{Path: filepath.Join(t.TempDir(), "staff.db"), Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, c
+}
+
+func code(t *testing.T, err error, want string) {
+	t.Helper()
+	if got := services.ErrorCode(err); got != want {
+		t.Fatalf("err = %v (%s), want %s", err, got, want)
+	}
+}
+
+const good = "correct horse battery"
+
+// signedIn adds name with role, signs in with the one-time password and
+// sets good: a user as after their first sign-in.
+func signedIn(t *testing.T, d *Directory, name string, role Role, providers ...string) string {
+	t.Helper()
+	otp, err := d.Add(name, role, providers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, u, err := d.SignIn(name, otp, "10.0.0.1")
+	if err != nil || !u.MustChange {
+		t.Fatalf("first sign-in: %v, must change %v", err, u.MustChange)
+	}
+	tok, err = d.ChangePassword(tok, otp, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestCheckPassword(t *testing.T) {
+	for _, tt := range []struct{ pw, want string }{
+		{"short", "at least 12"},
+		{"aaaaaaaaaaaaaaa", "repeated"},
+		{"1qaz2wsx3edc", "too common"},
+		{"Password1234!", "too common"}, // a common word with digits around it
+		{"dragon123456", "too common"},
+		{"123456789012", "too common"}, // a run of digits
+		{"ana.front-desk!", "user name"},
+		{"correct horse battery", ""},
+		{"ça va très bien", ""},
+	} {
+		err := CheckPassword("ana.front-desk", tt.pw)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%q refused: %v", tt.pw, err)
+			}
+			continue
+		}
+		var e *services.Error
+		if !errors.As(err, &e) || !strings.Contains(e.Fields["password"], tt.want) {
+			t.Errorf("%q: %v, want the password field saying %q", tt.pw, err, tt.want)
+		}
+	}
+	if len(common) < 9_000 {
+		t.Fatalf("common passwords: %d loaded, want the shipped 10,000", len(common))
+	}
+}
+
+func TestHash(t *testing.T) {
+	h := hashPassword(good)
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q: want argon2id with OWASP's parameters in PHC format", h)
+	}
+	if h == hashPassword(good) {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	if !verifyPassword(h, good) || verifyPassword(h, good+"x") || verifyPassword("$argon2id$garbage", good) {
+		t.Fatal("verify: right refused, wrong accepted, or garbage accepted")
+	}
+}
+
+func TestFirstSignIn_MustChange(t *testing.T) {
+	d, c := open(t)
+	otp, err := d.Add("ana", RoleFrontDesk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Add("ana", RoleAdmin, nil); services.ErrorCode(err) != services.EConflict {
+		t.Fatalf("second ana: %v", err)
+	}
+	tok, u, err := d.SignIn("ana", otp, "10.0.0.1")
+	if err != nil || !u.MustChange {
+		t.Fatalf("sign in with the one-time password: %v, must change %v", err, u.MustChange)
+	}
+	_, err = d.ChangePassword(tok, otp, "password1234")
+	code(t, err, services.EInvalid)
+	_, err = d.ChangePassword(tok, "not it", good)
+	code(t, err, services.EInvalid)
+	tok2, err := d.ChangePassword(tok, otp, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Session(tok)
+	code(t, err, services.EUnauthorized) // the old session ended with the change
+	if u, err := d.Session(tok2); err != nil || u.MustChange {
+		t.Fatalf("new session: %v, must change %v", err, u.MustChange)
+	}
+	_, _, err = d.SignIn("ana", otp, "10.0.0.1")
+	code(t, err, services.EUnauthorized) // the one-time password is spent
+
+	// An unused one-time password stops working after OneTimeLife.
+	otp, _ = d.Add("bob", RoleFrontDesk, nil)
+	c.Add(OneTimeLife)
+	_, _, err = d.SignIn("bob", otp, "10.0.0.2")
+	code(t, err, services.EUnauthorized)
+}
+
+func TestSession_EndsWhenIdleDisabledOrReset(t *testing.T) {
+	d, c := open(t)
+	signedIn(t, d, "boss", RoleAdmin)
+	tok := signedIn(t, d, "ana", RoleFrontDesk)
+	c.Add(DefaultIdleTimeout - time.Second)
+	if _, err := d.Session(tok); err != nil {
+		t.Fatalf("used within the idle timeout: %v", err)
+	}
+	c.Add(DefaultIdleTimeout - time.Second) // renewed by the last use
+	if _, err := d.Session(tok); err != nil {
+		t.Fatalf("renewed session: %v", err)
+	}
+	c.Add(DefaultIdleTimeout)
+	_, err := d.Session(tok)
+	code(t, err, services.EUnauthorized)
+
+	tok, _, _ = d.SignIn("ana", good, "10.0.0.1")
+	if err := d.Disable("ana"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Session(tok)
+	code(t, err, services.EUnauthorized)
+	_, _, err = d.SignIn("ana", good, "10.0.0.1")
+	code(t, err, services.EUnauthorized) // disabled: the same answer as a wrong password
+	if err := d.Enable("ana"); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err = d.SignIn("ana", good, "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Reset("ana"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Session(tok)
+	code(t, err, services.EUnauthorized)
+
+	tok = signedIn(t, d, "cy", RoleFrontDesk)
+	if err := d.SetRole("cy", RoleFrontDesk, []string{"dr-a"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Session(tok)
+	code(t, err, services.EUnauthorized) // a narrower role takes effect at once
+	if _, err := d.Session("made-up"); services.ErrorCode(err) != services.EUnauthorized {
+		t.Fatalf("made-up token: %v", err)
+	}
+}
+
+func TestLastAdmin(t *testing.T) {
+	d, _ := open(t)
+	d.Add("boss", RoleAdmin, nil)
+	code(t, d.Disable("boss"), services.EConflict)
+	code(t, d.SetRole("boss", RoleFrontDesk, nil), services.EConflict)
+	d.Add("second", RoleAdmin, nil)
+	if err := d.Disable("boss"); err != nil {
+		t.Fatalf("with another admin: %v", err)
+	}
+	if u, _ := d.Get("boss"); !u.Disabled {
+		t.Fatal("not disabled")
+	}
+}
+
+func TestSignIn_DelaysThenLockout(t *testing.T) {
+	d, c := open(t)
+	signedIn(t, d, "ana", RoleFrontDesk)
+	for range freeTries {
+		_, _, err := d.SignIn("ana", "wrong password", "10.0.0.9")
+		code(t, err, services.EUnauthorized)
+	}
+	// Past the free tries, the next one waits, whatever the password.
+	_, _, err := d.SignIn("ana", good, "10.0.0.9")
+	code(t, err, services.ETooManyTries)
+	if RetryAfter(err) < time.Second {
+		t.Fatalf("Retry-After %s", RetryAfter(err))
+	}
+	var waited []time.Duration
+	for n := freeTries; n < LockAfter; n++ {
+		w := time.Duration(0)
+		for {
+			// A new address each time: the account's count alone.
+			_, _, err = d.SignIn("ana", "wrong password", fmt.Sprintf("10.0.2.%d", n))
+			if services.ErrorCode(err) != services.ETooManyTries {
+				break
+			}
+			c.Add(time.Second)
+			w += time.Second
+		}
+		code(t, err, services.EUnauthorized)
+		waited = append(waited, w)
+	}
+	for i := 1; i < len(waited); i++ {
+		if waited[i] < waited[i-1] {
+			t.Fatalf("delays %v: want them growing", waited)
+		}
+	}
+	if waited[len(waited)-1] < 8*time.Second {
+		t.Fatalf("delays %v: want them to grow to several seconds", waited)
+	}
+	u, _ := d.Get("ana")
+	if !u.LockedUntil.After(c.Now()) {
+		t.Fatalf("after %d failures: not locked (%v)", LockAfter, u.LockedUntil)
+	}
+	c.Add(maxDelay)
+	_, _, err = d.SignIn("ana", good, "10.0.1.1")
+	code(t, err, services.ETooManyTries) // locked: even the right password waits
+	if !strings.Contains(err.Error(), "admin") {
+		t.Fatalf("lockout message %q: want it to say an admin can unlock", err)
+	}
+	if err := d.Unlock("ana"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.SignIn("ana", good, "10.0.1.1"); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+}
+
+func TestSignIn_PerAddress(t *testing.T) {
+	d, c := open(t)
+	signedIn(t, d, "ana", RoleFrontDesk)
+	// One address guessing across many names (none of them real).
+	n := 0
+	for ; n < 100; n++ {
+		_, _, err := d.SignIn(fmt.Sprintf("nobody%d", n), "guess guess guess", "10.9.9.9")
+		if services.ErrorCode(err) == services.ETooManyTries {
+			break
+		}
+		code(t, err, services.EUnauthorized) // unknown names answer as wrong passwords
+		c.Add(maxDelay)                      // patient: waits out each delay
+	}
+	if n != AddrLockAfter {
+		t.Fatalf("address stopped after %d failures, want %d", n, AddrLockAfter)
+	}
+	_, _, err := d.SignIn("ana", good, "10.9.9.9")
+	code(t, err, services.ETooManyTries)
+	if _, _, err := d.SignIn("ana", good, "10.0.0.1"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	c.Add(AddrWindow)
+	if _, _, err := d.SignIn("ana", good, "10.9.9.9"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// The user command writes the file while the console has it: each opens it
+// only for an operation.
+func TestTwoDirectoriesShareTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staff.db")
+	console, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otp, err := cli.Add("ana", RoleFrontDesk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := console.SignIn("ana", otp, "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.Add("boss", RoleAdmin, nil)
+	if err := cli.Disable("ana"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = console.Session(tok)
+	code(t, err, services.EUnauthorized)
+}
+
+func TestCheckName(t *testing.T) {
+	for _, n := range []string{"", "a", "Ana", "ana smith", "-ana", strings.Repeat("a", 41), "ana/x"} {
+		code(t, CheckName(n), services.EInvalid)
+	}
+	for _, n := range []string{"ana", "ana.smith", "front-desk-2", "a_b"} {
+		if err := CheckName(n); err != nil {
+			t.Errorf("%q: %v", n, err)
+		}
+	}
+}
