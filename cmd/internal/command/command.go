@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
+
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // ErrUsage marks an error as the caller's misuse: exit code 2 and the usage text.
@@ -25,7 +29,24 @@ func Exit(name, usage string, err error, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %s\n", name, describe(err))
 		return 1
 	}
+}
+
+// describe is a domain error's message and cause, with one line per field
+// it names (the flag of the same name); anything else as it is.
+func describe(err error) string {
+	var de *services.Error
+	if !errors.As(err, &de) {
+		return err.Error()
+	}
+	msg := de.Message
+	if de.Err != nil {
+		msg += ": " + de.Err.Error() // an operator's command: the cause helps
+	}
+	for _, f := range slices.Sorted(maps.Keys(de.Fields)) {
+		msg += fmt.Sprintf("\n  --%s: %s", f, de.Fields[f])
+	}
+	return msg
 }
