@@ -53,7 +53,7 @@ func bookedAt(t *testing.T, clinic string) (*Agent, *Client, string, string, str
 	web := newClient(t, env.Relay.HTTPURL())
 	slot := firstSlot(t, web, clinic)
 	id, token := request(t, web, clinic, slot)
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
+	if code := ag.Desk(t).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
 		t.Fatalf("confirm: %d", code)
 	}
 	awaitState(t, web, token, "booked")
@@ -143,7 +143,7 @@ func TestAcceptProposal(t *testing.T) {
 	slot := firstSlot(t, web, "oak")
 	id, token := request(t, web, "oak", slot)
 	proposed := firstSlot(t, web, "oak")
-	desk := newClient(t, ag.HTTP.URL)
+	desk := ag.Desk(t)
 	if code := desk.JSON("POST", "/api/requests/"+id+"/propose", map[string]string{"slot_id": proposed}, nil); code != 200 {
 		t.Fatalf("propose: %d", code)
 	}
@@ -187,7 +187,7 @@ func TestStatusEvents(t *testing.T) {
 		t.Fatalf("first event: %v", ev)
 	}
 	start := time.Now()
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
+	if code := ag.Desk(t).JSON("POST", "/api/requests/"+id+"/confirm", nil, nil); code != 200 {
 		t.Fatalf("confirm: %d", code)
 	}
 	ev := next()

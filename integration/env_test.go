@@ -24,6 +24,7 @@ import (
 	"github.com/clinicrelay/clinicrelay/agent"
 	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/jetstream/auth"
 	"github.com/clinicrelay/clinicrelay/jetstream/clinics"
 	"github.com/clinicrelay/clinicrelay/relay"
@@ -153,6 +154,25 @@ type Agent struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	dialer  *killDialer
+}
+
+// deskPassword is the front-desk admin's password in every test.
+const deskPassword = "maple front desk 2026"
+
+// Desk is a client of the agent's console signed in as an admin.
+func (a *Agent) Desk(t *testing.T) *Client {
+	t.Helper()
+	if a.Console == nil {
+		t.Fatal("this agent has no console")
+	}
+	if err := a.Console.Staff().Put("desk-admin", staff.RoleAdmin, nil, deskPassword); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, a.HTTP.URL)
+	if code := c.JSON("POST", "/api/session", map[string]string{"name": "desk-admin", "password": deskPassword}, nil); code != 200 {
+		t.Fatalf("desk sign-in: %d", code)
+	}
+	return c
 }
 
 // killDialer records the agent's TCP connections so a test can cut them,

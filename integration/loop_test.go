@@ -117,7 +117,7 @@ func TestLoop(t *testing.T) {
 	}
 	awaitState(t, web, token, "delivered")
 
-	desk := newClient(t, ag.HTTP.URL)
+	desk := ag.Desk(t)
 	start := time.Now()
 	if code := desk.JSON("POST", "/api/requests/"+created["id"]+"/confirm", nil, nil); code != 200 {
 		t.Fatalf("confirm: %d", code)
@@ -178,7 +178,7 @@ func TestDecline(t *testing.T) {
 	if hasSlot(t, web, "fir", slot) {
 		t.Fatal("pending slot offered")
 	}
-	desk := newClient(t, ag.HTTP.URL)
+	desk := ag.Desk(t)
 	if code := desk.JSON("POST", "/api/requests/"+created["id"]+"/decline", map[string]string{"reason": "Dr. Lee is away"}, nil); code != 200 {
 		t.Fatalf("decline: %d", code)
 	}

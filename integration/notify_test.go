@@ -139,7 +139,7 @@ func TestNotify_Email(t *testing.T) {
 	env := notifyEnv(t, t.TempDir(), smtp, nil)
 	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	desk := newClient(t, ag.HTTP.URL)
+	desk := ag.Desk(t)
 
 	slot := firstSlot(t, web, "maple")
 	var a map[string]string
@@ -311,7 +311,7 @@ func TestNotify_ReminderAcrossRestart(t *testing.T) {
 	}
 	awaitState(t, web, a["token"], "delivered")
 	due.Store(time.Now().Add(3 * time.Second).UnixNano())
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+a["id"]+"/confirm", nil, nil); code != 200 {
+	if code := ag.Desk(t).JSON("POST", "/api/requests/"+a["id"]+"/confirm", nil, nil); code != 200 {
 		t.Fatalf("confirm: %d", code)
 	}
 	awaitEmails(t, smtp, 2, 10*time.Second) // received, booked
@@ -343,7 +343,7 @@ func TestNotify_ForgedStatus(t *testing.T) {
 	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	env.MustAddClinic("birch")
 	web := newClient(t, env.Relay.HTTPURL())
-	desk := newClient(t, ag.HTTP.URL)
+	desk := ag.Desk(t)
 
 	var a map[string]string
 	slot := firstSlot(t, web, "maple")

@@ -76,7 +76,7 @@ func TestBrowser_Patient(t *testing.T) {
 		t.Fatalf("the clinic got %+v", e)
 	}
 	start := time.Now()
-	if code := newClient(t, ag.HTTP.URL).JSON("POST", "/api/requests/"+entries[0].ID+"/confirm", nil, nil); code != 200 {
+	if code := ag.Desk(t).JSON("POST", "/api/requests/"+entries[0].ID+"/confirm", nil, nil); code != 200 {
 		t.Fatalf("confirm: %d", code)
 	}
 	b.AwaitJS(`window.stillHere === true && document.getElementById("state").className.includes("state-booked")`, 10*time.Second)

@@ -120,7 +120,7 @@ func TestCommands_ClinicShow(t *testing.T) {
 		}
 		return nil
 	})
-	page := newClient(t, a.HTTP.URL)
+	page := a.Desk(t)
 	if _, _, body := page.Do("GET", "/", "", nil); !strings.Contains(body, fp) {
 		t.Errorf("the console does not show the fingerprint %s", fp)
 	}

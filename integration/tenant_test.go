@@ -390,8 +390,9 @@ func TestQuota_DayOverCapOnConsole(t *testing.T) {
 	if err := maple.Console.SetProviders(ctx, many); err != nil {
 		t.Fatal(err)
 	}
+	desk := maple.Desk(t)
 	page := func() string {
-		_, _, body := newClient(t, maple.HTTP.URL).Do("GET", "/", "", nil)
+		_, _, body := desk.Do("GET", "/", "", nil)
 		return body
 	}
 	poll.For(t, 15*time.Second, func() error {
@@ -490,7 +491,7 @@ func TestQuota_RefusedOutcome(t *testing.T) {
 		awaitState(t, web, reqs[i]["token"], "delivered")
 	}
 	desk.bad, desk.multiline = reqs[0]["id"], reqs[1]["id"]
-	staff := newClient(t, ag.HTTP.URL)
+	staff := ag.Desk(t)
 	for _, r := range reqs {
 		if code := staff.JSON("POST", "/api/requests/"+r["id"]+"/decline", map[string]string{"reason": "Dr. Lee is away"}, nil); code != 200 {
 			t.Fatalf("decline: %d", code)

@@ -97,15 +97,17 @@ func TestStart_ExternalNATSLost(t *testing.T) {
 }
 
 // The demo onboards its clinic once, runs its agent and console, and starts
-// again on the same data dir.
+// again on the same data dir; the front desk's sign-in it prints works, and
+// only until the next start makes another.
 func TestStartDemo_Restarts(t *testing.T) {
 	dir := t.TempDir()
+	var before Demo
 	for run := range 2 {
 		r, err := Start(t.Context(), Config{DataDir: dir, NATSListen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
-		addr, stop, err := r.StartDemo(t.Context(), filepath.Join(dir, "demo-agent"), "127.0.0.1:0")
+		d, err := r.StartDemo(t.Context(), filepath.Join(dir, "demo-agent"), "127.0.0.1:0")
 		if err != nil {
 			r.Shutdown()
 			t.Fatalf("run %d: demo: %v", run, err)
@@ -125,16 +127,38 @@ func TestStartDemo_Restarts(t *testing.T) {
 			}
 			return nil
 		})
-		if code, body, err := get("http://" + addr + "/"); err != nil || code != http.StatusOK {
-			t.Fatalf("run %d: console %s: %d %v\n%s", run, addr, code, err, body)
+		console := "http://" + d.ConsoleAddr
+		if code := signIn(t, console, d.User, d.Password); code != http.StatusOK {
+			t.Fatalf("run %d: the printed sign-in %s: %d", run, d.User, code)
 		}
+		if run == 1 && before.Password != "" {
+			if before.Password == d.Password {
+				t.Fatal("the same demo password twice")
+			}
+			if code := signIn(t, console, before.User, before.Password); code != http.StatusUnauthorized {
+				t.Fatalf("the previous start's password: %d, want 401", code)
+			}
+		}
+		before = d
 		cancel()
 		if err := <-served; err != nil {
 			t.Fatalf("run %d: Serve: %v", run, err)
 		}
-		stop()
+		d.Stop()
 		r.Shutdown()
 	}
+}
+
+// signIn posts a sign-in to the console at base and returns the status.
+func signIn(t *testing.T, base, name, password string) int {
+	t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"password":%q}`, name, password)
+	res, err := http.Post(base+"/api/session", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 func TestLink(t *testing.T) {

@@ -20,12 +20,12 @@ func (c *Console) handleRequestList(ctx echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ctx.JSON(http.StatusOK, list)
+	return ctx.JSON(http.StatusOK, visibleTo(user(ctx), list))
 }
 
 // handleRequestConfirm is POST /api/requests/:id/confirm.
 func (c *Console) handleRequestConfirm(ctx echo.Context) error {
-	e, err := c.Confirm(ctx.Request().Context(), ctx.Param("id"))
+	e, err := c.confirmAs(ctx.Request().Context(), user(ctx), ctx.Param("id"))
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (c *Console) handleRequestDecline(ctx echo.Context) error {
 	if err := decodeJSON(ctx, &in); err != nil {
 		return err
 	}
-	e, err := c.Decline(ctx.Request().Context(), ctx.Param("id"), in.Reason)
+	e, err := c.declineAs(ctx.Request().Context(), user(ctx), ctx.Param("id"), in.Reason)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (c *Console) handleRequestPropose(ctx echo.Context) error {
 	if err := decodeJSON(ctx, &in); err != nil {
 		return err
 	}
-	e, err := c.Propose(ctx.Request().Context(), ctx.Param("id"), in.SlotID)
+	e, err := c.proposeAs(ctx.Request().Context(), user(ctx), ctx.Param("id"), in.SlotID)
 	if err != nil {
 		return err
 	}

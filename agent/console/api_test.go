@@ -36,6 +36,9 @@ func call(t *testing.T, c *console.Console, method, path, contentType, body stri
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if ck := sessionOf(c); ck != nil {
+		req.AddCookie(ck)
+	}
 	if chunked {
 		req.ContentLength = -1 // no declared length: the limit applies while reading
 	}
@@ -218,7 +221,7 @@ func TestConsole_Run(t *testing.T) {
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusUnauthorized { // served, and asks to sign in
 			return fmt.Errorf("status %d", resp.StatusCode)
 		}
 		return nil

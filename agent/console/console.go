@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/clinicrelay/clinicrelay/agent/connector"
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -40,6 +41,11 @@ type Config struct {
 	// SealKey is the public key requests are sealed to; the page shows its
 	// fingerprint, for staff to compare with `relay clinic show`.
 	SealKey string
+	// StaffPath is the staff accounts' file (default: staff.db beside
+	// Path), which `clinic-agent user` edits; IdleTimeout ends a session
+	// unused this long (default staff.DefaultIdleTimeout).
+	StaffPath   string
+	IdleTimeout time.Duration
 }
 
 // Console is the front-desk connector. Its methods are safe for concurrent use.
@@ -52,6 +58,7 @@ type Console struct {
 	changed      chan struct{}
 	echo         *echo.Echo
 	sealKey      string
+	staff        *staff.Directory
 
 	mu       sync.Mutex
 	clinic   services.Clinic
@@ -96,6 +103,14 @@ func Open(cfg Config) (*Console, error) {
 		db.Close()
 		return nil, fmt.Errorf("console: create buckets: %w", err)
 	}
+	if cfg.StaffPath == "" {
+		cfg.StaffPath = filepath.Join(filepath.Dir(cfg.Path), StaffFile)
+	}
+	dir, err := staff.Open(staff.Config{Path: cfg.StaffPath, Now: cfg.Now, IdleTimeout: cfg.IdleTimeout})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	c := &Console{
 		db:           db,
 		addr:         cfg.Addr,
@@ -106,6 +121,7 @@ func Open(cfg Config) (*Console, error) {
 		dirtyAll:     true,
 		allowedHosts: map[string]bool{},
 		sealKey:      cfg.SealKey,
+		staff:        dir,
 	}
 	for _, h := range cfg.AllowedHosts {
 		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true
@@ -113,6 +129,12 @@ func Open(cfg Config) (*Console, error) {
 	c.echo = c.newEcho()
 	return c, nil
 }
+
+// StaffFile is the staff accounts' file name in the agent's data dir.
+const StaffFile = "staff.db"
+
+// Staff is the console's staff accounts.
+func (c *Console) Staff() *staff.Directory { return c.staff }
 
 // Close closes the store. It is idempotent; stop Run before calling it.
 func (c *Console) Close() error {

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -53,6 +55,7 @@ type env struct {
 	path  string
 	clock *clock
 	c     *console.Console
+	admin *http.Cookie // the signed-in admin's session, sent by call, getPage and postForm
 }
 
 func newEnv(t *testing.T) *env {
@@ -80,6 +83,12 @@ func (e *env) open(t *testing.T) *console.Console {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetClinic(services.Clinic{ID: "maple", Name: "Maple Clinic", TimeZone: "America/Toronto"})
+	if e.admin == nil {
+		e.admin = signIn(t, c, "desk-admin", staff.RoleAdmin)
+	} else { // reopened: the sessions were in the closed console's memory
+		e.admin = postSession(t, c, "desk-admin", staffPassword, http.StatusOK)
+	}
+	sessions.Store(c, e.admin)
 	return c
 }
 

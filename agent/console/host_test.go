@@ -10,7 +10,8 @@ import (
 )
 
 // TestConsole_HostGuard: a request addressed to a foreign host name (DNS
-// rebinding) gets nothing; IP literals, localhost and configured names work.
+// rebinding) gets nothing; IP literals, localhost and configured names
+// reach the console (which asks them to sign in).
 func TestConsole_HostGuard(t *testing.T) {
 	c, err := console.Open(console.Config{Path: filepath.Join(t.TempDir(), "c.db"), AllowedHosts: []string{"Desk.Maple.LAN"}})
 	if err != nil {
@@ -18,11 +19,11 @@ func TestConsole_HostGuard(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	for host, want := range map[string]int{
-		"127.0.0.1:8081":      http.StatusOK,
-		"[::1]:8081":          http.StatusOK,
-		"localhost:8081":      http.StatusOK,
-		"192.168.1.20":        http.StatusOK,
-		"desk.maple.lan:8081": http.StatusOK,
+		"127.0.0.1:8081":      http.StatusUnauthorized,
+		"[::1]:8081":          http.StatusUnauthorized,
+		"localhost:8081":      http.StatusUnauthorized,
+		"192.168.1.20":        http.StatusUnauthorized,
+		"desk.maple.lan:8081": http.StatusUnauthorized,
 		"evil.example:8081":   http.StatusMisdirectedRequest,
 		"maple.lan":           http.StatusMisdirectedRequest,
 	} {

@@ -54,12 +54,17 @@ func (c *Console) newEcho() *echo.Echo {
 // routes lists every route. Middleware is given per route: an Echo group
 // with middleware would catch every unknown path as well.
 func (c *Console) routes(e *echo.Echo) {
-	e.GET("/api/requests", c.handleRequestList)
-	e.POST("/api/requests/:id/confirm", c.handleRequestConfirm, requireJSON)
-	e.POST("/api/requests/:id/decline", c.handleRequestDecline, requireJSON)
-	e.POST("/api/requests/:id/propose", c.handleRequestPropose, requireJSON)
-	e.GET("/api/providers", c.handleProviderList)
-	e.PUT("/api/providers", c.handleProviderSet, requireJSON)
+	in := c.signedIn // every route but signing in needs a session
+	e.POST("/api/session", c.handleSessionCreate, requireJSON)
+	e.GET("/api/session", c.handleSessionShow, in)
+	e.DELETE("/api/session", c.handleSessionDelete, in)
+	e.POST("/api/password", c.handlePasswordSet, requireJSON, in)
+	e.GET("/api/requests", c.handleRequestList, in)
+	e.POST("/api/requests/:id/confirm", c.handleRequestConfirm, requireJSON, in)
+	e.POST("/api/requests/:id/decline", c.handleRequestDecline, requireJSON, in)
+	e.POST("/api/requests/:id/propose", c.handleRequestPropose, requireJSON, in)
+	e.GET("/api/providers", c.handleProviderList, in)
+	e.PUT("/api/providers", c.handleProviderSet, requireJSON, in, adminOnly)
 
 	csrf := middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "form:" + csrfField,
@@ -68,11 +73,16 @@ func (c *Console) routes(e *echo.Echo) {
 		CookieHTTPOnly: true,
 		CookieSameSite: http.SameSiteStrictMode,
 	})
-	e.GET("/", c.handlePage, csrf)
-	e.POST("/requests/:id/confirm", c.handlePageConfirm, csrf)
-	e.POST("/requests/:id/decline", c.handlePageDecline, csrf)
-	e.POST("/requests/:id/propose", c.handlePagePropose, csrf)
-	e.POST("/providers", c.handlePageProviders, csrf)
+	e.GET("/signin", c.handleSigninPage, csrf)
+	e.POST("/signin", c.handleSigninForm, csrf)
+	e.GET("/password", c.handlePasswordPage, csrf, in)
+	e.POST("/password", c.handlePasswordForm, csrf, in)
+	e.POST("/signout", c.handleSignoutForm, csrf, in)
+	e.GET("/", c.handlePage, csrf, in)
+	e.POST("/requests/:id/confirm", c.handlePageConfirm, csrf, in)
+	e.POST("/requests/:id/decline", c.handlePageDecline, csrf, in)
+	e.POST("/requests/:id/propose", c.handlePagePropose, csrf, in)
+	e.POST("/providers", c.handlePageProviders, csrf, in, adminOnly)
 	e.GET("/console.css", handleCSS)
 }
 

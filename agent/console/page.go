@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -26,12 +27,13 @@ const (
 	recentDecided  = 20
 )
 
-//go:embed templates/page.html templates/console.css
+//go:embed templates/page.html templates/signin.html templates/console.css
 var assets embed.FS
 
 var (
-	pageTemplate = template.Must(template.ParseFS(assets, "templates/page.html"))
-	stylesheet   = mustRead("templates/console.css")
+	pageTemplate   = template.Must(template.ParseFS(assets, "templates/page.html"))
+	signinTemplate = template.Must(template.ParseFS(assets, "templates/signin.html"))
+	stylesheet     = mustRead("templates/console.css")
 )
 
 func mustRead(name string) []byte {
@@ -44,6 +46,7 @@ func mustRead(name string) []byte {
 
 // pageData is what templates/page.html renders. It holds PHI.
 type pageData struct {
+	User   staff.User // who is signed in
 	Clinic string
 	Zone   string
 	// Fingerprint is the seal key's, when the console was given it.
@@ -102,19 +105,19 @@ func handleCSS(ctx echo.Context) error {
 
 // handlePageConfirm is POST /requests/:id/confirm from the page.
 func (c *Console) handlePageConfirm(ctx echo.Context) error {
-	_, err := c.Confirm(ctx.Request().Context(), ctx.Param("id"))
+	_, err := c.confirmAs(ctx.Request().Context(), user(ctx), ctx.Param("id"))
 	return c.afterForm(ctx, err, nil)
 }
 
 // handlePageDecline is POST /requests/:id/decline from the page.
 func (c *Console) handlePageDecline(ctx echo.Context) error {
-	_, err := c.Decline(ctx.Request().Context(), ctx.Param("id"), ctx.FormValue("reason"))
+	_, err := c.declineAs(ctx.Request().Context(), user(ctx), ctx.Param("id"), ctx.FormValue("reason"))
 	return c.afterForm(ctx, err, nil)
 }
 
 // handlePagePropose is POST /requests/:id/propose from the page.
 func (c *Console) handlePagePropose(ctx echo.Context) error {
-	_, err := c.Propose(ctx.Request().Context(), ctx.Param("id"), ctx.FormValue("slot_id"))
+	_, err := c.proposeAs(ctx.Request().Context(), user(ctx), ctx.Param("id"), ctx.FormValue("slot_id"))
 	return c.afterForm(ctx, err, nil)
 }
 
@@ -141,7 +144,7 @@ func (c *Console) afterForm(ctx echo.Context, err error, draft *providerForm) er
 func (c *Console) render(ctx echo.Context, flash error, draft *providerForm) error {
 	cl, loc := c.clinicInfo()
 	token, _ := ctx.Get("csrf").(string)
-	d := &pageData{Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm(),
+	d := &pageData{User: user(ctx), Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, New: newProviderForm(),
 		Refused: c.refusals()}
 	if c.sealKey != "" {
 		d.Fingerprint = services.Fingerprint(c.sealKey)
@@ -185,6 +188,7 @@ func (c *Console) load(ctx context.Context, d *pageData, draft *providerForm) er
 	if err != nil {
 		return err
 	}
+	entries = visibleTo(d.User, entries)
 	options, err := c.proposeOptions(ctx, d.loc)
 	if err != nil {
 		return err

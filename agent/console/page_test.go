@@ -23,8 +23,7 @@ var tokenRE = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
 // getPage loads the front-desk page and returns its body and CSRF session.
 func getPage(t *testing.T, c *console.Console) (string, session) {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
+	rec := serve(c, sessionOf(c), "GET", "/", "", "")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET / = %d %s, want 200", rec.Code, rec.Body)
 	}
@@ -53,6 +52,9 @@ func postForm(t *testing.T, c *console.Console, s session, path string, form url
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if s.cookie != nil {
 		req.AddCookie(s.cookie)
+	}
+	if ck := sessionOf(c); ck != nil {
+		req.AddCookie(ck)
 	}
 	rec := httptest.NewRecorder()
 	c.Handler().ServeHTTP(rec, req)
@@ -208,8 +210,7 @@ func TestPage_Providers(t *testing.T) {
 
 func TestPage_Headers(t *testing.T) {
 	e := newEnv(t)
-	rec := httptest.NewRecorder()
-	e.c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
+	rec := serve(e.c, e.admin, "GET", "/", "", "")
 	for header, want := range map[string]string{
 		"Content-Security-Policy": "default-src 'none'",
 		"X-Frame-Options":         "DENY",

@@ -12,6 +12,8 @@ package staff
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
@@ -126,6 +128,9 @@ func Open(cfg Config) (*Directory, error) {
 	}
 	if cfg.MaxSession <= 0 {
 		cfg.MaxSession = DefaultMaxSession
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("staff accounts: %w", err)
 	}
 	d := &Directory{path: cfg.Path, now: func() time.Time { return cfg.Now().UTC() }}
 	d.sessions = sessions{idle: cfg.IdleTimeout, max: cfg.MaxSession, m: map[[32]byte]*session{}}
@@ -269,6 +274,35 @@ func (d *Directory) Add(name string, role Role, providers []string) (string, err
 		return put(b, a)
 	})
 	return pw, err
+}
+
+// Put makes the user name, or replaces it, with a password of the
+// caller's that is not one-time (the demo's admin, printed at its start);
+// the user's sessions end. Staff accounts get one-time passwords (Add).
+func (d *Directory) Put(name string, role Role, providers []string, password string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if err := checkRole(role, providers); err != nil {
+		return err
+	}
+	if err := CheckPassword(name, password); err != nil {
+		return err
+	}
+	hash, now := hashPassword(password), d.now()
+	return d.update(func(b *bolt.Bucket) error {
+		a, err := get(b, name)
+		if services.ErrorCode(err) == services.ENotFound {
+			a, err = &account{User: User{Name: name, CreatedAt: now}}, nil
+		}
+		if err != nil {
+			return err
+		}
+		a.Role, a.Providers, a.Disabled, a.MustChange, a.OneTimeUntil = role, slices.Clone(providers), false, false, time.Time{}
+		a.Hash, a.PasswordAt, a.Tries, a.LockedUntil = hash, now, tries{}, time.Time{}
+		a.Gen++
+		return put(b, a)
+	})
 }
 
 func checkRole(role Role, providers []string) error {

@@ -27,7 +27,7 @@ const usage = `usage:
                    [--connector fhir --fhir-url URL [--fhir-token FILE | --fhir-basic-user USER
                     --fhir-basic-password-file FILE] [--fhir-poll DURATION]]
   clinic-agent rotate-key [--data DIR]
-`
+` + userUsage
 
 // errUsage makes Main exit 2 with the usage text.
 var errUsage = command.ErrUsage
@@ -59,6 +59,9 @@ const SealKeyFile = "seal.nk"
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "rotate-key" {
 		return rotateKey(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "user" {
+		return user(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "run" {
 		return errUsage

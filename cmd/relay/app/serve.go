@@ -89,19 +89,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, demo
 	// Deferred calls run last first: HTTP stops (Serve returns), then the
 	// demo agent and console, then connections drain and NATS stops.
 	defer r.Shutdown()
+	var d relay.Demo
 	if demo {
-		addr, stop, err := r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr)
-		if err != nil {
+		if d, err = r.StartDemo(ctx, filepath.Join(cfg.DataDir, "demo-agent"), *consoleAddr); err != nil {
 			return err
 		}
-		defer stop()
-		*consoleAddr = addr
+		defer d.Stop()
 	}
-	printURLs(stdout, r, demo, *consoleAddr, time.Since(start))
+	printURLs(stdout, r, demo, d, time.Since(start))
 	return r.Serve(ctx)
 }
 
-func printURLs(w io.Writer, r *relay.Relay, demo bool, consoleAddr string, took time.Duration) {
+func printURLs(w io.Writer, r *relay.Relay, demo bool, d relay.Demo, took time.Duration) {
 	fmt.Fprintf(w, "relay ready in %s\n", took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  patients' site:  %s/\n", r.HTTPURL())
 	fmt.Fprintf(w, "  JSON API:        %s/api/v1/clinics\n", r.HTTPURL())
@@ -110,7 +109,8 @@ func printURLs(w io.Writer, r *relay.Relay, demo bool, consoleAddr string, took 
 	}
 	if demo {
 		fmt.Fprintf(w, "  demo clinic:     %s/c/%s\n", r.HTTPURL(), relay.DemoClinic.ID)
-		fmt.Fprintf(w, "  front desk:      http://%s/\n", consoleAddr)
+		fmt.Fprintf(w, "  front desk:      http://%s/\n", d.ConsoleAddr)
+		fmt.Fprintf(w, "  front desk sign-in: %s / %s\n", d.User, d.Password)
 		fmt.Fprintf(w, "Request a time on the clinic page, confirm it at the front desk, watch the status page change.\n")
 	}
 	fmt.Fprintln(w, "Ctrl-C stops it.")
