@@ -222,6 +222,26 @@ func TestIsolation_Writes(t *testing.T) {
 			}
 		})
 	}
+	// Staff events name a user, of a user name's form, and only they do.
+	for name, body := range map[string]string{
+		"staff event without a user":  `{"action":"request-decided","request_id":"` + cedarReq + `"}`,
+		"agent event naming a user":   `{"action":"request-opened","user":"ana","request_id":"` + cedarReq + `"}`,
+		"user name with a newline":    `{"action":"request-viewed","user":"ana\nadmin","request_id":"` + cedarReq + `"}`,
+		"user name of 41 characters":  `{"action":"request-viewed","user":"` + strings.Repeat("a", 41) + `","request_id":"` + cedarReq + `"}`,
+		"user name with a capital":    `{"action":"request-viewed","user":"Ana","request_id":"` + cedarReq + `"}`,
+		"staff event for bad request": `{"action":"request-viewed","user":"ana","request_id":"../x"}`,
+	} {
+		resp, err := nc.Request(subjects.AgentAudit("cedar"), []byte(body), 5*time.Second)
+		if err != nil || !strings.Contains(string(resp.Data), `"refused"`) {
+			t.Errorf("%s: %v %s, want refused", name, err, respData(resp))
+		}
+	}
+	decided := `{"action":"request-decided","user":"lee-desk","actor":"relay","detail":"booked","request_id":"` + cedarReq + `"}`
+	if resp, err := nc.Request(subjects.AgentAudit("cedar"), []byte(decided), 5*time.Second); err != nil ||
+		strings.Contains(string(resp.Data), "error") {
+		t.Errorf("a staff decision: %v %s", err, respData(resp))
+	}
+
 	// A flood of days under B's own prefix: at most the window is kept.
 	bucket := cjs.NewAgentBucket(js, subjects.BucketAvailability, "cedar")
 	refusals := 0
@@ -264,6 +284,16 @@ func TestIsolation_Writes(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].Clinic != "cedar" || evs[0].Actor != "agent" {
 		t.Errorf("B's request-opened events: %+v, want one of clinic cedar by its agent", evs)
+	}
+	// The staff decision: cedar's, by its staff user as the agent named them.
+	evs = evs[:0]
+	cjs.ReadAudit(ctx, env.Admin.JS, "cedar", time.Time{}, func(e services.AuditEvent) {
+		if e.Action == services.AuditRequestDecided {
+			evs = append(evs, e)
+		}
+	})
+	if len(evs) != 1 || evs[0].Clinic != "cedar" || evs[0].Actor != "staff" || evs[0].User != "lee-desk" || evs[0].Detail != "booked" {
+		t.Errorf("B's request-decided events: %+v, want one by staff user lee-desk", evs)
 	}
 }
 

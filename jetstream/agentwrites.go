@@ -389,7 +389,11 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
 	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
+	services.AuditRequestViewed: true, services.AuditRequestDecided: true,
 }
+
+// staffAuditActions are those of them that name the staff user who acted.
+var staffAuditActions = map[string]bool{services.AuditRequestViewed: true, services.AuditRequestDecided: true}
 
 func (s *AgentWrites) handleAudit(m *nats.Msg) {
 	clinic := strings.Split(m.Subject, ".")[2]
@@ -408,6 +412,10 @@ func (s *AgentWrites) audit(clinic string, body []byte) agentWriteReply {
 		return refused("audit: an agent records no %q events", ev.Action)
 	case ev.RequestID != "" && subjects.ValidRequestID(ev.RequestID) != nil:
 		return refused("audit: %s", subjects.ValidRequestID(ev.RequestID))
+	case staffAuditActions[ev.Action] != (ev.User != ""):
+		return refused("audit: a user names who acted in %q events, and only in those", ev.Action)
+	case ev.User != "" && services.CheckStaffName(ev.User) != nil:
+		return refused("audit: user: %s", services.CheckStaffName(ev.User))
 	}
 	if err := services.PlainText("audit: detail", ev.Detail, 200); err != nil {
 		return refused("%s", err)
@@ -415,8 +423,12 @@ func (s *AgentWrites) audit(clinic string, body []byte) agentWriteReply {
 	if !s.limiter(&s.audits, clinic, AgentAuditRate, AgentAuditBurst).Allow() {
 		return refused("audit: more than %d events a second from this clinic", AgentAuditRate)
 	}
-	// The relay says who and when: the clinic of the subject, the agent.
+	// The relay says who and when: the clinic of the subject, the agent
+	// (or its staff, whose name only the clinic can vouch for).
 	ev.Clinic, ev.Actor, ev.IP = clinic, "agent", ""
+	if ev.User != "" {
+		ev.Actor = "staff"
+	}
 	if now := s.Now().UTC(); ev.At.IsZero() || ev.At.After(now) {
 		ev.At = now
 	}
@@ -513,6 +525,9 @@ type AgentAuditor struct {
 	log    *slog.Logger
 	queue  chan services.AuditEvent
 	done   chan struct{}
+
+	mu     sync.Mutex
+	closed bool // after Close, events are logged as lost
 }
 
 var _ services.Auditor = (*AgentAuditor)(nil)
@@ -529,8 +544,15 @@ func NewAgentAuditor(nc *nats.Conn, clinic string, log *slog.Logger) *AgentAudit
 	return a
 }
 
-// Audit queues ev for the relay.
+// Audit queues ev for the relay; safe after Close, which it outlives (a
+// connector's staff may still act while the agent stops).
 func (a *AgentAuditor) Audit(_ context.Context, ev services.AuditEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		a.lost(ev, errors.New("the agent has stopped"))
+		return
+	}
 	select {
 	case a.queue <- ev:
 	default:
@@ -563,7 +585,12 @@ func (a *AgentAuditor) run() {
 
 // Close sends the events still queued, waiting at most d.
 func (a *AgentAuditor) Close(d time.Duration) {
-	close(a.queue)
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.queue)
+	}
+	a.mu.Unlock()
 	select {
 	case <-a.done:
 	case <-time.After(d):

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"regexp"
 	"time"
 )
 
@@ -16,23 +17,42 @@ const (
 	AuditRequestMoved     = "request-moved"     // web: the patient chose another time
 	AuditChangeApplied    = "change-applied"    // agent: a cancellation or new time reached the clinic's system
 	AuditIntakeDelivered  = "intake-delivered"  // agent: an intake form reached the clinic's system
+	AuditRequestViewed    = "request-viewed"    // staff: a request's details opened at the console (User)
+	AuditRequestDecided   = "request-decided"   // staff: confirmed, declined or proposed at the console (User)
 	AuditCredsIssued      = "creds-issued"      // operator: agent or operator creds
 	AuditClinicRevoked    = "clinic-revoked"
 	AuditClinicPurged     = "clinic-purged"
 )
+
+// CheckStaffName says why name cannot name a clinic's staff user, or nil:
+// 2 to 40 lower-case letters, digits, dots, dashes or underscores, starting
+// with a letter or digit.
+func CheckStaffName(name string) error {
+	if !staffNameRE.MatchString(name) {
+		var fe FieldErrors
+		fe.Add("name", "name must be 2 to 40 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit")
+		return fe.Err()
+	}
+	return nil
+}
+
+var staffNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,39}$`)
 
 // AuditClinicRelay is the clinic ID of events about the relay itself.
 const AuditClinicRelay = "_relay"
 
 // AuditEvent records one access: who did what to which request, never PHI.
 type AuditEvent struct {
-	At        time.Time `json:"at"`
-	Clinic    string    `json:"clinic"`
-	Action    string    `json:"action"`
-	Actor     string    `json:"actor"` // patient, agent, operator, relay
-	RequestID string    `json:"request_id,omitempty"`
-	IP        string    `json:"ip,omitempty"`
-	Detail    string    `json:"detail,omitempty"` // e.g. the outcome's state
+	At     time.Time `json:"at"`
+	Clinic string    `json:"clinic"`
+	Action string    `json:"action"`
+	Actor  string    `json:"actor"` // patient, agent, staff, operator, relay
+	// User is the clinic's staff user who acted (Actor "staff"), as the
+	// clinic's agent names them: the relay checks its form, not who it is.
+	User      string `json:"user,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	Detail    string `json:"detail,omitempty"` // e.g. the outcome's state
 }
 
 // Auditor records events. It must not block the caller on storage: a lost

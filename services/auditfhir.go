@@ -8,12 +8,16 @@ func (ev AuditEvent) FHIR() map[string]any {
 	switch ev.Action {
 	case AuditRequestCreated, AuditCredsIssued:
 		action = "C"
-	case AuditOutcomeSet, AuditClinicRevoked:
+	case AuditOutcomeSet, AuditClinicRevoked, AuditRequestDecided:
 		action = "U"
 	case AuditClinicPurged:
 		action = "D"
 	}
-	agent := map[string]any{"requestor": ev.Actor != "relay", "who": map[string]any{"display": ev.Actor}}
+	who := ev.Actor
+	if ev.User != "" {
+		who = ev.Actor + " " + ev.User // e.g. "staff ana", as the clinic's agent named them
+	}
+	agent := map[string]any{"requestor": ev.Actor != "relay", "who": map[string]any{"display": who}}
 	if ev.IP != "" {
 		agent["network"] = map[string]any{"address": ev.IP, "type": "2"}
 	}

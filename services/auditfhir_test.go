@@ -23,6 +23,10 @@ func TestAuditEvent_FHIR(t *testing.T) {
 			Detail: "booked"}, "U", true, true, false},
 		{services.AuditEvent{At: at, Clinic: "maple", Action: services.AuditClinicPurged, Actor: "relay"}, "D", false, false, false},
 		{services.AuditEvent{At: at, Clinic: "maple", Action: services.AuditStatusViewed, Actor: "patient", RequestID: "r1"}, "R", true, true, false},
+		{services.AuditEvent{At: at, Clinic: "maple", Action: services.AuditRequestDecided, Actor: "staff", User: "ana",
+			RequestID: "r1", Detail: "booked"}, "U", true, true, false},
+		{services.AuditEvent{At: at, Clinic: "maple", Action: services.AuditRequestViewed, Actor: "staff", User: "ana",
+			RequestID: "r1"}, "R", true, true, false},
 	} {
 		r := tt.ev.FHIR()
 		b, _ := json.Marshal(r)
@@ -39,6 +43,9 @@ func TestAuditEvent_FHIR(t *testing.T) {
 		}
 		if strings.Contains(got, "192.0.2.7") != tt.ip {
 			t.Errorf("%s: the client's address in %s", tt.ev.Action, got)
+		}
+		if who := agent["who"].(map[string]any)["display"]; tt.ev.User != "" && who != "staff ana" {
+			t.Errorf("%s: who %v, want the staff user", tt.ev.Action, who)
 		}
 		if strings.Contains(got, "booked") {
 			t.Errorf("the detail leaks into the resource: %s", got)

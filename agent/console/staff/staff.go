@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -74,17 +73,9 @@ type account struct {
 // OneTimeLife is how long a one-time password works unused.
 const OneTimeLife = 7 * 24 * time.Hour
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,39}$`)
-
-// CheckName says why name cannot be a user name, or nil.
-func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
-		var fe services.FieldErrors
-		fe.Add("name", "name must be 2 to 40 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit")
-		return fe.Err()
-	}
-	return nil
-}
+// CheckName says why name cannot be a user name, or nil
+// (services.CheckStaffName: the relay checks the names in audit events).
+func CheckName(name string) error { return services.CheckStaffName(name) }
 
 var usersBucket = []byte("users")
 

@@ -468,7 +468,11 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case "fhir":
 				err = enc.Encode(ev.FHIR())
 			default:
-				_, err = fmt.Fprintf(stdout, "%s  %-18s %-8s %s %s %s\n", ev.At.Format(time.RFC3339), ev.Action, ev.Actor,
+				actor := ev.Actor
+				if ev.User != "" {
+					actor += ":" + ev.User
+				}
+				_, err = fmt.Fprintf(stdout, "%s  %-18s %-8s %s %s %s\n", ev.At.Format(time.RFC3339), ev.Action, actor,
 					ev.RequestID, ev.IP, ev.Detail)
 			}
 		})
