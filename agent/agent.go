@@ -201,6 +201,9 @@ func (a *Agent) connect() error {
 	a.nc = nc
 	a.js, err = jetstream.New(nc)
 	a.audit = cjs.NewAgentAuditor(nc, a.clinic, a.log)
+	if s, ok := a.conn.(connector.StaffAuditor); ok {
+		s.SetAuditor(a.audit)
+	}
 	return err
 }
 

@@ -26,8 +26,12 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("create: %d", code)
 	}
 	awaitState(t, web, created["token"], "delivered")
-	if _, err := ag.Console.Confirm(context.Background(), created["id"]); err != nil {
-		t.Fatal(err)
+	desk := ag.Desk(t) // the front desk opens the request, then confirms it
+	if code := desk.JSON("GET", "/api/requests/"+created["id"], nil, nil); code != 200 {
+		t.Fatalf("open: %d", code)
+	}
+	if code := desk.JSON("POST", "/api/requests/"+created["id"]+"/confirm", nil, nil); code != 200 {
+		t.Fatalf("confirm: %d", code)
 	}
 	awaitState(t, web, created["token"], "booked")
 	if code, _, stderr := relayCmd(t, "creds", "operator", "--out", filepath.Join(t.TempDir(), "op.creds"), "--data", env.DataDir); code != 0 {
@@ -38,6 +42,7 @@ func TestAudit(t *testing.T) {
 		services.AuditCredsIssued: "operator", services.AuditRequestCreated: "patient",
 		services.AuditRequestOpened: "agent", services.AuditRequestDelivered: "agent",
 		services.AuditOutcomeSet: "agent", services.AuditStatusViewed: "patient",
+		services.AuditRequestViewed: "staff", services.AuditRequestDecided: "staff",
 	}
 	var out string
 	poll.For(t, 10*time.Second, func() error {
@@ -60,6 +65,9 @@ func TestAudit(t *testing.T) {
 			}
 			if ev.Action == services.AuditOutcomeSet && ev.Detail != string(services.StateBooked) {
 				return fmt.Errorf("outcome event %+v, want booked", ev)
+			}
+			if ev.Actor == "staff" && (ev.User != "desk-admin" || ev.RequestID != created["id"]) {
+				return fmt.Errorf("staff event %+v, want desk-admin's on the request", ev)
 			}
 		}
 		for action := range want {

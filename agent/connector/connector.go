@@ -63,6 +63,14 @@ type IntakeSink interface {
 	StoreIntake(ctx context.Context, in services.Intake) error
 }
 
+// StaffAuditor is a Connector whose staff open and decide requests in it
+// (the console): the agent gives it its audit trail to the relay, where it
+// records which staff user did what to which request (services.AuditEvent's
+// User and Action, never patient data), besides any record of its own.
+type StaffAuditor interface {
+	SetAuditor(a services.Auditor)
+}
+
 // ChangeTracker is a Connector that knows what changed: the agent then
 // republishes only the days of those slots instead of every day ahead.
 type ChangeTracker interface {

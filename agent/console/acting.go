@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,18 +40,52 @@ func visibleTo(u staff.User, list []Entry) []Entry {
 	return slices.DeleteFunc(list, func(e Entry) bool { return !u.Sees(e.ProviderID) })
 }
 
+// viewAs is the request id with its details, and records that u opened it.
+func (c *Console) viewAs(ctx context.Context, u staff.User, id string) (Entry, error) {
+	e, err := c.entryFor(ctx, u, id)
+	if err == nil {
+		c.record(ctx, u.Name, services.AuditRequestViewed, id, "")
+	}
+	return e, err
+}
+
+// listAs is the requests u sees, summed up (summary), and records that the
+// list was shown.
+func (c *Console) listAs(ctx context.Context, u staff.User, status string) ([]Entry, error) {
+	list, err := c.Requests(ctx, status)
+	if err != nil {
+		return nil, err
+	}
+	list = visibleTo(u, list)
+	for i := range list {
+		list[i] = list[i].summary()
+	}
+	c.record(ctx, u.Name, AuditRequestsListed, "", fmt.Sprintf("%d requests", len(list)))
+	return list, nil
+}
+
+// decided records u's decision on e, when it was made.
+func (c *Console) decided(ctx context.Context, u staff.User, e Entry, err error) (Entry, error) {
+	if err == nil {
+		c.record(ctx, u.Name, services.AuditRequestDecided, e.ID, e.Status)
+	}
+	return e, err
+}
+
 func (c *Console) confirmAs(ctx context.Context, u staff.User, id string) (Entry, error) {
 	if _, err := c.entryFor(ctx, u, id); err != nil {
 		return Entry{}, err
 	}
-	return c.Confirm(ctx, id)
+	e, err := c.Confirm(ctx, id)
+	return c.decided(ctx, u, e, err)
 }
 
 func (c *Console) declineAs(ctx context.Context, u staff.User, id, reason string) (Entry, error) {
 	if _, err := c.entryFor(ctx, u, id); err != nil {
 		return Entry{}, err
 	}
-	return c.Decline(ctx, id, reason)
+	e, err := c.Decline(ctx, id, reason)
+	return c.decided(ctx, u, e, err)
 }
 
 // proposeAs also needs u to see the provider of the time proposed.
@@ -61,5 +96,6 @@ func (c *Console) proposeAs(ctx context.Context, u staff.User, id, slotID string
 	if provider, _, err := services.ParseSlotID(slotID); err == nil && !u.Sees(provider) {
 		return Entry{}, fieldError("slot_id", "slot_id is another provider's")
 	}
-	return c.Propose(ctx, id, slotID)
+	e, err := c.Propose(ctx, id, slotID)
+	return c.decided(ctx, u, e, err)
 }

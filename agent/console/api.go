@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -16,11 +17,39 @@ import (
 
 // handleRequestList is GET /api/requests?status=pending|booked|declined|proposed|all.
 func (c *Console) handleRequestList(ctx echo.Context) error {
-	list, err := c.Requests(ctx.Request().Context(), ctx.QueryParam("status"))
+	list, err := c.listAs(ctx.Request().Context(), user(ctx), ctx.QueryParam("status"))
 	if err != nil {
 		return err
 	}
-	return ctx.JSON(http.StatusOK, visibleTo(user(ctx), list))
+	return ctx.JSON(http.StatusOK, list)
+}
+
+// handleRequestShow is GET /api/requests/:id: one request with the
+// patient's details; audited.
+func (c *Console) handleRequestShow(ctx echo.Context) error {
+	e, err := c.viewAs(ctx.Request().Context(), user(ctx), ctx.Param("id"))
+	if err != nil {
+		return err
+	}
+	return ctx.JSON(http.StatusOK, e)
+}
+
+// handleAuditList is GET /api/audit?limit=N (admins): the console's record,
+// newest first (100 by default, at most 1,000).
+func (c *Console) handleAuditList(ctx echo.Context) error {
+	limit := 100
+	if v := ctx.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fieldError("limit", "limit must be a number from 1 to 1000")
+		}
+		limit = n
+	}
+	evs, err := c.Audit(ctx.Request().Context(), limit)
+	if err != nil {
+		return err
+	}
+	return ctx.JSON(http.StatusOK, evs)
 }
 
 // handleRequestConfirm is POST /api/requests/:id/confirm.

@@ -171,9 +171,23 @@ func TestAPI_Requests(t *testing.T) {
 	r = call(t, e.c, "GET", "/api/requests?status=booked", "", "")
 	var list []map[string]any
 	_ = json.Unmarshal([]byte(r.body), &list)
-	for _, key := range []string{"id", "slot_id", "provider_id", "start", "name", "birth_date", "phone", "email", "reason", "status", "decline_reason", "proposed_slot", "received_at"} {
+	for _, key := range []string{"id", "slot_id", "provider_id", "start", "name", "status", "decline_reason", "proposed_slot", "received_at"} {
 		if _, ok := list[0][key]; !ok {
 			t.Errorf("request JSON lacks %q: %v", key, list[0])
+		}
+	}
+	// A list sums up; one request has the patient's details.
+	for _, key := range []string{"birth_date", "phone", "email", "reason"} {
+		if _, ok := list[0][key]; ok {
+			t.Errorf("the list has %q: %v", key, list[0])
+		}
+	}
+	r = call(t, e.c, "GET", "/api/requests/"+first.ID, "", "")
+	var one map[string]any
+	_ = json.Unmarshal([]byte(r.body), &one)
+	for _, key := range []string{"birth_date", "phone", "email", "reason"} {
+		if _, ok := one[key]; !ok || r.status != 200 {
+			t.Errorf("GET /api/requests/%s = %d, lacks %q: %v", first.ID, r.status, key, one)
 		}
 	}
 	if got, want := list[0]["start"], "2026-03-03T14:00:00Z"; got != want {

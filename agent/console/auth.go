@@ -104,9 +104,12 @@ func (c *Console) signIn(ctx echo.Context, name, password string) (staff.User, e
 	}
 	if err != nil {
 		c.log.Info("sign-in refused", "user", safeName(name), "addr", clientAddr(ctx), "code", services.ErrorCode(err))
+		c.record(ctx.Request().Context(), safeUser(name), AuditSignInRefused, "",
+			services.ErrorCode(err)+" from "+clientAddr(ctx))
 		return staff.User{}, err
 	}
 	c.log.Info("signed in", "user", u.Name)
+	c.record(ctx.Request().Context(), u.Name, AuditSignedIn, "", "from "+clientAddr(ctx))
 	setSession(ctx, token)
 	return u, nil
 }
@@ -116,6 +119,14 @@ func (c *Console) signIn(ctx echo.Context, name, password string) (staff.User, e
 func safeName(name string) string {
 	if staff.CheckName(name) != nil {
 		return "(not a user name)"
+	}
+	return name
+}
+
+// safeUser is name for the audit record when it is a valid user name, else "".
+func safeUser(name string) string {
+	if staff.CheckName(name) != nil {
+		return ""
 	}
 	return name
 }
@@ -132,6 +143,7 @@ func (c *Console) changePassword(ctx echo.Context, current, next string) error {
 		return err
 	}
 	c.log.Info("password changed", "user", user(ctx).Name)
+	c.record(ctx.Request().Context(), user(ctx).Name, AuditPasswordChanged, "", "")
 	setSession(ctx, token)
 	return nil
 }
@@ -140,6 +152,7 @@ func (c *Console) changePassword(ctx echo.Context, current, next string) error {
 func (c *Console) signOut(ctx echo.Context) {
 	if ck, err := ctx.Cookie(sessionCookie); err == nil {
 		c.staff.SignOut(ck.Value)
+		c.record(ctx.Request().Context(), user(ctx).Name, AuditSignedOut, "", "")
 	}
 	setSession(ctx, "")
 }

@@ -1,15 +1,19 @@
 package console_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/agent/console/staff"
+	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // public are the routes served without a session.
@@ -210,5 +214,83 @@ func TestAuth_DisabledAndLocked(t *testing.T) {
 	}
 	if rec429 == 0 {
 		t.Fatal("ten wrong passwords in a row and never a 429")
+	}
+}
+
+// auditTrail is a services.Auditor that keeps what it is given, for the
+// console's side of the relay's trail (integration/audit_test.go has the
+// relay's).
+type auditTrail struct {
+	mu  sync.Mutex
+	evs []services.AuditEvent
+}
+
+func (a *auditTrail) Audit(_ context.Context, ev services.AuditEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evs = append(a.evs, ev)
+}
+
+// Openings and decisions are recorded with the staff user, locally and for
+// the relay; sign-ins and lists locally; none with patient data.
+func TestAudit_StaffActions(t *testing.T) {
+	e := newEnv(t)
+	trail := &auditTrail{}
+	e.c.SetAuditor(trail)
+	lee, patel := request(1, "dr-lee", at(3, 9, 0)), request(2, "dr-patel", at(3, 10, 0))
+	e.mustStore(t, lee)
+	e.mustStore(t, patel)
+	ck := signIn(t, e.c, "lee-desk", staff.RoleFrontDesk, "dr-lee")
+	postSession(t, e.c, "lee-desk", "wrong password!", http.StatusUnauthorized)
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/api/requests", ""},
+		{"GET", "/api/requests/" + lee.ID, ""},
+		{"GET", "/api/requests/" + patel.ID, ""}, // another provider's: 404, not recorded
+		{"POST", "/api/requests/" + lee.ID + "/confirm", "{}"},
+	} {
+		serve(e.c, ck, c.method, c.path, "application/json", c.body)
+	}
+	type ev struct{ action, user, request, detail string }
+	var got []ev
+	local, err := e.c.Audit(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(local) - 1; i >= 0; i-- {
+		if l := local[i]; l.User == "lee-desk" || l.Action == console.AuditSignInRefused {
+			got = append(got, ev{l.Action, l.User, l.RequestID, l.Detail})
+		}
+	}
+	want := []ev{
+		{console.AuditSignedIn, "lee-desk", "", "from 192.0.2.1"},
+		{console.AuditPasswordChanged, "lee-desk", "", ""},
+		{console.AuditSignInRefused, "lee-desk", "", "unauthorized from 192.0.2.1"},
+		{console.AuditRequestsListed, "lee-desk", "", "1 requests"},
+		{services.AuditRequestViewed, "lee-desk", lee.ID, ""},
+		{services.AuditRequestDecided, "lee-desk", lee.ID, "booked"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("local record:\n got %v\nwant %v", got, want)
+	}
+	trail.mu.Lock()
+	defer trail.mu.Unlock()
+	if len(trail.evs) != 2 || trail.evs[0].Action != services.AuditRequestViewed ||
+		trail.evs[1].Action != services.AuditRequestDecided || trail.evs[1].User != "lee-desk" ||
+		trail.evs[1].Clinic != "maple" || trail.evs[1].Actor != "staff" {
+		t.Fatalf("sent to the relay: %+v, want the opening and the decision by lee-desk", trail.evs)
+	}
+	b, _ := json.Marshal(local)
+	for _, phi := range []string{lee.Name, lee.Email, lee.BirthDate, "Check-up", patel.Name} {
+		if strings.Contains(string(b), phi) {
+			t.Fatalf("the audit record holds patient data %q", phi)
+		}
+	}
+	if rec := serve(e.c, ck, "GET", "/api/audit", "", ""); rec.Code != http.StatusForbidden {
+		t.Fatalf("GET /api/audit as front desk: %d, want 403", rec.Code)
+	}
+	var evs []services.AuditEvent
+	rec := serve(e.c, e.admin, "GET", "/api/audit?limit=3", "", "")
+	if json.Unmarshal(rec.Body.Bytes(), &evs); rec.Code != http.StatusOK || len(evs) != 3 || evs[0].Action != services.AuditRequestDecided {
+		t.Fatalf("GET /api/audit?limit=3 as admin: %d %+v, want the 3 newest", rec.Code, evs)
 	}
 }

@@ -66,6 +66,7 @@ type Console struct {
 	dirty    map[string]struct{} // slots whose days changed, see TakeChanges
 	dirtyAll bool
 	refused  []string // what the relay refuses, see Refused
+	auditor  services.Auditor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -75,6 +76,7 @@ var (
 	_ connector.Connector       = (*Console)(nil)
 	_ connector.ChangeTracker   = (*Console)(nil)
 	_ connector.RefusalReporter = (*Console)(nil)
+	_ connector.StaffAuditor    = (*Console)(nil)
 )
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.

@@ -31,10 +31,10 @@ type Entry struct {
 	ProviderID    string    `json:"provider_id"`
 	Start         time.Time `json:"start"`
 	Name          string    `json:"name"`
-	BirthDate     string    `json:"birth_date"`
-	Phone         string    `json:"phone"`
-	Email         string    `json:"email"`
-	Reason        string    `json:"reason"`
+	BirthDate     string    `json:"birth_date,omitempty"` // the four details: not in a list (summary)
+	Phone         string    `json:"phone,omitempty"`
+	Email         string    `json:"email,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
 	Status        string    `json:"status"` // StatusPending, StatusBooked, StatusDeclined, StatusProposed or StatusCancelled
 	DeclineReason string    `json:"decline_reason"`
 	ProposedSlot  string    `json:"proposed_slot"`
@@ -64,6 +64,14 @@ func newEntry(r *record) Entry {
 		ReceivedAt:    r.ReceivedAt,
 		DecidedAt:     r.DecidedAt,
 	}
+}
+
+// summary is e without the patient's details (birth date, phone, email,
+// reason): what a list shows; opening one request shows them, and is
+// audited.
+func (e Entry) summary() Entry {
+	e.BirthDate, e.Phone, e.Email, e.Reason = "", "", "", ""
+	return e
 }
 
 // Requests lists the stored requests with the given status (StatusAll or ""

@@ -27,13 +27,14 @@ const (
 	recentDecided  = 20
 )
 
-//go:embed templates/page.html templates/signin.html templates/console.css
+//go:embed templates/page.html templates/request.html templates/parts.html templates/signin.html templates/console.css
 var assets embed.FS
 
 var (
-	pageTemplate   = template.Must(template.ParseFS(assets, "templates/page.html"))
-	signinTemplate = template.Must(template.ParseFS(assets, "templates/signin.html"))
-	stylesheet     = mustRead("templates/console.css")
+	pageTemplate    = template.Must(template.ParseFS(assets, "templates/page.html", "templates/parts.html"))
+	requestTemplate = template.Must(template.ParseFS(assets, "templates/request.html", "templates/parts.html"))
+	signinTemplate  = template.Must(template.ParseFS(assets, "templates/signin.html"))
+	stylesheet      = mustRead("templates/console.css")
 )
 
 func mustRead(name string) []byte {
@@ -60,6 +61,8 @@ type pageData struct {
 	Decided   []Entry
 	Providers []providerForm
 	New       providerForm
+	// Open is the one request GET /requests/:id shows, with its details.
+	Open *pendingItem
 
 	loc   *time.Location
 	names map[string]string
@@ -92,11 +95,53 @@ func (d *pageData) SlotTime(id string) string {
 // ProviderName is the provider's name, or id when it is no longer listed.
 func (d *pageData) ProviderName(id string) string { return cmp.Or(d.names[id], id) }
 
+// decideView is a pending request with the page's CSRF token.
+type decideView struct {
+	CSRF string
+	P    pendingItem
+}
+
+// Decide pairs a pending request with the CSRF token for the "decide" template.
+func (d *pageData) Decide(p pendingItem) decideView { return decideView{CSRF: d.CSRF, P: p} }
+
 // Form pairs a provider form with the CSRF token for the "provider" template.
 func (d *pageData) Form(p providerForm) providerView { return providerView{CSRF: d.CSRF, P: p} }
 
 // handlePage is GET /: the front-desk page.
 func (c *Console) handlePage(ctx echo.Context) error { return c.render(ctx, nil, nil) }
+
+// handleRequestPage is GET /requests/:id: one request with the patient's
+// details, and its decision forms while it is pending; audited.
+func (c *Console) handleRequestPage(ctx echo.Context) error {
+	rctx := ctx.Request().Context()
+	e, err := c.viewAs(rctx, user(ctx), ctx.Param("id"))
+	if err != nil {
+		return err
+	}
+	cl, loc := c.clinicInfo()
+	token, _ := ctx.Get("csrf").(string)
+	d := &pageData{User: user(ctx), Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, Open: &pendingItem{Entry: e}}
+	list, err := c.Providers(rctx)
+	if err != nil {
+		return err
+	}
+	d.names = map[string]string{}
+	for _, p := range list {
+		d.names[p.ID] = p.Name
+	}
+	if e.Status == StatusPending {
+		options, err := c.proposeOptions(rctx, loc)
+		if err != nil {
+			return err
+		}
+		d.Open.Options = options[e.ProviderID]
+	}
+	var buf bytes.Buffer
+	if err := requestTemplate.Execute(&buf, d); err != nil {
+		return err
+	}
+	return ctx.HTMLBlob(http.StatusOK, buf.Bytes())
+}
 
 // handleCSS is GET /console.css.
 func handleCSS(ctx echo.Context) error {
@@ -184,11 +229,10 @@ func (c *Console) load(ctx context.Context, d *pageData, draft *providerForm) er
 		d.New = *draft
 		d.New.New = true
 	}
-	entries, err := c.Requests(ctx, StatusAll)
+	entries, err := c.listAs(ctx, d.User, StatusAll)
 	if err != nil {
 		return err
 	}
-	entries = visibleTo(d.User, entries)
 	options, err := c.proposeOptions(ctx, d.loc)
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ func TestPage_Render(t *testing.T) {
 
 	for _, want := range []string{
 		"Maple Clinic", "America/Toronto", "Tue Mar 3 2026, 09:00", "Dr. Alex Lee",
-		req.Name, req.BirthDate, "&#43;1 416 555 0100", req.Email, "Check-up &lt;b&gt;now&lt;/b&gt;",
+		req.Name, `href="/requests/` + req.ID + `"`,
 		`action="/requests/` + req.ID + `/confirm"`, `action="/requests/` + req.ID + `/decline"`,
 		`<option value="` + services.SlotID("dr-lee", at(3, 9, 30)) + `">`,
 		`name="mon" value="09:00-12:00, 13:00-17:00"`,
@@ -85,11 +85,30 @@ func TestPage_Render(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if strings.Contains(body, "<b>now</b>") {
-		t.Errorf("page has the reason unescaped")
+	// The list names the patient; the details are on the request's own page.
+	for _, detail := range []string{req.BirthDate, req.Email, "Check-up"} {
+		if strings.Contains(body, detail) {
+			t.Errorf("the list shows the detail %q", detail)
+		}
 	}
 	if strings.Contains(body, `<option value="`+req.SlotID+`">`) {
 		t.Errorf("page offers the request's own slot %s to propose", req.SlotID)
+	}
+
+	rec := serve(e.c, e.admin, "GET", "/requests/"+req.ID, "", "")
+	details := rec.Body.String()
+	for _, want := range []string{req.Name, req.BirthDate, "&#43;1 416 555 0100", req.Email, "Check-up &lt;b&gt;now&lt;/b&gt;",
+		"Tue Mar 3 2026, 09:00 with Dr. Alex Lee", `action="/requests/` + req.ID + `/confirm"`,
+		`<option value="` + services.SlotID("dr-lee", at(3, 9, 30)) + `">`} {
+		if !strings.Contains(details, want) {
+			t.Errorf("request page lacks %q", want)
+		}
+	}
+	if rec.Code != http.StatusOK || strings.Contains(details, "<b>now</b>") {
+		t.Errorf("request page: %d, or the reason unescaped", rec.Code)
+	}
+	if rec := serve(e.c, e.admin, "GET", "/requests/"+strings.Repeat("f", 32), "", ""); rec.Code != http.StatusNotFound {
+		t.Errorf("request page of no request: %d, want 404", rec.Code)
 	}
 }
 
