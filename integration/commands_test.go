@@ -161,6 +161,9 @@ func TestCommands_BadInput(t *testing.T) {
 
 	opCreds := filepath.Join(t.TempDir(), "op.creds")
 	relayCmd(t, "creds", "operator", "--out", opCreds, "--data", dir)
+	badKey := filepath.Join(t.TempDir(), "bad.key")
+	os.WriteFile(badKey, []byte("not hex\n"), 0o600)
+	agentData := t.TempDir()
 	for _, tt := range []struct {
 		name     string
 		args     []string
@@ -178,6 +181,16 @@ func TestCommands_BadInput(t *testing.T) {
 			"--fhir-url", "http://pms/fhir", "--fhir-token", opCreds, "--fhir-basic-user", "u"}, 2, "exclude each other"},
 		{"fhir token file missing", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--connector", "fhir",
 			"--fhir-url", "http://pms/fhir", "--fhir-token", "/nonexistent"}, 1, "--fhir-token"},
+		{"console key file missing", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--key-file", "/nonexistent"}, 1, "--key-file"},
+		{"console key not hex", []string{"run", "--nats-url", "nats://127.0.0.1:1", "--creds", opCreds, "--key-file", badKey}, 1, "64 hex digits"},
+		{"console-key without --out", []string{"console-key"}, 2, "usage"},
+		{"console-key over a file", []string{"console-key", "--out", badKey}, 1, "exists"},
+		{"user without a verb", []string{"user"}, 2, "usage"},
+		{"user with an unknown verb", []string{"user", "promote", "--name", "ana", "--data", agentData}, 2, "usage"},
+		{"user add without a name", []string{"user", "add", "--role", "admin", "--data", agentData}, 2, "--name"},
+		{"user add with a bad role", []string{"user", "add", "--name", "ana", "--role", "owner", "--data", agentData}, 1, "--role: role must be admin or frontdesk"},
+		{"user add admin with providers", []string{"user", "add", "--name", "ana", "--role", "admin", "--provider", "dr-lee", "--data", agentData}, 1, "--providers"},
+		{"user disable of no one", []string{"user", "disable", "--name", "nobody", "--data", agentData}, 1, "no user"},
 	} {
 		t.Run("agent "+tt.name, func(t *testing.T) {
 			var errOut strings.Builder

@@ -3,7 +3,9 @@ package relay
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -101,8 +103,12 @@ func (r *Relay) startDemo(ctx context.Context, dir string, ln net.Listener) (Dem
 		return Demo{}, err
 	}
 	pub, _ := key.PublicKey()
+	storeKey, err := demoConsoleKey(dir)
+	if err != nil {
+		return Demo{}, err
+	}
 	con, err := console.Open(console.Config{Path: filepath.Join(dir, "console.db"), Addr: ln.Addr().String(), SealKey: pub,
-		Logger: r.log.With("component", "console")})
+		Logger: r.log.With("component", "console"), Key: storeKey})
 	if err != nil {
 		return Demo{}, err
 	}
@@ -127,6 +133,22 @@ func (r *Relay) startDemo(ctx context.Context, dir string, ln net.Listener) (Dem
 	go func() { ag.Run(actx); done <- struct{}{} }()
 	stop := func() { cancel(); <-done; <-done; con.Close() }
 	return Demo{User: DemoUser, Password: pw, Stop: stop}, nil
+}
+
+// demoConsoleKey is the demo console's store key, in dir/console.key (made
+// on first start): the demo seals its store as a clinic would, though with
+// the key beside it.
+func demoConsoleKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "console.key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		b = []byte(console.NewKey() + "\n")
+		err = os.WriteFile(path, b, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("demo console key: %w", err)
+	}
+	return console.ParseKey(string(b))
 }
 
 // demoPassword is a new password for the demo's admin: 20 characters of

@@ -23,7 +23,7 @@ func (c *Console) entryFor(ctx context.Context, u staff.User, id string) (Entry,
 	}
 	var e Entry
 	err := c.db.View(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, id)
+		rec, err := c.getRecord(tx, id)
 		if err == nil {
 			e = newEntry(rec)
 		}

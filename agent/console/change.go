@@ -29,7 +29,7 @@ func (c *Console) Apply(ctx context.Context, ch services.Change) error {
 	var freed []string
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if rec, err = getRecord(tx, ch.RequestID); err != nil {
+		if rec, err = c.getRecord(tx, ch.RequestID); err != nil {
 			return err
 		}
 		if !ch.At.After(rec.ChangeAt) {
@@ -44,14 +44,14 @@ func (c *Console) Apply(ctx context.Context, ch services.Change) error {
 		// outcome, which is published again so STATUS shows the clinic has it.
 		rec.Change, rec.ChangeAt = ch.ID, ch.At
 		if !changed && rec.State == services.StateCancelled {
-			return putRecord(tx, rec) // nothing to tell: the patient's cancel stands
+			return c.putRecord(tx, rec) // nothing to tell: the patient's cancel stands
 		}
 		freed = append(old, rec.Request.SlotID)
 		rec.DecidedAt, rec.Published = c.now(), false
 		if err := tx.Bucket(bucketOutbox).Put([]byte(rec.Request.ID), nil); err != nil {
 			return err
 		}
-		return putRecord(tx, rec)
+		return c.putRecord(tx, rec)
 	})
 	if err != nil {
 		var e *services.Error

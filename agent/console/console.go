@@ -46,6 +46,9 @@ type Config struct {
 	// unused this long (default staff.DefaultIdleTimeout).
 	StaffPath   string
 	IdleTimeout time.Duration
+	// Key seals the patient data in the store (32 bytes, see ParseKey and
+	// KeyEnv); nil keeps it in clear. A store sealed once needs its key.
+	Key []byte
 }
 
 // Console is the front-desk connector. Its methods are safe for concurrent use.
@@ -59,6 +62,7 @@ type Console struct {
 	echo         *echo.Echo
 	sealKey      string
 	staff        *staff.Directory
+	vault        *vault
 
 	mu       sync.Mutex
 	clinic   services.Clinic
@@ -97,7 +101,11 @@ func Open(cfg Config) (*Console, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("console: create data dir: %w", err)
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second})
+	v, err := newVault(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	db, err := openStore(cfg.Path, v)
 	if err != nil {
 		return nil, fmt.Errorf("console: open %s: %w", cfg.Path, err)
 	}
@@ -124,6 +132,7 @@ func Open(cfg Config) (*Console, error) {
 		allowedHosts: map[string]bool{},
 		sealKey:      cfg.SealKey,
 		staff:        dir,
+		vault:        v,
 	}
 	for _, h := range cfg.AllowedHosts {
 		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true

@@ -71,7 +71,7 @@ func (c *Console) decide(ctx context.Context, id string, apply func(*bolt.Tx, *r
 	var rec *record
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if rec, err = getRecord(tx, id); err != nil {
+		if rec, err = c.getRecord(tx, id); err != nil {
 			return err
 		}
 		if rec.State != services.StateDelivered {
@@ -84,7 +84,7 @@ func (c *Console) decide(ctx context.Context, id string, apply func(*bolt.Tx, *r
 		if err := tx.Bucket(bucketOutbox).Put([]byte(id), nil); err != nil {
 			return err
 		}
-		return putRecord(tx, rec)
+		return c.putRecord(tx, rec)
 	})
 	if err != nil {
 		var e *services.Error
@@ -138,7 +138,7 @@ func (c *Console) PendingOutcomes(ctx context.Context) ([]services.Status, error
 	var out []services.Status
 	err := c.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOutbox).ForEach(func(k, _ []byte) error {
-			rec, err := getRecord(tx, string(k))
+			rec, err := c.getRecord(tx, string(k))
 			if err != nil {
 				return err
 			}
@@ -166,7 +166,7 @@ func (c *Console) MarkPublished(ctx context.Context, st services.Status) error {
 		return err
 	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, st.RequestID)
+		rec, err := c.getRecord(tx, st.RequestID)
 		if err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ func (c *Console) MarkPublished(ctx context.Context, st services.Status) error {
 		if err := tx.Bucket(bucketOutbox).Delete([]byte(st.RequestID)); err != nil {
 			return err
 		}
-		return putRecord(tx, rec)
+		return c.putRecord(tx, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("console: mark published %s: %w", st.RequestID, err)

@@ -89,7 +89,7 @@ func (c *Console) Requests(ctx context.Context, status string) ([]Entry, error) 
 	}
 	out := []Entry{}
 	err := c.db.View(func(tx *bolt.Tx) error {
-		return forEachRecord(tx, func(r *record) error {
+		return c.forEachRecord(tx, func(r *record) error {
 			if e := newEntry(r); status == StatusAll || e.Status == status {
 				out = append(out, e)
 			}

@@ -88,7 +88,7 @@ func (c *Console) Store(ctx context.Context, req services.Request) error {
 		} else if err := taken.Put([]byte(req.SlotID), []byte(req.ID)); err != nil {
 			return err
 		}
-		return putRecord(tx, rec)
+		return c.putRecord(tx, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("console: store request %s: %w", req.ID, err)
@@ -102,34 +102,43 @@ func (c *Console) Store(ctx context.Context, req services.Request) error {
 	return nil
 }
 
-func getRecord(tx *bolt.Tx, id string) (*record, error) {
+func (c *Console) getRecord(tx *bolt.Tx, id string) (*record, error) {
 	v := tx.Bucket(bucketRequests).Get([]byte(id))
 	if v == nil {
 		return nil, services.Errorf(services.ENotFound, "no such request")
 	}
+	return c.decodeRecord([]byte(id), v)
+}
+
+func (c *Console) decodeRecord(id, v []byte) (*record, error) {
+	plain, err := c.vault.open(id, v)
+	if err != nil {
+		return nil, fmt.Errorf("open request %s: %w", id, err)
+	}
 	var rec record
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if err := json.Unmarshal(plain, &rec); err != nil {
 		return nil, fmt.Errorf("decode request %s: %w", id, err)
 	}
 	return &rec, nil
 }
 
-func putRecord(tx *bolt.Tx, rec *record) error {
+func (c *Console) putRecord(tx *bolt.Tx, rec *record) error {
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode request %s: %w", rec.Request.ID, err)
 	}
-	return tx.Bucket(bucketRequests).Put([]byte(rec.Request.ID), v)
+	id := []byte(rec.Request.ID)
+	return tx.Bucket(bucketRequests).Put(id, c.vault.seal(id, v))
 }
 
 // forEachRecord calls fn for every stored request, in ID order.
-func forEachRecord(tx *bolt.Tx, fn func(*record) error) error {
+func (c *Console) forEachRecord(tx *bolt.Tx, fn func(*record) error) error {
 	return tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
-		var rec record
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode request %s: %w", k, err)
+		rec, err := c.decodeRecord(k, v)
+		if err != nil {
+			return err
 		}
-		return fn(&rec)
+		return fn(rec)
 	})
 }
 

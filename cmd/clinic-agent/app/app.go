@@ -26,7 +26,9 @@ const usage = `usage:
                    [--ca FILE] [--require-tls]
                    [--connector fhir --fhir-url URL [--fhir-token FILE | --fhir-basic-user USER
                     --fhir-basic-password-file FILE] [--fhir-poll DURATION]]
+                   [--key-file FILE]
   clinic-agent rotate-key [--data DIR]
+  clinic-agent console-key --out FILE
 ` + userUsage
 
 // errUsage makes Main exit 2 with the usage text.
@@ -51,6 +53,8 @@ type Config struct {
 	Connector string
 	// FHIR configures the fhir connector (its secrets read from files).
 	FHIR fhir.Config
+	// ConsoleKey seals the console's store (console.Config.Key); nil: in clear.
+	ConsoleKey []byte
 }
 
 // SealKeyFile holds the clinic's seal keys in the agent's data dir.
@@ -62,6 +66,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(args) > 0 && args[0] == "user" {
 		return user(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "console-key" {
+		return consoleKey(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "run" {
 		return errUsage
@@ -82,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.FHIR.BasicUser, "fhir-basic-user", "", "HTTP basic user for the PMS")
 	passFile := fs.String("fhir-basic-password-file", "", "file holding the HTTP basic password for the PMS")
 	fs.DurationVar(&cfg.FHIR.PollEvery, "fhir-poll", 15*time.Second, "how often the PMS is asked what changed")
+	keyFile := fs.String("key-file", "", "the console store's key (made by clinic-agent console-key), best kept off this disk; or set "+console.KeyEnv)
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -96,6 +104,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *hosts != "" {
 		cfg.ConsoleHosts = strings.Split(*hosts, ",")
+	}
+	var err error
+	if cfg.ConsoleKey, err = readConsoleKey(*keyFile); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	return Run(ctx, cfg, log, stdout)
@@ -167,8 +179,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		conn, where = fc, "PMS "+cfg.FHIR.URL
 	} else {
 		pub, _ := key.PublicKey()
+		if cfg.ConsoleKey == nil {
+			log.Warn("the console's store keeps patient data in clear on this disk: pass --key-file FILE or set " + console.KeyEnv)
+		}
 		con, err := console.Open(console.Config{SealKey: pub, Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
-			AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console")})
+			AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console"), Key: cfg.ConsoleKey})
 		if err != nil {
 			return err
 		}
@@ -210,5 +225,50 @@ func rotateKey(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "new seal key %s; restart the agent to publish it (requests sealed to the old key still open)\n", pub)
+	return nil
+}
+
+// readConsoleKey is the console store's key from file, else from
+// $CLINICRELAY_CONSOLE_KEY, else nil.
+func readConsoleKey(file string) ([]byte, error) {
+	v := os.Getenv(console.KeyEnv)
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--key-file: %w", err)
+		}
+		v = string(b)
+	}
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	k, err := console.ParseKey(v)
+	if err != nil {
+		return nil, fmt.Errorf("console store key: %w", err)
+	}
+	return k, nil
+}
+
+// consoleKey writes a new console store key to --out (mode 0600), never
+// over an existing file: a lost key is a lost store.
+func consoleKey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("console-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "where to write the key: best on storage kept off the clinic PC's disk")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *out == "" {
+		return errUsage
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if _, err := fmt.Fprintln(f, console.NewKey()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "console store key written to %s; run the agent with --key-file %s, and keep a copy: without it the store cannot be read\n", *out, *out)
 	return nil
 }

@@ -1,0 +1,184 @@
+package console
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The console's store keeps patient data sealed with AES-256-GCM under a key
+// the clinic's admin may keep off the clinic PC's disk (Config.Key, from a
+// key file on removable or network storage, or an environment variable):
+// with it, a copy of that disk shows no patient. Only requests hold patient
+// data; their IDs, the slots, the providers and the audit record do not, and
+// stay in clear.
+
+// KeyEnv may hold the console store's key: 64 hex digits.
+const KeyEnv = "CLINICRELAY_CONSOLE_KEY"
+
+// ParseKey reads a store key: 64 hex digits (32 bytes), spaces around them
+// ignored.
+func ParseKey(s string) ([]byte, error) {
+	k, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(k) != 32 {
+		return nil, errors.New("a console store key is 64 hex digits")
+	}
+	return k, nil
+}
+
+// NewKey is a random store key, as ParseKey reads it.
+func NewKey() string {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return hex.EncodeToString(k)
+}
+
+// vault seals and opens request records; a nil aead keeps them in clear.
+type vault struct{ aead cipher.AEAD }
+
+// sealedMark starts a sealed value (JSON starts with '{'); the nonce and
+// the ciphertext follow.
+const sealedMark = 0x01
+
+func newVault(key []byte) (*vault, error) {
+	if key == nil {
+		return &vault{}, nil
+	}
+	if len(key) != 32 {
+		return nil, errors.New("the store key must be 32 bytes")
+	}
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCM(block)
+	return &vault{aead: aead}, nil
+}
+
+// seal is plain sealed for the record id (its additional data: a value
+// moved under another ID does not open).
+func (v *vault) seal(id, plain []byte) []byte {
+	if v.aead == nil {
+		return plain
+	}
+	n := v.aead.NonceSize()
+	out := make([]byte, 1+n, 1+n+len(plain)+v.aead.Overhead())
+	out[0] = sealedMark
+	rand.Read(out[1:]) // a random 96-bit nonce per write
+	return v.aead.Seal(out, out[1:], plain, id)
+}
+
+// open is the plain value of the record id.
+func (v *vault) open(id, val []byte) ([]byte, error) {
+	if len(val) == 0 || val[0] != sealedMark {
+		return val, nil // in clear: a store not (yet) sealed
+	}
+	if v.aead == nil {
+		return nil, errKeyNeeded
+	}
+	n := v.aead.NonceSize()
+	if len(val) < 1+n {
+		return nil, errors.New("sealed record too short")
+	}
+	return v.aead.Open(nil, val[1:1+n], val[1+n:], id)
+}
+
+var errKeyNeeded = errors.New("this console's store is sealed: give the agent its key (--key-file FILE or " + KeyEnv + ")")
+
+var (
+	bucketMeta  = []byte("meta")
+	keyKeyCheck = []byte("key-check") // a known value sealed with the key: the key is the right one
+	keyCheck    = []byte("clinicrelay console store key")
+)
+
+// openStore opens the bbolt file at path for v: it checks that v's key is
+// the store's, and seals a store kept in clear until now, then compacts it
+// so that no page of the file holds the records in clear any more.
+func openStore(path string, v *vault) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	sealedNow := false
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		check := meta.Get(keyKeyCheck)
+		switch {
+		case check != nil && v.aead == nil:
+			return errKeyNeeded
+		case check != nil:
+			if got, err := v.open(keyKeyCheck, check); err != nil || !bytes.Equal(got, keyCheck) {
+				return errors.New("this is not the key of this console's store")
+			}
+			return nil
+		case v.aead == nil:
+			return nil
+		}
+		if err := sealAll(tx, v); err != nil {
+			return err
+		}
+		sealedNow = true
+		return meta.Put(keyKeyCheck, v.seal(keyKeyCheck, keyCheck))
+	})
+	if err != nil || !sealedNow {
+		if err != nil {
+			db.Close()
+		}
+		return db, err
+	}
+	return compact(db, path)
+}
+
+// sealAll seals every record in clear.
+func sealAll(tx *bolt.Tx, v *vault) error {
+	b, err := tx.CreateBucketIfNotExists(bucketRequests)
+	if err != nil {
+		return err
+	}
+	type kv struct{ k, v []byte }
+	var plain []kv
+	err = b.ForEach(func(k, val []byte) error {
+		if len(val) > 0 && val[0] != sealedMark {
+			plain = append(plain, kv{bytes.Clone(k), bytes.Clone(val)})
+		}
+		return nil
+	})
+	for _, p := range plain {
+		if err == nil {
+			err = b.Put(p.k, v.seal(p.k, p.v))
+		}
+	}
+	return err
+}
+
+// compact rewrites db's file page by page into a new one, which replaces it:
+// the freed pages that still held records in clear are gone.
+func compact(db *bolt.DB, path string) (*bolt.DB, error) {
+	tmp := path + ".sealing"
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
+	if err == nil {
+		err = bolt.Compact(dst, db, 1<<20)
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+	}
+	db.Close()
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("compact the sealed store: %w", err)
+	}
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+}
