@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/clinicrelay/clinicrelay/agent/console"
 	"github.com/clinicrelay/clinicrelay/agent/console/staff"
@@ -19,6 +21,7 @@ import (
 // public are the routes served without a session.
 var public = map[string]bool{
 	"POST /api/session": true, "GET /signin": true, "POST /signin": true, "GET /console.css": true,
+	"GET /console.js": true,
 }
 
 // Every route but signing in answers 401 (API) or sends to the sign-in page
@@ -292,5 +295,28 @@ func TestAudit_StaffActions(t *testing.T) {
 	rec := serve(e.c, e.admin, "GET", "/api/audit?limit=3", "", "")
 	if json.Unmarshal(rec.Body.Bytes(), &evs); rec.Code != http.StatusOK || len(evs) != 3 || evs[0].Action != services.AuditRequestDecided {
 		t.Fatalf("GET /api/audit?limit=3 as admin: %d %+v, want the 3 newest", rec.Code, evs)
+	}
+}
+
+// What the page's script asks by itself (X-Console-Live) does not renew
+// the session: a page left open still signs its user out when idle.
+func TestAuth_LiveRequestsDoNotRenew(t *testing.T) {
+	e := newEnv(t)
+	ck := signIn(t, e.c, "ana", staff.RoleFrontDesk)
+	live := func(path string) int {
+		req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
+		req.Header.Set("X-Console-Live", "1")
+		req.AddCookie(ck)
+		rec := httptest.NewRecorder()
+		e.c.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	e.clock.Set(at(3, 8, 0).Add(staff.DefaultIdleTimeout - time.Second))
+	if code := live("/api/session"); code != http.StatusOK {
+		t.Fatalf("live request within the idle timeout: %d", code)
+	}
+	e.clock.Set(at(3, 8, 0).Add(staff.DefaultIdleTimeout + time.Second))
+	if code := live("/api/session"); code != http.StatusUnauthorized {
+		t.Fatalf("live request past the idle timeout: %d, want 401", code)
 	}
 }

@@ -7,6 +7,7 @@
 package console
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,9 @@ type Config struct {
 	// unused this long (default staff.DefaultIdleTimeout).
 	StaffPath   string
 	IdleTimeout time.Duration
+	// LiveCheck is how often a live page's stream checks that its session
+	// still holds (default 20 s; tests shorten it).
+	LiveCheck time.Duration
 	// Key seals the patient data in the store (32 bytes, see ParseKey and
 	// KeyEnv); nil keeps it in clear. A store sealed once needs its key.
 	Key []byte
@@ -63,6 +67,7 @@ type Console struct {
 	sealKey      string
 	staff        *staff.Directory
 	vault        *vault
+	liveCheck    time.Duration
 
 	mu       sync.Mutex
 	clinic   services.Clinic
@@ -71,6 +76,11 @@ type Console struct {
 	dirtyAll bool
 	refused  []string // what the relay refuses, see Refused
 	auditor  services.Auditor
+
+	// tick is closed at the next change of what the console holds (live
+	// pages wait on it), then replaced.
+	tickMu sync.Mutex
+	tick   chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -133,6 +143,8 @@ func Open(cfg Config) (*Console, error) {
 		sealKey:      cfg.SealKey,
 		staff:        dir,
 		vault:        v,
+		tick:         make(chan struct{}),
+		liveCheck:    cmp.Or(cfg.LiveCheck, defaultLiveCheck),
 	}
 	for _, h := range cfg.AllowedHosts {
 		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true
@@ -223,6 +235,17 @@ func (c *Console) signal() {
 	case c.changed <- struct{}{}:
 	default:
 	}
+	c.tickMu.Lock()
+	close(c.tick)
+	c.tick = make(chan struct{})
+	c.tickMu.Unlock()
+}
+
+// nextChange is closed at the next change of what the console holds.
+func (c *Console) nextChange() <-chan struct{} {
+	c.tickMu.Lock()
+	defer c.tickMu.Unlock()
+	return c.tick
 }
 
 // TakeChanges returns the slots whose days changed since the last call, or

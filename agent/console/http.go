@@ -23,8 +23,10 @@ import (
 // BodyLimit is the largest request body the console reads.
 const BodyLimit = "64KiB"
 
-// csp allows the page its own stylesheet and forms, and nothing else.
-const csp = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// csp allows the page its own stylesheet, script (the live list) and
+// forms, and nothing else.
+const csp = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'"
 
 // shutdownTimeout bounds the graceful shutdown of Run.
 const shutdownTimeout = 5 * time.Second
@@ -62,6 +64,7 @@ func (c *Console) routes(e *echo.Echo) {
 	e.GET("/api/requests", c.handleRequestList, in)
 	e.GET("/api/requests/:id", c.handleRequestShow, in)
 	e.GET("/api/audit", c.handleAuditList, in, adminOnly)
+	e.GET("/api/events", c.handleEvents, in)
 	e.POST("/api/requests/:id/confirm", c.handleRequestConfirm, requireJSON, in)
 	e.POST("/api/requests/:id/decline", c.handleRequestDecline, requireJSON, in)
 	e.POST("/api/requests/:id/propose", c.handleRequestPropose, requireJSON, in)
@@ -87,6 +90,7 @@ func (c *Console) routes(e *echo.Echo) {
 	e.POST("/requests/:id/propose", c.handlePagePropose, csrf, in)
 	e.POST("/providers", c.handlePageProviders, csrf, in, adminOnly)
 	e.GET("/console.css", handleCSS)
+	e.GET("/console.js", handleJS)
 }
 
 // Handler is the console's HTTP handler: the JSON API under /api and the

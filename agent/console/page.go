@@ -27,7 +27,7 @@ const (
 	recentDecided  = 20
 )
 
-//go:embed templates/page.html templates/request.html templates/parts.html templates/signin.html templates/console.css
+//go:embed templates/page.html templates/request.html templates/parts.html templates/signin.html templates/console.css templates/console.js
 var assets embed.FS
 
 var (
@@ -35,6 +35,7 @@ var (
 	requestTemplate = template.Must(template.ParseFS(assets, "templates/request.html", "templates/parts.html"))
 	signinTemplate  = template.Must(template.ParseFS(assets, "templates/signin.html"))
 	stylesheet      = mustRead("templates/console.css")
+	script          = mustRead("templates/console.js")
 )
 
 func mustRead(name string) []byte {
@@ -141,6 +142,11 @@ func (c *Console) handleRequestPage(ctx echo.Context) error {
 		return err
 	}
 	return ctx.HTMLBlob(http.StatusOK, buf.Bytes())
+}
+
+// handleJS is GET /console.js: the live list.
+func handleJS(ctx echo.Context) error {
+	return ctx.Blob(http.StatusOK, "text/javascript; charset=utf-8", script)
 }
 
 // handleCSS is GET /console.css.

@@ -184,9 +184,11 @@ func (d *Directory) SignIn(name, password, addr string) (token string, u User, e
 // Session is the user signed in with token, and renews the session; an
 // ended, idle or unknown session is EUnauthorized, as is one whose user
 // was disabled, reset or given a new password or role since.
-func (d *Directory) Session(token string) (User, error) {
+func (d *Directory) Session(token string) (User, error) { return d.session(token, true) }
+
+func (d *Directory) session(token string, renew bool) (User, error) {
 	now := d.now()
-	s, ok := d.sessions.get(token, now)
+	s, ok := d.sessions.get(token, now, renew)
 	if !ok {
 		return User{}, services.Errorf(services.EUnauthorized, "not signed in, or signed out after a while idle")
 	}
@@ -205,6 +207,10 @@ func (d *Directory) Session(token string) (User, error) {
 	}
 	return a.User, nil
 }
+
+// Peek is Session without renewing it: for what the browser does by itself
+// (a live page), which must not keep an idle user signed in.
+func (d *Directory) Peek(token string) (User, error) { return d.session(token, false) }
 
 // SignOut ends the session of token.
 func (d *Directory) SignOut(token string) { d.sessions.end(token) }
@@ -275,7 +281,7 @@ func (s *sessions) live(o *session, now time.Time) bool {
 	return now.Sub(o.seen) < s.idle && now.Sub(o.started) < s.max
 }
 
-func (s *sessions) get(token string, now time.Time) (session, bool) {
+func (s *sessions) get(token string, now time.Time, renew bool) (session, bool) {
 	k := sha256.Sum256([]byte(token))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,7 +293,9 @@ func (s *sessions) get(token string, now time.Time) (session, bool) {
 		delete(s.m, k)
 		return session{}, false
 	}
-	o.seen = now
+	if renew {
+		o.seen = now
+	}
 	return *o, true
 }
 

@@ -327,3 +327,16 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
+// What a live page does by itself does not keep an idle user signed in.
+func TestPeek_DoesNotRenew(t *testing.T) {
+	d, c := open(t)
+	tok := signedIn(t, d, "ana", RoleFrontDesk)
+	c.Add(DefaultIdleTimeout - time.Second)
+	if _, err := d.Peek(tok); err != nil {
+		t.Fatalf("peek within the idle timeout: %v", err)
+	}
+	c.Add(2 * time.Second) // idle since the sign-in: the peek renewed nothing
+	_, err := d.Peek(tok)
+	code(t, err, services.EUnauthorized)
+}
