@@ -75,6 +75,19 @@ func TestBrowser_Console(t *testing.T) {
 	if b.Path() != "/signin" {
 		t.Fatalf("after signing out, / is %s", b.Path())
 	}
+
+	// The admin's users page.
+	if err := ag.Console.Staff().Put("boss", staff.RoleAdmin, nil, deskPassword); err != nil {
+		t.Fatal(err)
+	}
+	b.TabTo(`el.id === "name"`)
+	b.Type("boss")
+	b.TabTo(`el.id === "password"`)
+	b.Type(deskPassword)
+	b.Press(kb.Enter, `location.pathname === "/"`)
+	b.Open("/users")
+	b.Axe("console users")
+	b.Shot("console-users")
 }
 
 // contains reports whether s holds every one of subs.

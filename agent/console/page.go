@@ -27,13 +27,14 @@ const (
 	recentDecided  = 20
 )
 
-//go:embed templates/page.html templates/request.html templates/parts.html templates/signin.html templates/console.css templates/console.js
+//go:embed templates/page.html templates/request.html templates/parts.html templates/signin.html templates/users.html templates/console.css templates/console.js
 var assets embed.FS
 
 var (
 	pageTemplate    = template.Must(template.ParseFS(assets, "templates/page.html", "templates/parts.html"))
 	requestTemplate = template.Must(template.ParseFS(assets, "templates/request.html", "templates/parts.html"))
 	signinTemplate  = template.Must(template.ParseFS(assets, "templates/signin.html"))
+	usersTemplate   = template.Must(template.ParseFS(assets, "templates/users.html"))
 	stylesheet      = mustRead("templates/console.css")
 	script          = mustRead("templates/console.js")
 )
