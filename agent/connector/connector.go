@@ -63,6 +63,15 @@ type IntakeSink interface {
 	StoreIntake(ctx context.Context, in services.Intake) error
 }
 
+// PatientDirectory is a Connector that can say whether the clinic's records
+// hold a patient's email: the patient portal asks before it sends a sign-up
+// link (issue 16), and only the yes or no leaves the clinic.
+type PatientDirectory interface {
+	// KnowsEmail reports whether a patient of the clinic has the address
+	// (services.CanonicalEmail compares: case and spaces around ignored).
+	KnowsEmail(ctx context.Context, email string) (bool, error)
+}
+
 // StaffAuditor is a Connector whose staff open and decide requests in it
 // (the console): the agent gives it its audit trail to the relay, where it
 // records which staff user did what to which request (services.AuditEvent's

@@ -87,10 +87,11 @@ type Console struct {
 }
 
 var (
-	_ connector.Connector       = (*Console)(nil)
-	_ connector.ChangeTracker   = (*Console)(nil)
-	_ connector.RefusalReporter = (*Console)(nil)
-	_ connector.StaffAuditor    = (*Console)(nil)
+	_ connector.Connector        = (*Console)(nil)
+	_ connector.ChangeTracker    = (*Console)(nil)
+	_ connector.RefusalReporter  = (*Console)(nil)
+	_ connector.StaffAuditor     = (*Console)(nil)
+	_ connector.PatientDirectory = (*Console)(nil)
 )
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.

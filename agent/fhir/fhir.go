@@ -70,9 +70,10 @@ type provider struct {
 }
 
 var (
-	_ connector.Connector      = (*Connector)(nil)
-	_ connector.ChangeTracker  = (*Connector)(nil)
-	_ connector.HealthReporter = (*Connector)(nil)
+	_ connector.Connector        = (*Connector)(nil)
+	_ connector.ChangeTracker    = (*Connector)(nil)
+	_ connector.HealthReporter   = (*Connector)(nil)
+	_ connector.PatientDirectory = (*Connector)(nil)
 )
 
 // New returns a connector for the PMS at cfg.URL. It does not call the PMS

@@ -93,6 +93,25 @@ func Run(t *testing.T, fixture func(t *testing.T) Fixture) {
 			t.Errorf("PendingOutcomes has %+v (%v), want cancelled, naming the change", st, ok)
 		}
 	})
+	t.Run("KnowsTheEmailOfAStoredRequest", func(t *testing.T) {
+		f := fixture(t)
+		dir, ok := f.Conn.(connector.PatientDirectory)
+		if !ok {
+			t.Fatal("the connector is no connector.PatientDirectory: the patient portal cannot ask it")
+		}
+		if known, err := dir.KnowsEmail(t.Context(), "ada@example.org"); err != nil || known {
+			t.Fatalf("before any request: %v %v, want no", known, err)
+		}
+		if err := f.Conn.Store(t.Context(), Request(5, f.Slot.ID)); err != nil {
+			t.Fatal(err)
+		}
+		for email, want := range map[string]bool{" Ada@Example.org ": true, "ada@example.org": true,
+			"bob@example.org": false, "": false} {
+			if known, err := dir.KnowsEmail(t.Context(), email); err != nil || known != want {
+				t.Errorf("KnowsEmail(%q) = %v %v, want %v", email, known, err, want)
+			}
+		}
+	})
 	t.Run("BookedOutcomeUntilPublished", func(t *testing.T) {
 		f := fixture(t)
 		req := Request(3, f.Slot.ID)

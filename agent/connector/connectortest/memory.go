@@ -36,8 +36,9 @@ type memRequest struct {
 }
 
 var (
-	_ connector.Connector  = (*Memory)(nil)
-	_ connector.IntakeSink = (*Memory)(nil)
+	_ connector.Connector        = (*Memory)(nil)
+	_ connector.IntakeSink       = (*Memory)(nil)
+	_ connector.PatientDirectory = (*Memory)(nil)
 )
 
 // NewMemory is a Memory with these providers and free slots.
@@ -238,4 +239,18 @@ func (m *Memory) MarkPublished(_ context.Context, st services.Status) error {
 		delete(m.outcomes, st.RequestID)
 	}
 	return nil
+}
+
+// KnowsEmail reports whether a stored request has the email
+// (connector.PatientDirectory).
+func (m *Memory) KnowsEmail(_ context.Context, email string) (bool, error) {
+	want := services.CanonicalEmail(email)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.stored {
+		if services.CanonicalEmail(r.req.Email) == want {
+			return true, nil
+		}
+	}
+	return false, nil
 }
