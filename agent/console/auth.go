@@ -34,7 +34,7 @@ func (c *Console) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(ctx echo.Context) error {
 		var u staff.User
 		var err error = services.Errorf(services.EUnauthorized, "sign in first: POST /api/session")
-		if ck, cerr := ctx.Cookie(sessionCookie); cerr == nil && ctx.Request().Header.Get(liveHeader) != "" {
+		if ck, cerr := ctx.Cookie(sessionCookie); cerr == nil && isLive(ctx.Request()) {
 			u, err = c.staff.Peek(ck.Value) // the page's script, not the user: no renewal
 		} else if cerr == nil {
 			u, err = c.staff.Session(ck.Value)
@@ -57,6 +57,11 @@ func (c *Console) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(ctx)
 	}
 }
+
+// isLive reports whether the page's script, not the user, asks: its
+// fetches carry liveHeader, and EventSource (which sends no header of ours)
+// only ever opens the live stream.
+func isLive(r *http.Request) bool { return r.Header.Get(liveHeader) != "" || r.URL.Path == "/api/events" }
 
 // passwordRoute is what a user with a one-time password may reach.
 func passwordRoute(r *http.Request) bool {

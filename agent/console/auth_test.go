@@ -320,3 +320,25 @@ func TestAuth_LiveRequestsDoNotRenew(t *testing.T) {
 		t.Fatalf("live request past the idle timeout: %d, want 401", code)
 	}
 }
+
+// A form posted from another port of this host or a sibling host (same
+// site, not same origin), which could set the CSRF cookie itself, is refused.
+func TestAuth_SameSiteFormRefused(t *testing.T) {
+	e := newEnv(t)
+	e.mustStore(t, request(1, "dr-lee", at(3, 9, 0)))
+	form := url.Values{"_csrf": {"planted"}}
+	req := httptest.NewRequest("POST", "http://127.0.0.1/requests/"+request(1, "dr-lee", at(3, 9, 0)).ID+"/confirm",
+		strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-site")
+	req.AddCookie(&http.Cookie{Name: "_csrf", Value: "planted"})
+	req.AddCookie(e.admin)
+	rec := httptest.NewRecorder()
+	e.c.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("same-site form with a planted token: %d, want 403", rec.Code)
+	}
+	if got, _ := e.c.Requests(t.Context(), console.StatusPending); len(got) != 1 {
+		t.Fatal("the forged confirm went through")
+	}
+}

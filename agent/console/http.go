@@ -80,6 +80,12 @@ func (c *Console) routes(e *echo.Echo) {
 		CookiePath:     "/",
 		CookieHTTPOnly: true,
 		CookieSameSite: http.SameSiteStrictMode,
+		// A form from another port of this host or a sibling host (same
+		// site, not same origin) could set the CSRF cookie itself: such a
+		// post is refused rather than checked against the cookie.
+		AllowSecFetchSiteFunc: func(echo.Context) (bool, error) {
+			return false, echo.NewHTTPError(http.StatusForbidden, "request from another site refused")
+		},
 	})
 	e.GET("/signin", c.handleSigninPage, csrf)
 	e.POST("/signin", c.handleSigninForm, csrf)

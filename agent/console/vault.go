@@ -43,7 +43,12 @@ func NewKey() string {
 }
 
 // vault seals and opens request records; a nil aead keeps them in clear.
-type vault struct{ aead cipher.AEAD }
+type vault struct {
+	aead cipher.AEAD
+	// sealed: the store is sealed, and a value in clear in it is refused
+	// (someone wrote the file).
+	sealed bool
+}
 
 // sealedMark starts a sealed value (JSON starts with '{'); the nonce and
 // the ciphertext follow.
@@ -77,6 +82,9 @@ func (v *vault) seal(id, plain []byte) []byte {
 // open is the plain value of the record id.
 func (v *vault) open(id, val []byte) ([]byte, error) {
 	if len(val) == 0 || val[0] != sealedMark {
+		if v.sealed {
+			return nil, errors.New("a value in clear in a sealed store")
+		}
 		return val, nil // in clear: a store not (yet) sealed
 	}
 	if v.aead == nil {
@@ -92,9 +100,10 @@ func (v *vault) open(id, val []byte) ([]byte, error) {
 var errKeyNeeded = errors.New("this console's store is sealed: give the agent its key (--key-file FILE or " + KeyEnv + ")")
 
 var (
-	bucketMeta  = []byte("meta")
-	keyKeyCheck = []byte("key-check") // a known value sealed with the key: the key is the right one
-	keyCheck    = []byte("clinicrelay console store key")
+	bucketMeta   = []byte("meta")
+	keyKeyCheck  = []byte("key-check") // a known value sealed with the key: the key is the right one
+	keyCheck     = []byte("clinicrelay console store key")
+	keyCompacted = []byte("compacted") // the file was rewritten since it was sealed
 )
 
 // openStore opens the bbolt file at path for v: it checks that v's key is
@@ -105,7 +114,7 @@ func openStore(path string, v *vault) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealedNow := false
+	compacted := true
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -116,9 +125,14 @@ func openStore(path string, v *vault) (*bolt.DB, error) {
 		case check != nil && v.aead == nil:
 			return errKeyNeeded
 		case check != nil:
+			if len(check) == 0 || check[0] != sealedMark {
+				return errors.New("this console's store has a key check in clear: it was written by something else")
+			}
 			if got, err := v.open(keyKeyCheck, check); err != nil || !bytes.Equal(got, keyCheck) {
 				return errors.New("this is not the key of this console's store")
 			}
+			v.sealed = true
+			compacted = meta.Get(keyCompacted) != nil
 			return nil
 		case v.aead == nil:
 			return nil
@@ -126,16 +140,26 @@ func openStore(path string, v *vault) (*bolt.DB, error) {
 		if err := sealAll(tx, v); err != nil {
 			return err
 		}
-		sealedNow = true
+		v.sealed, compacted = true, false
 		return meta.Put(keyKeyCheck, v.seal(keyKeyCheck, keyCheck))
 	})
-	if err != nil || !sealedNow {
-		if err != nil {
-			db.Close()
-		}
-		return db, err
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
-	return compact(db, path)
+	if compacted {
+		return db, nil
+	}
+	// Sealed, not yet rewritten (now, or a compaction that failed at an
+	// earlier start): rewrite it, then mark it.
+	if db, err = compact(db, path); err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCompacted, []byte{1}) }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // sealAll seals every record in clear.
