@@ -61,7 +61,9 @@ func (c *Console) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
 // isLive reports whether the page's script, not the user, asks: its
 // fetches carry liveHeader, and EventSource (which sends no header of ours)
 // only ever opens the live stream.
-func isLive(r *http.Request) bool { return r.Header.Get(liveHeader) != "" || r.URL.Path == "/api/events" }
+func isLive(r *http.Request) bool {
+	return r.Header.Get(liveHeader) != "" || r.URL.Path == "/api/events"
+}
 
 // passwordRoute is what a user with a one-time password may reach.
 func passwordRoute(r *http.Request) bool {
