@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,11 +19,21 @@ import (
 // does: best effort while the agent is connected, logged when lost; the
 // local record is the one that is always there.
 
-var bucketAudit = []byte("audit") // big-endian sequence → JSON services.AuditEvent
+var (
+	bucketAudit = []byte("audit") // big-endian sequence → JSON services.AuditEvent
+	// bucketRefusals holds refused sign-ins apart, under a cap of their
+	// own: anyone on the LAN can make them, and they must never push the
+	// staff's events out.
+	bucketRefusals = []byte("audit-refusals")
+)
 
-// maxLocalAudit is how many events the console keeps; each new one past it
-// drops the oldest. At a few hundred a day, years of them.
-const maxLocalAudit = 500_000
+// maxLocalAudit is how many events the console keeps, maxRefusals how many
+// refused sign-ins; each new one past its cap drops the oldest. At a few
+// hundred a day, years of them.
+const (
+	maxLocalAudit = 500_000
+	maxRefusals   = 50_000
+)
 
 // Actions recorded by the console alone (those the relay also gets are
 // services.AuditRequestViewed and services.AuditRequestDecided).
@@ -48,23 +59,7 @@ func (c *Console) record(ctx context.Context, user, action, requestID, detail st
 	cl, _ := c.clinicInfo()
 	ev := services.AuditEvent{At: c.now(), Clinic: cl.ID, Action: action, Actor: "staff", User: user,
 		RequestID: requestID, Detail: detail}
-	v, _ := json.Marshal(ev)
-	err := c.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		if seq > maxLocalAudit {
-			if err := b.Delete(binary.BigEndian.AppendUint64(nil, seq-maxLocalAudit)); err != nil {
-				return err
-			}
-		}
-		return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
-	})
-	if err != nil {
-		c.log.Error("audit event not kept", "action", action, "request_id", requestID, "err", err)
-	}
+	c.keep(bucketAudit, maxLocalAudit, ev)
 	if action != services.AuditRequestViewed && action != services.AuditRequestDecided {
 		return
 	}
@@ -76,22 +71,61 @@ func (c *Console) record(ctx context.Context, user, action, requestID, detail st
 	}
 }
 
+// recordRefusal keeps a refused sign-in (user: the name when a user has
+// it, else "").
+func (c *Console) recordRefusal(ctx context.Context, user, detail string) {
+	cl, _ := c.clinicInfo()
+	c.keep(bucketRefusals, maxRefusals, services.AuditEvent{At: c.now(), Clinic: cl.ID, Action: AuditSignInRefused,
+		Actor: "staff", User: user, Detail: detail})
+}
+
+// keep appends ev to bucket, dropping the oldest past max.
+func (c *Console) keep(bucket []byte, max uint64, ev services.AuditEvent) {
+	v, _ := json.Marshal(ev)
+	err := c.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if seq > max {
+			if err := b.Delete(binary.BigEndian.AppendUint64(nil, seq-max)); err != nil {
+				return err
+			}
+		}
+		return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
+	})
+	if err != nil {
+		c.log.Error("audit event not kept", "action", ev.Action, "request_id", ev.RequestID, "err", err)
+	}
+}
+
 // Audit is the console's record, newest first, at most limit events.
 func (c *Console) Audit(ctx context.Context, limit int) ([]services.AuditEvent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := []services.AuditEvent{}
+	var out []services.AuditEvent
 	err := c.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketAudit).Cursor()
-		for k, v := cur.Last(); k != nil && len(out) < limit; k, v = cur.Prev() {
-			var ev services.AuditEvent
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("decode audit event %x: %w", k, err)
+		for _, bucket := range [][]byte{bucketAudit, bucketRefusals} {
+			cur := tx.Bucket(bucket).Cursor()
+			n := 0
+			for k, v := cur.Last(); k != nil && n < limit; k, v = cur.Prev() {
+				var ev services.AuditEvent
+				if err := json.Unmarshal(v, &ev); err != nil {
+					return fmt.Errorf("decode audit event %x: %w", k, err)
+				}
+				out = append(out, ev)
+				n++
 			}
-			out = append(out, ev)
 		}
 		return nil
 	})
+	// Both newest first: merged by time, the newest limit of them.
+	slices.SortStableFunc(out, func(a, b services.AuditEvent) int { return b.At.Compare(a.At) })
+	if out == nil {
+		out = []services.AuditEvent{}
+	}
+	out = out[:min(len(out), limit)]
 	return out, err
 }

@@ -107,14 +107,25 @@ func setSession(ctx echo.Context, token string) {
 // signIn checks name and password and sets the session cookie; a refusal
 // for too many tries says when to come back.
 func (c *Console) signIn(ctx echo.Context, name, password string) (staff.User, error) {
-	token, u, err := c.staff.SignIn(strings.TrimSpace(name), password, clientAddr(ctx))
+	name = strings.TrimSpace(name)
+	token, u, known, err := c.staff.SignIn(name, password, clientAddr(ctx))
 	if d := staff.RetryAfter(err); d > 0 {
 		ctx.Response().Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
 	}
 	if err != nil {
-		c.log.Info("sign-in refused", "user", safeName(name), "addr", clientAddr(ctx), "code", services.ErrorCode(err))
-		c.record(ctx.Request().Context(), safeUser(name), AuditSignInRefused, "",
-			services.ErrorCode(err)+" from "+clientAddr(ctx))
+		// The name only when a user has it: whatever else was typed there
+		// may be a password.
+		shown := "(unknown)"
+		if known {
+			shown = name
+		}
+		c.log.Info("sign-in refused", "user", shown, "addr", clientAddr(ctx), "code", services.ErrorCode(err))
+		// A refusal before any password check (too many tries, too busy)
+		// costs an attacker nothing: not recorded, or a flood would fill
+		// the record.
+		if services.ErrorCode(err) == services.EUnauthorized {
+			c.recordRefusal(ctx.Request().Context(), shownUser(name, known), "from "+clientAddr(ctx))
+		}
 		return staff.User{}, err
 	}
 	c.log.Info("signed in", "user", u.Name)
@@ -123,21 +134,12 @@ func (c *Console) signIn(ctx echo.Context, name, password string) (staff.User, e
 	return u, nil
 }
 
-// safeName is name for the log when it is a valid user name, else a mark:
-// a password typed in the name field must not reach the log.
-func safeName(name string) string {
-	if staff.CheckName(name) != nil {
-		return "(not a user name)"
+// shownUser is name for the record when a user has it, else "".
+func shownUser(name string, known bool) string {
+	if known {
+		return name
 	}
-	return name
-}
-
-// safeUser is name for the audit record when it is a valid user name, else "".
-func safeUser(name string) string {
-	if staff.CheckName(name) != nil {
-		return ""
-	}
-	return name
+	return ""
 }
 
 // changePassword replaces the signed-in user's password and renews the
@@ -147,12 +149,15 @@ func (c *Console) changePassword(ctx echo.Context, current, next string) error {
 	if err != nil {
 		return services.Errorf(services.EUnauthorized, "sign in first")
 	}
-	token, err := c.staff.ChangePassword(ck.Value, current, next)
+	token, err := c.staff.ChangePassword(ck.Value, current, next, clientAddr(ctx))
+	if d := staff.RetryAfter(err); d > 0 {
+		ctx.Response().Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
+	}
 	if err != nil {
 		return err
 	}
 	c.log.Info("password changed", "user", user(ctx).Name)
-	c.record(ctx.Request().Context(), user(ctx).Name, AuditPasswordChanged, "", "")
+	c.record(ctx.Request().Context(), user(ctx).Name, AuditPasswordChanged, "", "from "+clientAddr(ctx))
 	setSession(ctx, token)
 	return nil
 }
@@ -161,7 +166,7 @@ func (c *Console) changePassword(ctx echo.Context, current, next string) error {
 func (c *Console) signOut(ctx echo.Context) {
 	if ck, err := ctx.Cookie(sessionCookie); err == nil {
 		c.staff.SignOut(ck.Value)
-		c.record(ctx.Request().Context(), user(ctx).Name, AuditSignedOut, "", "")
+		c.record(ctx.Request().Context(), user(ctx).Name, AuditSignedOut, "", "from "+clientAddr(ctx))
 	}
 	setSession(ctx, "")
 }

@@ -45,7 +45,7 @@ type record struct {
 
 func createBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketProviders, bucketRequests, bucketTaken, bucketOutbox, bucketAudit} {
+		for _, b := range [][]byte{bucketProviders, bucketRequests, bucketTaken, bucketOutbox, bucketAudit, bucketRefusals} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("bucket %s: %w", b, err)
 			}

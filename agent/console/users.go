@@ -35,7 +35,7 @@ func (c *Console) userViews() ([]userView, error) {
 	now := c.now()
 	out := make([]userView, 0, len(users))
 	for _, u := range users {
-		out = append(out, userView{User: u, Locked: now.Before(u.LockedUntil)})
+		out = append(out, userView{User: u, Locked: now.Before(c.staff.LockedUntil(u))})
 	}
 	return out, err
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,11 +16,14 @@ import (
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
-// Failed sign-ins: the first few are free, then each waits twice as long
-// as the one before (up to maxDelay) before another is heard; LockAfter in a
-// row lock the account for LockFor, or until an admin unlocks or resets it.
-// One client address gets AddrLockAfter failures within AddrWindow, across
-// accounts, then waits out the window.
+// Failed sign-ins, counted in the console's memory for every name tried
+// (whether a user has it or not, so that the answers and their timing say
+// nothing of which names exist) and for every client address (an IPv6
+// address by its /64): the first few are free, then each waits twice as long
+// as the one before (up to maxDelay) before another is heard. LockAfter in a
+// row lock the name for LockFor, or until an admin unlocks or resets the
+// user. One address gets AddrLockAfter failures within AddrWindow, across
+// names, then waits out the window. A restart of the console forgets them.
 const (
 	freeTries     = 3
 	maxDelay      = 30 * time.Second
@@ -26,16 +32,25 @@ const (
 	addrFreeTries = 5
 	AddrLockAfter = 30
 	AddrWindow    = 15 * time.Minute
+	maxThrottled  = 20_000 // names and addresses remembered; the quietest go first past it
 )
 
 // tries counts failed sign-ins in a row.
 type tries struct {
-	Failed int       `json:"failed,omitempty"`
-	Last   time.Time `json:"last,omitzero"`
+	Failed int
+	Last   time.Time
+	Locked time.Time // until then, nothing is heard
+	// unlocks is the user's Unlocks when counting began: an admin's unlock
+	// or reset (in any process) bumps it, and the count starts again.
+	unlocks uint64
+	busy    bool // a check is running: one at a time per name
 }
 
 // wait is how long from now until another try is heard, after free tries.
-func (t tries) wait(now time.Time, free int) time.Duration {
+func (t *tries) wait(now time.Time, free int) time.Duration {
+	if now.Before(t.Locked) {
+		return t.Locked.Sub(now)
+	}
 	if t.Failed < free {
 		return 0
 	}
@@ -43,47 +58,123 @@ func (t tries) wait(now time.Time, free int) time.Duration {
 	return max(t.Last.Add(d).Sub(now), 0)
 }
 
-// addrTries are the failures per client address, in memory.
-type addrTries struct {
-	mu sync.Mutex
-	m  map[string]*tries
+// throttle is the failures by name and by address.
+type throttle struct {
+	mu    sync.Mutex
+	names map[string]*tries
+	addrs map[string]*tries
 }
 
-// wait is how long addr must wait before another try.
-func (a *addrTries) wait(addr string, now time.Time) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	t := a.m[addr]
-	if t == nil {
-		return 0
+// addrKey is the key of a client address: an IPv6 address by its /64
+// (one LAN host has them all), anything else as it is.
+func addrKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Is4() || ip.Is4In6() {
+		return addr
 	}
-	if now.Sub(t.Last) >= AddrWindow {
-		delete(a.m, addr)
-		return 0
-	}
-	if t.Failed >= AddrLockAfter {
-		return t.Last.Add(AddrWindow).Sub(now)
-	}
-	return t.wait(now, addrFreeTries)
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
-func (a *addrTries) fail(addr string, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	t := a.m[addr]
+func entry(m map[string]*tries, key string, now time.Time) *tries {
+	t := m[key]
 	if t == nil {
-		if len(a.m) >= 10_000 { // a flood of addresses: forget the quiet ones
-			for k, o := range a.m {
-				if now.Sub(o.Last) >= AddrWindow {
-					delete(a.m, k)
-				}
-			}
+		if len(m) >= maxThrottled {
+			forgetQuietest(m, now)
 		}
 		t = &tries{}
-		a.m[addr] = t
+		m[key] = t
 	}
-	t.Failed++
-	t.Last = now
+	return t
+}
+
+// forgetQuietest drops the entries not failed for AddrWindow, and if none
+// is that quiet, the oldest tenth.
+func forgetQuietest(m map[string]*tries, now time.Time) {
+	for k, t := range m {
+		if now.Sub(t.Last) >= AddrWindow && !now.Before(t.Locked) && !t.busy {
+			delete(m, k)
+		}
+	}
+	if len(m) < maxThrottled {
+		return
+	}
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return m[a].Last.Compare(m[b].Last) })
+	for _, k := range keys[:len(keys)/10] {
+		if !m[k].busy {
+			delete(m, k)
+		}
+	}
+}
+
+// begin says how long name, tried from addr, must wait, and when it need
+// not, marks the name busy until end: two checks of one name never run
+// together, so a burst of guesses cannot pass one count.
+func (th *throttle) begin(name, addr string, unlocks uint64, now time.Time) error {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	a := entry(th.addrs, addrKey(addr), now)
+	if now.Sub(a.Last) >= AddrWindow {
+		*a = tries{}
+	}
+	if a.Failed >= AddrLockAfter {
+		return tooMany(a.Last.Add(AddrWindow).Sub(now), "from this address", "")
+	}
+	if w := a.wait(now, addrFreeTries); w > 0 {
+		return tooMany(w, "from this address", "")
+	}
+	n := entry(th.names, name, now)
+	if n.unlocks != unlocks {
+		*n = tries{unlocks: unlocks}
+	}
+	if n.busy {
+		return tooMany(time.Second, "for this user", askAdmin)
+	}
+	if w := n.wait(now, freeTries); w > 0 {
+		return tooMany(w, "for this user", askAdmin)
+	}
+	n.busy = true
+	return nil
+}
+
+// end records the check begun for name: a failure counts for the name and
+// the address, a success clears the name's count.
+func (th *throttle) end(name, addr string, failed bool, now time.Time) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	n := entry(th.names, name, now)
+	n.busy = false
+	if !failed {
+		*n = tries{unlocks: n.unlocks}
+		return
+	}
+	for _, t := range []*tries{n, entry(th.addrs, addrKey(addr), now)} {
+		t.Failed++
+		t.Last = now
+	}
+	if n.Failed >= LockAfter {
+		n.Locked = now.Add(LockFor)
+	}
+}
+
+// abort ends the check begun for name without counting it.
+func (th *throttle) abort(name string) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if n := th.names[name]; n != nil {
+		n.busy = false
+	}
+}
+
+// lockedUntil is when name's lock ends, zero when it is not locked.
+func (th *throttle) lockedUntil(name string, unlocks uint64, now time.Time) time.Time {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if n := th.names[name]; n != nil && n.unlocks == unlocks && now.Before(n.Locked) {
+		return n.Locked
+	}
+	return time.Time{}
 }
 
 // waitError carries how long to wait, for a Retry-After.
@@ -123,62 +214,104 @@ func roundUp(d time.Duration) string {
 func errWrong() error { return services.Errorf(services.EUnauthorized, "wrong name or password") }
 
 // SignIn checks name and password from a client at addr and starts a
-// session. Before the password is checked, a client or account that failed
-// too often is told to wait (ETooManyTries, see RetryAfter).
-func (d *Directory) SignIn(name, password, addr string) (token string, u User, err error) {
+// session. Before the password is checked, a name or address that failed
+// too often is told to wait (ETooManyTries, see RetryAfter), and the same
+// for a name no user has. known says whether a user has the name, for the
+// console's own record.
+func (d *Directory) SignIn(name, password, addr string) (token string, u User, known bool, err error) {
 	now := d.now()
-	if w := d.addrs.wait(addr, now); w > 0 {
-		return "", User{}, tooMany(w, "from this address", "")
-	}
 	var a *account
 	err = d.view(func(b *bolt.Bucket) error {
 		a, err = get(b, name)
 		return err
 	})
-	if services.ErrorCode(err) == services.ENotFound || err == nil && len(password) > maxPasswordLen {
-		verifyPassword(dummyHash, password) // as long as a real check
-		d.addrs.fail(addr, now)
-		return "", User{}, errWrong()
+	switch {
+	case services.ErrorCode(err) == services.ENotFound:
+		a, err = &account{Hash: dummyHash}, nil // as long as a real check, and counted the same
+	case err != nil:
+		return "", User{}, false, err
 	}
+	known = a.Name != ""
+	if err := d.throttle.begin(name, addr, a.Unlocks, now); err != nil {
+		return "", User{}, known, err
+	}
+	ok, err := d.check(name, addr, a.Hash, password, now)
+	ok = ok && known
 	if err != nil {
-		return "", User{}, err
+		return "", User{}, known, err
 	}
-	if now.Before(a.LockedUntil) {
-		return "", User{}, tooMany(a.LockedUntil.Sub(now), "for this user", askAdmin)
-	}
-	if w := a.Tries.wait(now, freeTries); w > 0 {
-		return "", User{}, tooMany(w, "for this user", askAdmin)
-	}
-	if !verifyPassword(a.Hash, password) {
-		d.addrs.fail(addr, now)
-		if _, err := d.change(name, func(a *account) error {
-			a.Tries.Failed++
-			a.Tries.Last = now
-			if a.Tries.Failed >= LockAfter {
-				a.LockedUntil = now.Add(LockFor)
-			}
-			return nil
-		}); err != nil {
-			return "", User{}, err
-		}
-		return "", User{}, errWrong()
-	}
-	if a.Disabled {
-		return "", User{}, errWrong()
-	}
-	if a.MustChange && !now.Before(a.OneTimeUntil) {
-		return "", User{}, services.Errorf(services.EUnauthorized,
+	switch {
+	case !ok, a.Disabled:
+		return "", User{}, known, errWrong()
+	case a.MustChange && !now.Before(a.OneTimeUntil):
+		return "", User{}, known, services.Errorf(services.EUnauthorized,
 			"this one-time password has expired: ask an admin to reset the account")
 	}
-	if a.Tries.Failed > 0 || !a.LockedUntil.IsZero() {
-		if a.User, err = d.change(name, func(a *account) error {
-			a.Tries, a.LockedUntil = tries{}, time.Time{}
-			return nil
-		}); err != nil {
-			return "", User{}, err
-		}
+	return d.sessions.start(a.Name, a.Gen, now), a.User, known, nil
+}
+
+// check verifies pw against hash for a check begun on name, and ends it:
+// counted as a failure unless it matches, not counted when the console was
+// too busy to check.
+func (d *Directory) check(name, addr, hash, pw string, now time.Time) (bool, error) {
+	ok, err := len(pw) <= maxPasswordLen, error(nil)
+	if ok {
+		ok, err = d.verify(hash, pw)
+	} else {
+		verifyPassword(dummyHash, "") // as long as a check
 	}
-	return d.sessions.start(a.Name, a.Gen, now), a.User, nil
+	if err != nil {
+		d.throttle.abort(name)
+		return false, err
+	}
+	d.throttle.end(name, addr, !ok, now)
+	return ok, nil
+}
+
+// LockedUntil is when the lock of the user name ends (zero: not locked),
+// as this console counts.
+func (d *Directory) LockedUntil(u User) time.Time {
+	var unlocks uint64
+	d.view(func(b *bolt.Bucket) error {
+		if a, err := get(b, u.Name); err == nil {
+			unlocks = a.Unlocks
+		}
+		return nil
+	})
+	return d.throttle.lockedUntil(u.Name, unlocks, d.now())
+}
+
+// hashers bounds the argon2 computations running at once (19 MiB each):
+// a flood of sign-ins queues instead of exhausting memory.
+var hashers = make(chan struct{}, 2)
+
+// hashWait is how long a computation waits for its turn.
+const hashWait = 5 * time.Second
+
+func busy() error {
+	return services.Errorf(services.EUnavailable, "the console is busy checking passwords: try again in a moment")
+}
+
+// verify is verifyPassword in its turn; busy when none comes.
+func (d *Directory) verify(hash, pw string) (bool, error) {
+	select {
+	case hashers <- struct{}{}:
+	case <-time.After(hashWait):
+		return false, busy()
+	}
+	defer func() { <-hashers }()
+	return verifyPassword(hash, pw), nil
+}
+
+// hash is hashPassword in its turn.
+func (d *Directory) hash(pw string) (string, error) {
+	select {
+	case hashers <- struct{}{}:
+	case <-time.After(hashWait):
+		return "", busy()
+	}
+	defer func() { <-hashers }()
+	return hashPassword(pw), nil
 }
 
 // Session is the user signed in with token, and renews the session; an
@@ -218,7 +351,7 @@ func (d *Directory) SignOut(token string) { d.sessions.end(token) }
 // ChangePassword replaces the password of the user signed in with token
 // (current must be right) and returns a new session token: every session
 // of the user ends, this one included.
-func (d *Directory) ChangePassword(token, current, next string) (string, error) {
+func (d *Directory) ChangePassword(token, current, next, addr string) (string, error) {
 	u, err := d.Session(token)
 	if err != nil {
 		return "", err
@@ -231,17 +364,38 @@ func (d *Directory) ChangePassword(token, current, next string) (string, error) 
 		fe.Add("password", "the new password must differ from the current one")
 		return "", fe.Err()
 	}
-	hash := hashPassword(next)
+	// The current password is checked as a sign-in is, counted the same
+	// (a guess at an unlocked desk meets the same delays), outside any
+	// write to the accounts' file.
+	var a *account
+	if err := d.view(func(b *bolt.Bucket) error { a, err = get(b, u.Name); return err }); err != nil {
+		return "", err
+	}
+	now := d.now()
+	if err := d.throttle.begin(u.Name, addr, a.Unlocks, now); err != nil {
+		return "", err
+	}
+	ok, err := d.check(u.Name, addr, a.Hash, current, now)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		var fe services.FieldErrors
+		fe.Add("current", "the current password is wrong")
+		return "", fe.Err()
+	}
+	hash, err := d.hash(next)
+	if err != nil {
+		return "", err
+	}
 	var gen uint64
-	_, err = d.change(u.Name, func(a *account) error {
-		if !verifyPassword(a.Hash, current) {
-			var fe services.FieldErrors
-			fe.Add("current", "the current password is wrong")
-			return fe.Err()
+	_, err = d.change(u.Name, func(b *account) error {
+		if b.Gen != a.Gen {
+			return services.Errorf(services.EConflict, "the account changed meanwhile: sign in again")
 		}
-		a.Hash, a.MustChange, a.OneTimeUntil, a.PasswordAt = hash, false, time.Time{}, d.now()
-		a.Gen++
-		gen = a.Gen
+		b.Hash, b.MustChange, b.OneTimeUntil, b.PasswordAt = hash, false, time.Time{}, d.now()
+		b.Gen++
+		gen = b.Gen
 		return nil
 	})
 	if err != nil {

@@ -47,7 +47,6 @@ type User struct {
 	// anything else; it stops working at OneTimeUntil.
 	MustChange   bool      `json:"must_change,omitempty"`
 	OneTimeUntil time.Time `json:"one_time_until,omitzero"`
-	LockedUntil  time.Time `json:"locked_until,omitzero"`
 	CreatedAt    time.Time `json:"created_at"`
 	PasswordAt   time.Time `json:"password_at"`
 }
@@ -66,8 +65,10 @@ type account struct {
 	Hash string `json:"hash"`
 	// Gen changes whenever the sessions of this user must end: a new
 	// password, a reset, disabling, a new role or providers.
-	Gen   uint64 `json:"gen"`
-	Tries tries  `json:"tries"`
+	Gen uint64 `json:"gen"`
+	// Unlocks counts an admin's unlocks and resets: the console's count
+	// of failed sign-ins starts again when it changes.
+	Unlocks uint64 `json:"unlocks,omitempty"`
 }
 
 // OneTimeLife is how long a one-time password works unused.
@@ -89,7 +90,7 @@ type Directory struct {
 	fileMu sync.Mutex
 
 	sessions sessions
-	addrs    addrTries
+	throttle throttle
 }
 
 // Config configures a Directory.
@@ -125,7 +126,7 @@ func Open(cfg Config) (*Directory, error) {
 	}
 	d := &Directory{path: cfg.Path, now: func() time.Time { return cfg.Now().UTC() }}
 	d.sessions = sessions{idle: cfg.IdleTimeout, max: cfg.MaxSession, m: map[[32]byte]*session{}}
-	d.addrs = addrTries{m: map[string]*tries{}}
+	d.throttle = throttle{names: map[string]*tries{}, addrs: map[string]*tries{}}
 	return d, d.update(func(*bolt.Bucket) error { return nil })
 }
 
@@ -255,10 +256,14 @@ func (d *Directory) Add(name string, role Role, providers []string) (string, err
 		return "", err
 	}
 	pw := oneTimePassword()
+	hash, err := d.hash(pw)
+	if err != nil {
+		return "", err
+	}
 	now := d.now()
 	a := &account{User: User{Name: name, Role: role, Providers: slices.Clone(providers), MustChange: true,
-		OneTimeUntil: now.Add(OneTimeLife), CreatedAt: now, PasswordAt: now}, Hash: hashPassword(pw)}
-	err := d.update(func(b *bolt.Bucket) error {
+		OneTimeUntil: now.Add(OneTimeLife), CreatedAt: now, PasswordAt: now}, Hash: hash}
+	err = d.update(func(b *bolt.Bucket) error {
 		if b.Get([]byte(name)) != nil {
 			return services.Errorf(services.EConflict, "user %q exists already", name)
 		}
@@ -280,7 +285,11 @@ func (d *Directory) Put(name string, role Role, providers []string, password str
 	if err := CheckPassword(name, password); err != nil {
 		return err
 	}
-	hash, now := hashPassword(password), d.now()
+	hash, err := d.hash(password)
+	if err != nil {
+		return err
+	}
+	now := d.now()
 	return d.update(func(b *bolt.Bucket) error {
 		a, err := get(b, name)
 		if services.ErrorCode(err) == services.ENotFound {
@@ -290,7 +299,8 @@ func (d *Directory) Put(name string, role Role, providers []string, password str
 			return err
 		}
 		a.Role, a.Providers, a.Disabled, a.MustChange, a.OneTimeUntil = role, slices.Clone(providers), false, false, time.Time{}
-		a.Hash, a.PasswordAt, a.Tries, a.LockedUntil = hash, now, tries{}, time.Time{}
+		a.Hash, a.PasswordAt = hash, now
+		a.Unlocks++
 		a.Gen++
 		return put(b, a)
 	})
@@ -319,11 +329,14 @@ func checkRole(role Role, providers []string) error {
 // sessions.
 func (d *Directory) Reset(name string) (string, error) {
 	pw := oneTimePassword()
-	hash := hashPassword(pw)
-	_, err := d.change(name, func(a *account) error {
+	hash, err := d.hash(pw)
+	if err != nil {
+		return "", err
+	}
+	_, err = d.change(name, func(a *account) error {
 		now := d.now()
 		a.Hash, a.MustChange, a.OneTimeUntil, a.PasswordAt = hash, true, now.Add(OneTimeLife), now
-		a.Tries, a.LockedUntil = tries{}, time.Time{}
+		a.Unlocks++
 		a.Gen++
 		return nil
 	})
@@ -395,7 +408,7 @@ func (d *Directory) Enable(name string) error {
 // Unlock clears the user's failed sign-ins.
 func (d *Directory) Unlock(name string) error {
 	_, err := d.change(name, func(a *account) error {
-		a.Tries, a.LockedUntil = tries{}, time.Time{}
+		a.Unlocks++
 		return nil
 	})
 	return err

@@ -57,11 +57,11 @@ func signedIn(t *testing.T, d *Directory, name string, role Role, providers ...s
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, u, err := d.SignIn(name, otp, "10.0.0.1")
+	tok, u, _, err := d.SignIn(name, otp, "10.0.0.1")
 	if err != nil || !u.MustChange {
 		t.Fatalf("first sign-in: %v, must change %v", err, u.MustChange)
 	}
-	tok, err = d.ChangePassword(tok, otp, good)
+	tok, err = d.ChangePassword(tok, otp, good, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,15 +119,15 @@ func TestFirstSignIn_MustChange(t *testing.T) {
 	if _, err := d.Add("ana", RoleAdmin, nil); services.ErrorCode(err) != services.EConflict {
 		t.Fatalf("second ana: %v", err)
 	}
-	tok, u, err := d.SignIn("ana", otp, "10.0.0.1")
+	tok, u, _, err := d.SignIn("ana", otp, "10.0.0.1")
 	if err != nil || !u.MustChange {
 		t.Fatalf("sign in with the one-time password: %v, must change %v", err, u.MustChange)
 	}
-	_, err = d.ChangePassword(tok, otp, "password1234")
+	_, err = d.ChangePassword(tok, otp, "password1234", "10.0.0.1")
 	code(t, err, services.EInvalid)
-	_, err = d.ChangePassword(tok, "not it", good)
+	_, err = d.ChangePassword(tok, "not it", good, "10.0.0.1")
 	code(t, err, services.EInvalid)
-	tok2, err := d.ChangePassword(tok, otp, good)
+	tok2, err := d.ChangePassword(tok, otp, good, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,13 +136,13 @@ func TestFirstSignIn_MustChange(t *testing.T) {
 	if u, err := d.Session(tok2); err != nil || u.MustChange {
 		t.Fatalf("new session: %v, must change %v", err, u.MustChange)
 	}
-	_, _, err = d.SignIn("ana", otp, "10.0.0.1")
+	_, _, _, err = d.SignIn("ana", otp, "10.0.0.1")
 	code(t, err, services.EUnauthorized) // the one-time password is spent
 
 	// An unused one-time password stops working after OneTimeLife.
 	otp, _ = d.Add("bob", RoleFrontDesk, nil)
 	c.Add(OneTimeLife)
-	_, _, err = d.SignIn("bob", otp, "10.0.0.2")
+	_, _, _, err = d.SignIn("bob", otp, "10.0.0.2")
 	code(t, err, services.EUnauthorized)
 }
 
@@ -162,18 +162,18 @@ func TestSession_EndsWhenIdleDisabledOrReset(t *testing.T) {
 	_, err := d.Session(tok)
 	code(t, err, services.EUnauthorized)
 
-	tok, _, _ = d.SignIn("ana", good, "10.0.0.1")
+	tok, _, _, _ = d.SignIn("ana", good, "10.0.0.1")
 	if err := d.Disable("ana"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = d.Session(tok)
 	code(t, err, services.EUnauthorized)
-	_, _, err = d.SignIn("ana", good, "10.0.0.1")
+	_, _, _, err = d.SignIn("ana", good, "10.0.0.1")
 	code(t, err, services.EUnauthorized) // disabled: the same answer as a wrong password
 	if err := d.Enable("ana"); err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err = d.SignIn("ana", good, "10.0.0.1")
+	tok, _, _, err = d.SignIn("ana", good, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +212,11 @@ func TestSignIn_DelaysThenLockout(t *testing.T) {
 	d, c := open(t)
 	signedIn(t, d, "ana", RoleFrontDesk)
 	for range freeTries {
-		_, _, err := d.SignIn("ana", "wrong password", "10.0.0.9")
+		_, _, _, err := d.SignIn("ana", "wrong password", "10.0.0.9")
 		code(t, err, services.EUnauthorized)
 	}
 	// Past the free tries, the next one waits, whatever the password.
-	_, _, err := d.SignIn("ana", good, "10.0.0.9")
+	_, _, _, err := d.SignIn("ana", good, "10.0.0.9")
 	code(t, err, services.ETooManyTries)
 	if RetryAfter(err) < time.Second {
 		t.Fatalf("Retry-After %s", RetryAfter(err))
@@ -226,7 +226,7 @@ func TestSignIn_DelaysThenLockout(t *testing.T) {
 		w := time.Duration(0)
 		for {
 			// A new address each time: the account's count alone.
-			_, _, err = d.SignIn("ana", "wrong password", fmt.Sprintf("10.0.2.%d", n))
+			_, _, _, err = d.SignIn("ana", "wrong password", fmt.Sprintf("10.0.2.%d", n))
 			if services.ErrorCode(err) != services.ETooManyTries {
 				break
 			}
@@ -245,11 +245,11 @@ func TestSignIn_DelaysThenLockout(t *testing.T) {
 		t.Fatalf("delays %v: want them to grow to several seconds", waited)
 	}
 	u, _ := d.Get("ana")
-	if !u.LockedUntil.After(c.Now()) {
-		t.Fatalf("after %d failures: not locked (%v)", LockAfter, u.LockedUntil)
+	if until := d.LockedUntil(u); !until.After(c.Now()) {
+		t.Fatalf("after %d failures: not locked (%v)", LockAfter, until)
 	}
 	c.Add(maxDelay)
-	_, _, err = d.SignIn("ana", good, "10.0.1.1")
+	_, _, _, err = d.SignIn("ana", good, "10.0.1.1")
 	code(t, err, services.ETooManyTries) // locked: even the right password waits
 	if !strings.Contains(err.Error(), "admin") {
 		t.Fatalf("lockout message %q: want it to say an admin can unlock", err)
@@ -257,7 +257,7 @@ func TestSignIn_DelaysThenLockout(t *testing.T) {
 	if err := d.Unlock("ana"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := d.SignIn("ana", good, "10.0.1.1"); err != nil {
+	if _, _, _, err := d.SignIn("ana", good, "10.0.1.1"); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 }
@@ -268,7 +268,7 @@ func TestSignIn_PerAddress(t *testing.T) {
 	// One address guessing across many names (none of them real).
 	n := 0
 	for ; n < 100; n++ {
-		_, _, err := d.SignIn(fmt.Sprintf("nobody%d", n), "guess guess guess", "10.9.9.9")
+		_, _, _, err := d.SignIn(fmt.Sprintf("nobody%d", n), "guess guess guess", "10.9.9.9")
 		if services.ErrorCode(err) == services.ETooManyTries {
 			break
 		}
@@ -278,13 +278,13 @@ func TestSignIn_PerAddress(t *testing.T) {
 	if n != AddrLockAfter {
 		t.Fatalf("address stopped after %d failures, want %d", n, AddrLockAfter)
 	}
-	_, _, err := d.SignIn("ana", good, "10.9.9.9")
+	_, _, _, err := d.SignIn("ana", good, "10.9.9.9")
 	code(t, err, services.ETooManyTries)
-	if _, _, err := d.SignIn("ana", good, "10.0.0.1"); err != nil {
+	if _, _, _, err := d.SignIn("ana", good, "10.0.0.1"); err != nil {
 		t.Fatalf("another address: %v", err)
 	}
 	c.Add(AddrWindow)
-	if _, _, err := d.SignIn("ana", good, "10.9.9.9"); err != nil {
+	if _, _, _, err := d.SignIn("ana", good, "10.9.9.9"); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
 }
@@ -305,7 +305,7 @@ func TestTwoDirectoriesShareTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := console.SignIn("ana", otp, "10.0.0.1")
+	tok, _, _, err := console.SignIn("ana", otp, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,4 +339,64 @@ func TestPeek_DoesNotRenew(t *testing.T) {
 	c.Add(2 * time.Second) // idle since the sign-in: the peek renewed nothing
 	_, err := d.Peek(tok)
 	code(t, err, services.EUnauthorized)
+}
+
+// A name no user has is answered as a real one with a wrong password: the
+// same codes and messages, try after try, lockout included.
+func TestSignIn_NoEnumeration(t *testing.T) {
+	d, c := open(t)
+	signedIn(t, d, "ana", RoleFrontDesk)
+	answers := func(name string) []string {
+		var out []string
+		for n := range LockAfter + 2 {
+			_, _, _, err := d.SignIn(name, "wrong password", fmt.Sprintf("10.1.%d.1", n)) // the name's count alone
+			msg := services.ErrorCode(err)
+			var e *services.Error
+			if errors.As(err, &e) {
+				msg += " " + e.Message
+			}
+			out = append(out, msg)
+			c.Add(maxDelay)
+		}
+		return out
+	}
+	real, none := answers("ana"), answers("nobody")
+	if strings.Join(real, "|") != strings.Join(none, "|") {
+		t.Fatalf("a user's answers differ from a stranger's:\n user %q\n none %q", real, none)
+	}
+	if !strings.Contains(real[len(real)-1], "too many") {
+		t.Fatalf("never locked: %q", real)
+	}
+}
+
+// A burst of guesses at one name at the same moment checks one at a time:
+// the others are told to wait, and none passes the count.
+func TestSignIn_BurstChecksOne(t *testing.T) {
+	d, _ := open(t)
+	signedIn(t, d, "ana", RoleFrontDesk)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for i := range 20 {
+		wg.Go(func() {
+			_, _, _, err := d.SignIn("ana", fmt.Sprintf("guess %d guess", i), fmt.Sprintf("10.2.0.%d", i))
+			mu.Lock()
+			codes[services.ErrorCode(err)]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[services.EUnauthorized] > freeTries || codes[services.EUnauthorized]+codes[services.ETooManyTries] != 20 {
+		t.Fatalf("answers %v: want at most %d passwords checked, the rest told to wait", codes, freeTries)
+	}
+}
+
+// One host's IPv6 addresses count as one address.
+func TestAddrKey(t *testing.T) {
+	if addrKey("2001:db8:1:2::1") != addrKey("2001:db8:1:2:ffff::9") || addrKey("2001:db8:1:2::1") == addrKey("2001:db8:1:3::1") {
+		t.Fatal("IPv6 addresses not keyed by their /64")
+	}
+	if addrKey("10.0.0.1") == addrKey("10.0.0.2") {
+		t.Fatal("IPv4 addresses merged")
+	}
 }

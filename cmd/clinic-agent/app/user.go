@@ -105,8 +105,6 @@ func listUsers(d *staff.Directory, w io.Writer) error {
 		switch {
 		case u.Disabled:
 			state = "disabled"
-		case now.Before(u.LockedUntil):
-			state = "locked until " + u.LockedUntil.Local().Format("15:04")
 		case u.MustChange && !now.Before(u.OneTimeUntil):
 			state = "one-time password expired"
 		case u.MustChange:
@@ -114,5 +112,9 @@ func listUsers(d *staff.Directory, w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, strings.Join(u.Providers, ","), state)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "(a user locked after failed sign-ins shows on the console's Users page; user unlock clears it)")
+	return nil
 }
