@@ -8,6 +8,7 @@ package console
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,10 @@ type Config struct {
 	// unused this long (default staff.DefaultIdleTimeout).
 	StaffPath   string
 	IdleTimeout time.Duration
+	// TLSCert and TLSKey (PEM files) make the console serve HTTPS only:
+	// staff passwords, sessions and patients' details then cross the LAN
+	// encrypted, and the session cookie is Secure.
+	TLSCert, TLSKey string
 	// LiveCheck is how often a live page's stream checks that its session
 	// still holds (default 20 s; tests shorten it).
 	LiveCheck time.Duration
@@ -68,6 +73,7 @@ type Console struct {
 	staff        *staff.Directory
 	vault        *vault
 	liveCheck    time.Duration
+	tls          *tls.Config // nil: plain HTTP
 
 	mu       sync.Mutex
 	clinic   services.Clinic
@@ -149,6 +155,14 @@ func Open(cfg Config) (*Console, error) {
 	}
 	for _, h := range cfg.AllowedHosts {
 		c.allowedHosts[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("console: TLS certificate: %w", err)
+		}
+		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	c.echo = c.newEcho()
 	return c, nil

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -129,12 +130,25 @@ func (c *Console) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}
-	c.log.Info("console listening", "addr", ln.Addr().String())
+	scheme := "http"
+	if c.tls != nil {
+		ln, scheme = tls.NewListener(ln, c.tls), "https"
+	} else if !loopback(ln.Addr()) {
+		c.log.Warn("the console serves the LAN over plain HTTP: staff passwords and patients' details cross it in clear; " +
+			"give it a certificate (clinic-agent run --console-cert FILE --console-cert-key FILE)")
+	}
+	c.log.Info("console listening", "addr", ln.Addr().String(), "scheme", scheme)
 	if err := httpserve.Serve(ctx, srv, ln, shutdownTimeout); err != nil {
 		return fmt.Errorf("console: serve: %w", err)
 	}
 	c.log.Info("console stopped")
 	return nil
+}
+
+// loopback reports whether addr is on this computer only.
+func loopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // hostGuard answers only requests addressed to an IP literal, localhost or

@@ -26,7 +26,7 @@ const usage = `usage:
                    [--ca FILE] [--require-tls]
                    [--connector fhir --fhir-url URL [--fhir-token FILE | --fhir-basic-user USER
                     --fhir-basic-password-file FILE] [--fhir-poll DURATION]]
-                   [--key-file FILE]
+                   [--key-file FILE] [--console-cert FILE --console-cert-key FILE]
   clinic-agent rotate-key [--data DIR]
   clinic-agent console-key --out FILE
 ` + userUsage
@@ -55,6 +55,8 @@ type Config struct {
 	FHIR fhir.Config
 	// ConsoleKey seals the console's store (console.Config.Key); nil: in clear.
 	ConsoleKey []byte
+	// ConsoleCert and ConsoleCertKey make the console serve HTTPS.
+	ConsoleCert, ConsoleCertKey string
 }
 
 // SealKeyFile holds the clinic's seal keys in the agent's data dir.
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.FHIR.BasicUser, "fhir-basic-user", "", "HTTP basic user for the PMS")
 	passFile := fs.String("fhir-basic-password-file", "", "file holding the HTTP basic password for the PMS")
 	fs.DurationVar(&cfg.FHIR.PollEvery, "fhir-poll", 15*time.Second, "how often the PMS is asked what changed")
+	fs.StringVar(&cfg.ConsoleCert, "console-cert", "", "certificate (PEM) of the console: it then serves HTTPS only")
+	fs.StringVar(&cfg.ConsoleCertKey, "console-cert-key", "", "its private key (PEM)")
 	keyFile := fs.String("key-file", "", "the console store's key (made by clinic-agent console-key), best kept off this disk; or set "+console.KeyEnv)
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
@@ -104,6 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *hosts != "" {
 		cfg.ConsoleHosts = strings.Split(*hosts, ",")
+	}
+	if (cfg.ConsoleCert == "") != (cfg.ConsoleCertKey == "") {
+		return fmt.Errorf("--console-cert goes with --console-cert-key: %w", errUsage)
 	}
 	var err error
 	if cfg.ConsoleKey, err = readConsoleKey(*keyFile); err != nil {
@@ -183,12 +190,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 			log.Warn("the console's store keeps patient data in clear on this disk: pass --key-file FILE or set " + console.KeyEnv)
 		}
 		con, err := console.Open(console.Config{SealKey: pub, Path: filepath.Join(cfg.DataDir, "console.db"), Addr: cfg.ConsoleAddr,
-			AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console"), Key: cfg.ConsoleKey})
+			AllowedHosts: cfg.ConsoleHosts, Logger: log.With("component", "console"), Key: cfg.ConsoleKey,
+			TLSCert: cfg.ConsoleCert, TLSKey: cfg.ConsoleCertKey})
 		if err != nil {
 			return err
 		}
 		defer con.Close()
-		conn, where = con, "front desk at http://"+cfg.ConsoleAddr+"/"
+		scheme := "http"
+		if cfg.ConsoleCert != "" {
+			scheme = "https"
+		}
+		conn, where = con, "front desk at "+scheme+"://"+cfg.ConsoleAddr+"/"
 	}
 	ag, err := agent.New(agent.Config{NATSURL: cfg.NATSURL, Creds: creds, Logger: log, CAFile: cfg.CAFile,
 		RequireTLS: cfg.RequireTLS, SealKey: key, OldSealKeys: old}, conn)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -46,6 +47,11 @@ func user(args []string, stdout, stderr io.Writer) error {
 	}
 	if verb != "list" && *name == "" {
 		return fmt.Errorf("--name is required: %w", errUsage)
+	}
+	if _, err := os.Stat(filepath.Join(*data, "console.db")); err != nil && verb != "list" {
+		// Before the agent's first start there is none yet; a mistyped
+		// --data would make accounts the agent never reads.
+		fmt.Fprintf(stderr, "note: %s has no console.db yet: check that --data is the agent's data dir\n", *data)
 	}
 	d, err := staff.Open(staff.Config{Path: filepath.Join(*data, console.StaffFile)})
 	if err != nil {
