@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"net"
 	"net/http"
 	"strconv"
@@ -231,17 +230,9 @@ func (c *Console) renderSignin(ctx echo.Context, d signinData, flash error) erro
 	cl, _ := c.clinicInfo()
 	d.Clinic, d.MinLen = cl.Name, staff.MinPasswordLen
 	d.CSRF, _ = ctx.Get("csrf").(string)
-	status := http.StatusOK
-	if flash != nil {
-		var body errorBody
-		status, body = c.errorResponse(flash)
-		d.Error, d.Fields = body.Error, body.Fields
-	}
-	var buf bytes.Buffer
-	if err := signinTemplate.Execute(&buf, d); err != nil {
-		return err
-	}
-	return ctx.HTMLBlob(status, buf.Bytes())
+	status, body := c.flashed(flash)
+	d.Error, d.Fields = body.Error, body.Fields
+	return writeHTML(ctx, signinTemplate, status, d)
 }
 
 // handleSigninPage is GET /signin.

@@ -138,11 +138,7 @@ func (c *Console) handleRequestPage(ctx echo.Context) error {
 		}
 		d.Open.Options = options[e.ProviderID]
 	}
-	var buf bytes.Buffer
-	if err := requestTemplate.Execute(&buf, d); err != nil {
-		return err
-	}
-	return ctx.HTMLBlob(http.StatusOK, buf.Bytes())
+	return writeHTML(ctx, requestTemplate, http.StatusOK, d)
 }
 
 // handleJS is GET /console.js: the live list.
@@ -201,17 +197,27 @@ func (c *Console) render(ctx echo.Context, flash error, draft *providerForm) err
 	if c.sealKey != "" {
 		d.Fingerprint = services.Fingerprint(c.sealKey)
 	}
-	status := http.StatusOK
-	if flash != nil {
-		var body errorBody
-		status, body = c.errorResponse(flash)
-		d.Error, d.Fields = body.Error, body.Fields
-	}
+	status, body := c.flashed(flash)
+	d.Error, d.Fields = body.Error, body.Fields
 	if err := c.load(ctx.Request().Context(), d, draft); err != nil {
 		return err
 	}
+	return writeHTML(ctx, pageTemplate, status, d)
+}
+
+// flashed is the status and the message of an error to show on a page
+// (200 and none for nil).
+func (c *Console) flashed(flash error) (int, errorBody) {
+	if flash == nil {
+		return http.StatusOK, errorBody{}
+	}
+	return c.errorResponse(flash)
+}
+
+// writeHTML renders t with d and writes it with status.
+func writeHTML(ctx echo.Context, t *template.Template, status int, d any) error {
 	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
+	if err := t.Execute(&buf, d); err != nil {
 		return err
 	}
 	return ctx.HTMLBlob(status, buf.Bytes())

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"net/http"
 	"slices"
 	"time"
@@ -144,17 +143,9 @@ func (c *Console) renderUsers(ctx echo.Context, flash error, toldUser, told stri
 	for _, p := range list {
 		d.Providers = append(d.Providers, providerOption{p.ID, p.Name})
 	}
-	status := http.StatusOK
-	if flash != nil {
-		var body errorBody
-		status, body = c.errorResponse(flash)
-		d.Error, d.Fields = body.Error, body.Fields
-	}
-	var buf bytes.Buffer
-	if err := usersTemplate.Execute(&buf, d); err != nil {
-		return err
-	}
-	return ctx.HTMLBlob(status, buf.Bytes())
+	status, body := c.flashed(flash)
+	d.Error, d.Fields = body.Error, body.Fields
+	return writeHTML(ctx, usersTemplate, status, d)
 }
 
 // handleUsersPage is GET /users (admins).
