@@ -83,7 +83,7 @@ func FuzzAPIRequestCreate(f *testing.F) {
 			if _, _, err := services.ParseStatusToken(out["token"]); err != nil {
 				t.Fatalf("201 token %q does not parse: %v", out["token"], err)
 			}
-			if h.trapped(t, body) {
+			if h.trapped(t, jsonHoneypot(body)) {
 				return
 			}
 			h.checkAccepted(t)
@@ -134,7 +134,7 @@ func FuzzRequestCreate(f *testing.F) {
 			if _, _, err := services.ParseStatusToken(tok); !ok || err != nil {
 				t.Fatalf("303 to %q, want /r/<status token>", w.Header().Get("Location"))
 			}
-			if !h.trapped(t, body) {
+			if !h.trapped(t, formHoneypot(contentType, body)) {
 				h.checkAccepted(t)
 			}
 		case w.Code < 400:
@@ -199,17 +199,35 @@ var fuzzKey = func() *services.Opener {
 
 // trapped reports whether an accepted-looking answer was the honeypot's:
 // nothing sent to the clinic, one line logged, and a body that fills it.
-func (h *fuzzServer) trapped(t *testing.T, body []byte) bool {
+func (h *fuzzServer) trapped(t *testing.T, filled bool) bool {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.out) != 0 {
 		return false
 	}
-	if !bytes.Contains(body, []byte(honeypotField)) || len(h.log) != 1 || !strings.HasPrefix(h.log[0].Message, "honeypot") {
+	if !filled || len(h.log) != 1 || !strings.HasPrefix(h.log[0].Message, "honeypot") {
 		t.Fatalf("accepted, yet nothing sent; log %v", h.log)
 	}
 	return true
+}
+
+// jsonHoneypot reports whether an API body fills the honeypot as the API
+// reads it (its first JSON value): keys match without regard to case
+// ("websitE") and may be escaped.
+func jsonHoneypot(body []byte) bool {
+	var hp struct {
+		Website string `json:"website"`
+	}
+	return json.NewDecoder(bytes.NewReader(body)).Decode(&hp) == nil && hp.Website != ""
+}
+
+// formHoneypot reports whether a form body fills the honeypot as the page
+// reads it.
+func formHoneypot(contentType string, body []byte) bool {
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	r.Header.Set("Content-Type", contentType)
+	return r.FormValue(honeypotField) != ""
 }
 
 // checkRefused fails if a refused request reached the clinic or the log.
