@@ -131,6 +131,12 @@ func New(cfg Config) (*Server, error) {
 		CookieHTTPOnly: true,
 		CookieSecure:   cfg.SecureCookies,
 		CookieSameSite: http.SameSiteStrictMode,
+		// A page of a sibling host (same site, not same origin) could set
+		// the CSRF cookie itself: its posts are refused, not checked
+		// against the cookie.
+		AllowSecFetchSiteFunc: func(echo.Context) (bool, error) {
+			return false, echo.NewHTTPError(http.StatusForbidden, "request from another site refused")
+		},
 	}))
 	s.routes()
 	return s, nil
