@@ -228,9 +228,6 @@ func (s *Server) handleClinicEvents(c echo.Context) error {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would end the stream through its background
-	// read (every 30 s): a stream reads nothing.
-	_ = rc.SetReadDeadline(time.Time{})
 	var last string
 	send := func(data map[string]any) error {
 		var html bytes.Buffer

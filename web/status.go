@@ -147,9 +147,6 @@ func (s *Server) handleStatusEvents(c echo.Context) error {
 	w.Header().Set("X-Accel-Buffering", "no") // no proxy buffering
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would end the stream through its background
-	// read (every 30 s): a stream reads nothing.
-	_ = rc.SetReadDeadline(time.Time{})
 	send := func(st services.Status) error {
 		var html bytes.Buffer
 		if err := s.pages.renderBlock(&html, c, "status.html", "status-panel", s.statusData(c, token, st)); err != nil {

@@ -39,9 +39,6 @@ func (c *Console) handleEvents(ctx echo.Context) error {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	// The server's read timeout would end the stream (and the browser's
-	// reconnect would look like the user's click): a stream reads nothing.
-	_ = rc.SetReadDeadline(time.Time{})
 	write := func(ev string) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := w.Write([]byte(ev)); err != nil {

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 // "event|data" string each.
 func stream(t *testing.T, srv *httptest.Server, ck *http.Cookie) <-chan string {
 	t.Helper()
-	req, _ := http.NewRequest("GET", srv.URL+"/api/events", nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel) // before srv.Close, which waits for open streams
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
 	req.AddCookie(ck)
 	res, err := srv.Client().Do(req)
 	if err != nil {
@@ -101,5 +104,25 @@ func TestEvents_Live(t *testing.T) {
 	clk.Set(at(3, 8, 0).Add(staff.DefaultIdleTimeout + time.Minute))
 	if ev := next(t, events); ev != "signedout|{}" {
 		t.Fatalf("after the idle timeout: %q", ev)
+	}
+}
+
+// A server's read timeout (the console's is 30 s) does not end the stream
+// (net/http clears the read deadline once the request is read): were it to,
+// the browser would reconnect every 30 s.
+func TestEvents_OutliveTheReadTimeout(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewUnstartedServer(e.c.Handler())
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	events := stream(t, srv, e.admin)
+	if ev := next(t, events); ev != `requests|{"pending":0}` {
+		t.Fatalf("first event %q", ev)
+	}
+	time.Sleep(time.Second) // five read timeouts
+	e.mustStore(t, request(1, "dr-lee", at(3, 9, 0)))
+	if ev := next(t, events); ev != `requests|{"pending":1}` {
+		t.Fatalf("after the read timeout: %q, want the same stream to carry the new request", ev)
 	}
 }
