@@ -33,8 +33,8 @@ var assets embed.FS
 var (
 	pageTemplate    = template.Must(template.ParseFS(assets, "templates/page.html", "templates/parts.html"))
 	requestTemplate = template.Must(template.ParseFS(assets, "templates/request.html", "templates/parts.html"))
-	signinTemplate  = template.Must(template.ParseFS(assets, "templates/signin.html"))
-	usersTemplate   = template.Must(template.ParseFS(assets, "templates/users.html"))
+	signinTemplate  = template.Must(template.ParseFS(assets, "templates/signin.html", "templates/parts.html"))
+	usersTemplate   = template.Must(template.ParseFS(assets, "templates/users.html", "templates/parts.html"))
 	stylesheet      = mustRead("templates/console.css")
 	script          = mustRead("templates/console.js")
 )
