@@ -1,140 +1,20 @@
 package staff
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/rand"
-	"crypto/subtle"
-	_ "embed"
-	"encoding/base64"
-	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
-
-	"golang.org/x/crypto/argon2"
-
+	"github.com/clinicrelay/clinicrelay/internal/password"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
 // MinPasswordLen is the shortest password accepted, in characters.
-const MinPasswordLen = 12
+const MinPasswordLen = password.MinLen
 
-// maxPasswordLen bounds what is hashed: argon2 reads all of it.
-const maxPasswordLen = 256
-
-// argon2id parameters: OWASP's first recommendation (19 MiB, 2 passes, 1
-// lane). They are written into each hash, so raising them later still
-// verifies the hashes made before.
-const (
-	argonMemory  = 19 * 1024 // KiB
-	argonTime    = 2
-	argonThreads = 1
-	argonKeyLen  = 32
-	argonSaltLen = 16
-)
-
-//go:embed common-passwords.txt
-var commonList []byte
-
-// common holds the shipped list of common passwords, lower case.
-var common = func() map[string]bool {
-	m := make(map[string]bool, 10_000)
-	sc := bufio.NewScanner(bytes.NewReader(commonList))
-	for sc.Scan() {
-		if w := sc.Text(); w != "" && !strings.HasPrefix(w, "#") {
-			m[w] = true
-		}
-	}
-	return m
-}()
-
-// CheckPassword says why pw is not acceptable for the user name, or nil:
-// at least MinPasswordLen characters, not a common password (nor one with
-// digits or symbols around it, like "dragon123456"), not one repeated
-// character, and not the user's name.
+// CheckPassword says why pw is not acceptable for the user name, or nil
+// (password.Check), as an error of the password field.
 func CheckPassword(name, pw string) error {
-	n := utf8.RuneCountInString(pw)
-	field := func(msg string) error {
+	if err := password.Check(name, pw); err != nil {
 		var fe services.FieldErrors
-		fe.Add("password", msg)
+		fe.Add("password", err.Error())
 		return fe.Err()
 	}
-	switch {
-	case n < MinPasswordLen:
-		return field(fmt.Sprintf("password must be at least %d characters", MinPasswordLen))
-	case len(pw) > maxPasswordLen:
-		return field(fmt.Sprintf("password must be at most %d bytes", maxPasswordLen))
-	case strings.Count(pw, string([]rune(pw)[:1])) == n:
-		return field("password must not be one character repeated")
-	}
-	low := strings.ToLower(pw)
-	core := strings.TrimFunc(low, func(r rune) bool { return unicode.IsDigit(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) })
-	if common[low] || common[core] || core == "" && isSequence(low) {
-		return field("password is too common: choose a longer phrase of your own")
-	}
-	if name != "" && strings.Contains(low, strings.ToLower(name)) {
-		return field("password must not contain the user name")
-	}
 	return nil
-}
-
-// isSequence reports whether s is a run of consecutive characters, up or
-// down ("123456789012" wraps), like a row of keys.
-func isSequence(s string) bool {
-	up, down := true, true
-	for i := 1; i < len(s); i++ {
-		d := int(s[i]) - int(s[i-1])
-		up = up && (d == 1 || s[i-1] == '9' && s[i] == '0')
-		down = down && (d == -1 || s[i-1] == '0' && s[i] == '9')
-	}
-	return up || down
-}
-
-// hashPassword is pw's argon2id hash in the PHC string format.
-func hashPassword(pw string) string {
-	salt := make([]byte, argonSaltLen)
-	rand.Read(salt)
-	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
-	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
-		b64.EncodeToString(salt), b64.EncodeToString(key))
-}
-
-// verifyPassword reports whether pw matches hash, in constant time for a
-// given hash. A hash that does not parse matches nothing.
-func verifyPassword(hash, pw string) bool {
-	var version int
-	var memory, time uint32
-	var threads uint8
-	parts := strings.Split(hash, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false
-	}
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return false
-	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &memory, &time, &threads); err != nil ||
-		memory == 0 || memory > 1<<20 || time == 0 || time > 16 || threads == 0 {
-		return false
-	}
-	b64 := base64.RawStdEncoding
-	salt, err1 := b64.DecodeString(parts[4])
-	key, err2 := b64.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(key) == 0 || len(key) > 64 {
-		return false
-	}
-	got := argon2.IDKey([]byte(pw), salt, time, memory, threads, uint32(len(key)))
-	return subtle.ConstantTimeCompare(got, key) == 1
-}
-
-// dummyHash is checked when no user has the name given, so that signing in
-// as no one takes as long as signing in with a wrong password.
-var dummyHash = hashPassword(rand.Text())
-
-// oneTimePassword is a password to be replaced at first sign-in: 20
-// characters of base32 in groups of five, about 100 bits.
-func oneTimePassword() string {
-	t := rand.Text()[:20]
-	return t[:5] + "-" + t[5:10] + "-" + t[10:15] + "-" + t[15:]
 }

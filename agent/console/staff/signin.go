@@ -1,6 +1,7 @@
 package staff
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/clinicrelay/clinicrelay/internal/password"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -218,7 +220,7 @@ func errWrong() error { return services.Errorf(services.EUnauthorized, "wrong na
 // too often is told to wait (ETooManyTries, see RetryAfter), and the same
 // for a name no user has. known says whether a user has the name, for the
 // console's own record.
-func (d *Directory) SignIn(name, password, addr string) (token string, u User, known bool, err error) {
+func (d *Directory) SignIn(name, pw, addr string) (token string, u User, known bool, err error) {
 	now := d.now()
 	var a *account
 	err = d.view(func(b *bolt.Bucket) error {
@@ -227,7 +229,7 @@ func (d *Directory) SignIn(name, password, addr string) (token string, u User, k
 	})
 	switch {
 	case services.ErrorCode(err) == services.ENotFound:
-		a, err = &account{Hash: dummyHash}, nil // as long as a real check, and counted the same
+		a, err = &account{Hash: password.Dummy}, nil // as long as a real check, and counted the same
 	case err != nil:
 		return "", User{}, false, err
 	}
@@ -235,7 +237,7 @@ func (d *Directory) SignIn(name, password, addr string) (token string, u User, k
 	if err := d.throttle.begin(name, addr, a.Unlocks, now); err != nil {
 		return "", User{}, known, err
 	}
-	ok, err := d.check(name, addr, a.Hash, password, now)
+	ok, err := d.check(name, addr, a.Hash, pw, now)
 	ok = ok && known
 	if err != nil {
 		return "", User{}, known, err
@@ -254,11 +256,11 @@ func (d *Directory) SignIn(name, password, addr string) (token string, u User, k
 // counted as a failure unless it matches, not counted when the console was
 // too busy to check.
 func (d *Directory) check(name, addr, hash, pw string, now time.Time) (bool, error) {
-	ok, err := len(pw) <= maxPasswordLen, error(nil)
+	ok, err := len(pw) <= password.MaxLen, error(nil)
 	if ok {
 		ok, err = d.verify(hash, pw)
 	} else {
-		verifyPassword(dummyHash, "") // as long as a check
+		password.Verify(password.Dummy, "") // as long as a check
 	}
 	if err != nil {
 		d.throttle.abort(name)
@@ -283,7 +285,7 @@ func (d *Directory) LockedUntil(u User) time.Time {
 
 // hashers bounds the argon2 computations running at once (19 MiB each):
 // a flood of sign-ins queues instead of exhausting memory.
-var hashers = make(chan struct{}, 2)
+var hashers = password.NewTurns(2)
 
 // hashWait is how long a computation waits for its turn.
 const hashWait = 5 * time.Second
@@ -292,26 +294,24 @@ func busy() error {
 	return services.Errorf(services.EUnavailable, "the console is busy checking passwords: try again in a moment")
 }
 
-// verify is verifyPassword in its turn; busy when none comes.
-func (d *Directory) verify(hash, pw string) (bool, error) {
-	select {
-	case hashers <- struct{}{}:
-	case <-time.After(hashWait):
+// verify is password.Verify in its turn; busy when none comes.
+func (d *Directory) verify(hash, pw string) (ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hashWait)
+	defer cancel()
+	if hashers.Do(ctx, func() { ok = password.Verify(hash, pw) }) != nil {
 		return false, busy()
 	}
-	defer func() { <-hashers }()
-	return verifyPassword(hash, pw), nil
+	return ok, nil
 }
 
-// hash is hashPassword in its turn.
-func (d *Directory) hash(pw string) (string, error) {
-	select {
-	case hashers <- struct{}{}:
-	case <-time.After(hashWait):
+// hash is password.Hash in its turn.
+func (d *Directory) hash(pw string) (h string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hashWait)
+	defer cancel()
+	if hashers.Do(ctx, func() { h = password.Hash(pw) }) != nil {
 		return "", busy()
 	}
-	defer func() { <-hashers }()
-	return hashPassword(pw), nil
+	return h, nil
 }
 
 // Session is the user signed in with token, and renews the session; an

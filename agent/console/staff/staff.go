@@ -20,6 +20,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/clinicrelay/clinicrelay/internal/password"
 	"github.com/clinicrelay/clinicrelay/services"
 )
 
@@ -255,7 +256,7 @@ func (d *Directory) Add(name string, role Role, providers []string) (string, err
 	if err := checkRole(role, providers); err != nil {
 		return "", err
 	}
-	pw := oneTimePassword()
+	pw := password.OneTime()
 	hash, err := d.hash(pw)
 	if err != nil {
 		return "", err
@@ -275,17 +276,17 @@ func (d *Directory) Add(name string, role Role, providers []string) (string, err
 // Put makes the user name, or replaces it, with a password of the
 // caller's that is not one-time (the demo's admin, printed at its start);
 // the user's sessions end. Staff accounts get one-time passwords (Add).
-func (d *Directory) Put(name string, role Role, providers []string, password string) error {
+func (d *Directory) Put(name string, role Role, providers []string, pw string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
 	if err := checkRole(role, providers); err != nil {
 		return err
 	}
-	if err := CheckPassword(name, password); err != nil {
+	if err := CheckPassword(name, pw); err != nil {
 		return err
 	}
-	hash, err := d.hash(password)
+	hash, err := d.hash(pw)
 	if err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func checkRole(role Role, providers []string) error {
 // Reset gives the user a new one-time password, unlocks it and ends its
 // sessions.
 func (d *Directory) Reset(name string) (string, error) {
-	pw := oneTimePassword()
+	pw := password.OneTime()
 	hash, err := d.hash(pw)
 	if err != nil {
 		return "", err

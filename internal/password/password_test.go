@@ -1,0 +1,70 @@
+package password
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = "correct horse battery"
+
+func TestCheck(t *testing.T) {
+	for _, tt := range []struct{ name, pw, want string }{
+		{"ana", "short", "at least 12"},
+		{"ana", "aaaaaaaaaaaaaaa", "repeated"},
+		{"ana", "1qaz2wsx3edc", "too common"},
+		{"ana", "Password1234!", "too common"}, // a common word with digits around it
+		{"ana", "dragon123456", "too common"},
+		{"ana", "123456789012", "too common"}, // a run of digits
+		{"ana.front-desk", "ana.front-desk!", "user name"},
+		{"marie.roy@example.org", "marie.roy-2026!", "user name"}, // an email's mailbox counts as the name
+		{"ana.front-desk", good, ""},
+		{"ana.front-desk", "ça va très bien", ""},
+	} {
+		err := Check(tt.name, tt.pw)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%q refused: %v", tt.pw, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.pw, err, tt.want)
+		}
+	}
+	if len(common) < 9_000 {
+		t.Fatalf("common passwords: %d loaded, want the shipped 10,000", len(common))
+	}
+}
+
+func TestHash(t *testing.T) {
+	h := Hash(good)
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q: want argon2id with OWASP's parameters in PHC format", h)
+	}
+	if h == Hash(good) {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	if !Verify(h, good) || Verify(h, good+"x") || Verify("$argon2id$garbage", good) {
+		t.Fatal("verify: right refused, wrong accepted, or garbage accepted")
+	}
+}
+
+func TestTurns_Busy(t *testing.T) {
+	turns := NewTurns(1)
+	hold, release := make(chan struct{}), make(chan struct{})
+	go turns.Do(context.Background(), func() { close(hold); <-release })
+	<-hold
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	if err := turns.Do(ctx, func() { ran = true }); !errors.Is(err, ErrBusy) || ran {
+		t.Fatalf("second turn while the only one is taken: %v, ran %v; want ErrBusy", err, ran)
+	}
+	close(release)
+	if err := turns.Do(context.Background(), func() { ran = true }); err != nil || !ran {
+		t.Fatalf("turn once free: %v, ran %v", err, ran)
+	}
+}
