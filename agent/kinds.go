@@ -33,6 +33,7 @@ var kinds = map[string]kind{
 	subjects.KindRequests: {open: openRequest, refused: refusedRequest, apply: applyRequest},
 	subjects.KindChanges:  {open: openChange, refused: refusedChange, apply: applyChange},
 	subjects.KindIntake:   {open: openIntake, apply: applyIntake},
+	subjects.KindPortal:   {open: openPortalCheck, apply: applyPortalCheck},
 }
 
 // envelope is a message's routing: its headers, never its body in clear.

@@ -389,7 +389,7 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
 	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
-	services.AuditRequestViewed: true, services.AuditRequestDecided: true,
+	services.AuditRequestViewed: true, services.AuditRequestDecided: true, services.AuditPortalChecked: true,
 }
 
 // staffAuditActions are those of them that name the staff user who acted.

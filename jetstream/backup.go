@@ -35,7 +35,8 @@ type backupRecord struct {
 // BackupStreams are the streams a backup holds: the queue and the buckets.
 func BackupStreams() []string {
 	out := []string{subjects.StreamRequests, subjects.StreamAudit}
-	for _, b := range []string{subjects.BucketClinics, subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus} {
+	for _, b := range []string{subjects.BucketClinics, subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus,
+		subjects.BucketPortal} {
 		out = append(out, subjects.KVStream(b))
 	}
 	return out

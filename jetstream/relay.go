@@ -151,6 +151,18 @@ func publishOnce(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id st
 	return err
 }
 
+// PublishPortalCheck queues a sealed portal check on the clinic's queue,
+// once per check ID.
+func (r *Requests) PublishPortalCheck(ctx context.Context, clinic, check string, sealed services.Sealed) error {
+	m := nats.NewMsg(subjects.PortalCheck(clinic))
+	m.Data = sealed.Box
+	m.Header.Set(subjects.HeaderRequestID, check)
+	m.Header.Set(subjects.HeaderClinicID, clinic)
+	m.Header.Set(subjects.HeaderSealedTo, sealed.To)
+	m.Header.Set(subjects.HeaderSealedFrom, sealed.From)
+	return queue(ctx, r.js, m, check, "portal checks")
+}
+
 // PublishChange queues a sealed change on the clinic's queue, once per
 // change ID.
 func (r *Requests) PublishChange(ctx context.Context, q services.QueuedChange) error {

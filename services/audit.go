@@ -19,6 +19,7 @@ const (
 	AuditIntakeDelivered  = "intake-delivered"  // agent: an intake form reached the clinic's system
 	AuditRequestViewed    = "request-viewed"    // staff: a request's details opened at the console (User)
 	AuditRequestDecided   = "request-decided"   // staff: confirmed, declined or proposed at the console (User)
+	AuditPortalChecked    = "portal-checked"    // agent: the clinic's records were searched for a portal email (Detail: known or unknown)
 	AuditCredsIssued      = "creds-issued"      // operator: agent or operator creds
 	AuditClinicRevoked    = "clinic-revoked"
 	AuditClinicPurged     = "clinic-purged"

@@ -57,7 +57,7 @@ func (r Request) Validate(now time.Time) error {
 	if bad || digits < 7 || digits > 15 {
 		f.AddKey("phone", "field.phone", "phone must have 7 to 15 digits")
 	}
-	if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email || len(r.Email) > 254 {
+	if !ValidEmail(r.Email) {
 		f.AddKey("email", "field.email", "email must be an address like name@example.org")
 	}
 	// The reason is a textarea: line breaks and tabs are its own; any other
@@ -74,6 +74,12 @@ func (r Request) Validate(now time.Time) error {
 		f.AddKey("consent", "field.consent", "consent is required to send your details to the clinic")
 	}
 	return f.Err()
+}
+
+// ValidEmail reports whether s is one bare address, like name@example.org.
+func ValidEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && len(s) <= 254
 }
 
 // Trimmed is r with the spaces around its name, email and phone cut, as

@@ -44,7 +44,7 @@ func AgentPermissions(clinic string) Permissions {
 	// Writes go through the relay (AgentWrite), which checks the key, the
 	// value and the operation: a direct publish to $KV could carry any
 	// header and make any number of keys.
-	pub = append(pub, AgentWrite(clinic, "*", "*"), AgentAudit(clinic), AgentKeys(clinic))
+	pub = append(pub, AgentWrite(clinic, "*", "*"), AgentAudit(clinic), AgentKeys(clinic), AgentPortalAnswer(clinic))
 	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics, BucketHolds} {
 		// Reads of its own keys, one token under the clinic.
 		pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, clinic)+".*")
@@ -54,17 +54,17 @@ func AgentPermissions(clinic string) Permissions {
 	return Permissions{PubAllow: pub, SubAllow: []string{AgentInboxPrefix(clinic) + ".>"}}
 }
 
-// WebPermissions is the web front's list: publish requests and changes, hold
-// slots, read and write statuses, and watch the buckets it serves from memory
+// WebPermissions is the web front's list: publish requests, changes and
+// portal checks, hold slots, read and write statuses and portal records, and watch the buckets it serves from memory
 // (CLINICS, AVAILABILITY, HOLDS) and STATUS (for live status pages), nothing
 // more.
 func WebPermissions() Permissions {
-	pub := []string{Requests("*"), Changes("*"), "$JS.FC.>", AllAudit}
+	pub := []string{Requests("*"), Changes("*"), PortalCheck("*"), "$JS.FC.>", AllAudit}
 	for _, b := range []string{BucketAvailability, BucketHolds, BucketClinics, BucketStatus} { // watched
 		pub = append(pub, "$JS.API.STREAM.INFO."+KVStream(b),
 			"$JS.API.CONSUMER.CREATE."+KVStream(b)+".>", "$JS.API.CONSUMER.DELETE."+KVStream(b)+".>")
 	}
-	for _, b := range []string{BucketHolds, BucketStatus, BucketPending} { // read and written by key
+	for _, b := range []string{BucketHolds, BucketStatus, BucketPending, BucketPortal, BucketPortalTokens} { // read and written by key
 		pub = append(pub, KVSubject(b, ">"), "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, ">"))
 	}
 	return Permissions{PubAllow: pub, SubAllow: []string{WebInboxPrefix + ".>"}}

@@ -33,6 +33,14 @@ const (
 	// BucketContacts maps <clinic>.<request> to the patient's email address
 	// and status link, encrypted by the relay, kept while notices are due.
 	BucketContacts = "CONTACTS"
+	// BucketPortal maps <clinic>.<hmac of email> to a patient's portal
+	// account, sealed by the relay: no clear PHI.
+	BucketPortal = "PORTAL"
+	// BucketPortalTokens maps <clinic>.<hash> to the portal's short-lived
+	// records, sealed by the relay, each with a TTL: a question to the
+	// clinic (by its check ID), a set-password link and a session (by the
+	// hash of their token).
+	BucketPortalTokens = "PORTAL_TOKENS"
 	// StreamNotify is the work queue of notices to send: IDs only, never PHI.
 	StreamNotify = "NOTIFY"
 	// AllNotify is "notify.>", what NOTIFY stores.
@@ -127,6 +135,7 @@ const (
 	KindRequests = "requests" // a patient's request
 	KindChanges  = "changes"  // a patient's cancellation or new time
 	KindIntake   = "intake"   // a patient's answers to an intake form
+	KindPortal   = "portal"   // the portal asks: do your records hold this email?
 )
 
 // ClinicQueue is "clinic.<clinic>.<kind>": a clinic's messages of one kind.
@@ -177,6 +186,22 @@ func AgentAudit(clinic string) string { return "relay.agents." + clinic + ".audi
 
 // AllAgentAudits is "relay.agents.*.audit".
 const AllAgentAudits = "relay.agents.*.audit"
+
+// AgentPortalAnswer is "relay.agents.<clinic>.portal": an agent answers
+// the portal's checks (KindPortal) here, yes or no; the relay acts on an
+// answer only to a check it asked, so an agent makes no key by answering.
+func AgentPortalAnswer(clinic string) string { return "relay.agents." + clinic + ".portal" }
+
+// AllAgentPortalAnswers is "relay.agents.*.portal".
+const AllAgentPortalAnswers = "relay.agents.*.portal"
+
+// PortalCheck is "clinic.<clinic>.portal": where the web front asks a
+// clinic about an email.
+func PortalCheck(clinic string) string { return ClinicQueue(clinic, KindPortal) }
+
+// PortalKey is "<clinic>.<hash>" in PORTAL and PORTAL_TOKENS; hash is hex,
+// never an address or a token itself.
+func PortalKey(clinic, hash string) string { return clinic + "." + hash }
 
 // AgentKeys is "relay.agents.<clinic>.keys": an agent asks the relay which of
 // its keys AVAILABILITY and CLINICS hold, to put back any that vanished (a

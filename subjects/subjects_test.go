@@ -62,6 +62,7 @@ func TestAgentPermissions(t *testing.T) {
 			"relay.agents.maple.kv.*.*",
 			"relay.agents.maple.audit",
 			"relay.agents.maple.keys",
+			"relay.agents.maple.portal",
 			"$JS.API.DIRECT.GET.KV_AVAILABILITY.$KV.AVAILABILITY.maple.*",
 			"$JS.API.DIRECT.GET.KV_STATUS.$KV.STATUS.maple.*",
 			"$JS.API.DIRECT.GET.KV_CLINICS.$KV.CLINICS.maple.*",

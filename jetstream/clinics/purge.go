@@ -92,7 +92,8 @@ func (a *Admin) Purge(ctx context.Context, id string) (Purged, error) {
 	// CONTACTS before STATUS: the notifier forgets a contact whose status
 	// goes, but need not be running.
 	for _, b := range []string{subjects.BucketContacts, subjects.BucketAvailability, subjects.BucketHolds,
-		subjects.BucketStatus, subjects.BucketClinics, subjects.BucketPending} {
+		subjects.BucketStatus, subjects.BucketClinics, subjects.BucketPending, subjects.BucketPortal,
+		subjects.BucketPortalTokens} {
 		n, err := a.purgeKeys(ctx, b, id)
 		if err != nil {
 			return p, err

@@ -247,10 +247,11 @@ func cmdClinicPurge(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fieldError(err)
 		}
 		fmt.Fprintf(stdout, "clinic %s purged: %d agent credential(s) revoked, %d queued request(s) and %d notice(s) removed, "+
-			"keys purged: %d CLINICS, %d AVAILABILITY, %d HOLDS, %d STATUS, %d PENDING, %d CONTACTS.\n", slug, p.Credentials,
+			"keys purged: %d CLINICS, %d AVAILABILITY, %d HOLDS, %d STATUS, %d PENDING, %d CONTACTS, %d PORTAL, "+
+			"%d PORTAL_TOKENS.\n", slug, p.Credentials,
 			p.Requests, p.Notices, p.Keys[subjects.BucketClinics], p.Keys[subjects.BucketAvailability],
 			p.Keys[subjects.BucketHolds], p.Keys[subjects.BucketStatus], p.Keys[subjects.BucketPending],
-			p.Keys[subjects.BucketContacts])
+			p.Keys[subjects.BucketContacts], p.Keys[subjects.BucketPortal], p.Keys[subjects.BucketPortalTokens])
 		return nil
 	})
 }

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/agent/connector"
+	"github.com/clinicrelay/clinicrelay/jetstream/portal"
+	"github.com/clinicrelay/clinicrelay/services"
+)
+
+// The portal's checks (subjects.KindPortal): the relay asks whether the
+// clinic's records hold an email, and the agent answers yes or no, never
+// with anything of the record. A connector that keeps no patients
+// (connector.PatientDirectory) knows no email.
+
+func openPortalCheck(a *Agent, env envelope) (any, error) {
+	c, err := a.opener.OpenPortalCheck(env.sealed)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil && (c.ID != env.requestID || c.ClinicID != a.clinic) {
+		err = services.Errorf(services.EInvalid, "portal check: routing IDs differ from the sealed ones")
+	}
+	return c, err
+}
+
+// portalRetry is how long an answer the relay could not act on waits
+// before it is given again (the check lives services.PortalLinkLife).
+const portalRetry = 20 * time.Second
+
+func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) verdict {
+	c := body.(services.PortalCheck)
+	known := false
+	if dir, ok := a.conn.(connector.PatientDirectory); ok {
+		var err error
+		if known, err = dir.KnowsEmail(ctx, c.Email); err != nil {
+			if ctx.Err() == nil {
+				env.log.Error("portal check: the clinic's records", "err", err.Error())
+			}
+			return again(portalRetry)
+		}
+	}
+	switch err := portal.SendAnswer(ctx, a.nc, a.clinic, portal.Answer{Check: c.ID, Known: known}); {
+	case errors.Is(err, portal.ErrRefused):
+		env.log.Error("portal check: the relay refused the answer", "err", err.Error())
+		return verdict{term: true}
+	case err != nil:
+		env.log.Warn("portal check: answer again", "err", err.Error())
+		return again(portalRetry)
+	}
+	detail := "unknown"
+	if known {
+		detail = "known"
+	}
+	return ack(func(ctx context.Context) { a.record(ctx, services.AuditPortalChecked, c.ID, detail) })
+}
