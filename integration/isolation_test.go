@@ -124,6 +124,13 @@ func TestIsolation(t *testing.T) {
 		{"write A's keys through the relay", subjects.AgentWrite("aspen", subjects.BucketAvailability, "2030-01-01"), `{}`},
 		{"A's audit through the relay", subjects.AgentAudit("aspen"), `{}`},
 		{"notices", "notify.email.aspen", `{}`},
+		// The portal: A's checks and answers, and every portal record,
+		// A's and its own (the relay keeps them; agents only answer).
+		{"publish a portal check to A", subjects.PortalCheck("aspen"), `{}`},
+		{"answer A's portal checks", subjects.AgentPortalAnswer("aspen"), `{"check":"00000000000000000000000000000000","known":true}`},
+		{"read A's portal account", "$JS.API.DIRECT.GET.KV_PORTAL.$KV.PORTAL.aspen.00000000000000000000000000000000", ""},
+		{"read own portal records", "$JS.API.DIRECT.GET.KV_PORTAL_TOKENS.$KV.PORTAL_TOKENS.cedar.s00000000000000000000000000000000", ""},
+		{"write own portal account", "$KV.PORTAL.cedar.00000000000000000000000000000000", `{}`},
 		// The relay's own: its write probe (RELAY_HEALTH), and the system
 		// requests that list every connection of the account (the warden's).
 		{"the relay's health probe", "relay.health.x", `{}`},

@@ -28,12 +28,17 @@ import (
 )
 
 // notifyEnv is a relay that sends email through an in-process SMTP server
-// (with STARTTLS and AUTH PLAIN), with retries shortened for tests.
-func notifyEnv(t *testing.T, dir string, smtp *mailtest.Server, reminderAt func(time.Time) time.Time) *Env {
+// (with STARTTLS and AUTH PLAIN), with retries shortened for tests; opts
+// change its config further.
+func notifyEnv(t *testing.T, dir string, smtp *mailtest.Server, reminderAt func(time.Time) time.Time, opts ...func(*relay.Config)) *Env {
 	t.Helper()
-	r := startRelay(t, relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
+	cfg := relay.Config{DataDir: dir, NATSListen: "127.0.0.1:0", AckWait: time.Second,
 		Notify: relay.NotifyConfig{SMTPURL: smtp.URL(), SMTPTLS: smtp.ClientTLS, SMTPFrom: "Clinic Relay <relay@book.test>",
-			Retries: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}, ReminderAt: reminderAt}})
+			Retries: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}, ReminderAt: reminderAt}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r := startRelay(t, cfg)
 	a, err := r.Admin(t.Context())
 	if err != nil {
 		t.Fatal(err)

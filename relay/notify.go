@@ -63,12 +63,9 @@ func (r *Relay) startNotifier(ctx context.Context, js jetstream.JetStream, booke
 	if err != nil {
 		return err
 	}
-	base := nc.PublicURL
-	if base == "" {
-		base = r.HTTPURL()
-	}
+	base := r.publicURL()
 	n := notify.New(notify.Config{JS: js, Contacts: contacts, Directory: r.Catalog, Mailer: sender,
-		Permanent: mail.Permanent, Describe: mail.Describe, From: nc.SMTPFrom, BaseURL: strings.TrimRight(base, "/"),
+		Permanent: mail.Permanent, Describe: mail.Describe, From: nc.SMTPFrom, BaseURL: base,
 		Retries: nc.Retries, ReminderAt: nc.ReminderAt, Logger: r.log, Now: r.cfg.Now})
 	started := make(chan error, 1)
 	go n.Run(ctx, started)

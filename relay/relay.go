@@ -90,6 +90,7 @@ type Relay struct {
 	Warden *clinics.Warden
 	health health
 	booker *services.Booker
+	portal *services.Portal
 }
 
 // Start brings up NATS (embedded or external), provisions, and binds HTTP.
@@ -144,10 +145,14 @@ func (r *Relay) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if r.portal, err = r.newPortal(js, reqs); err != nil {
+		return err
+	}
 	// While the web's connection is down, the routes that need NATS answer
 	// 503 at once; nats.go reconnects forever and they resume by themselves.
 	r.web, err = web.New(web.Config{Booker: booker, Catalog: r.Catalog, Logger: r.log, Now: r.cfg.Now, EmailCodes: codes,
-		NATS: r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log},
+		Portal: r.portal,
+		NATS:   r.link.current, SecureCookies: r.cfg.HTTPSCert != "", Audit: &cjs.Auditor{JS: js, Logger: r.log},
 		Limits: r.cfg.Abuse.webLimits(), TrustedProxies: r.cfg.Abuse.TrustedProxies,
 		Ready: func() error { return r.health.check(r.link) }})
 	if err != nil {
@@ -215,6 +220,9 @@ func (r *Relay) start(ctx context.Context) error {
 	// checks each one (cjs.AgentWrites): they publish to no stream.
 	aw := &cjs.AgentWrites{JS: adminJS, Active: active, Now: r.cfg.Now, Logger: r.log}
 	if err := aw.Serve(adminJS.Conn()); err != nil {
+		return err
+	}
+	if err := r.servePortalAnswers(adminJS, active); err != nil {
 		return err
 	}
 	if r.Node != nil {

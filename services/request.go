@@ -25,6 +25,10 @@ type Request struct {
 	Reason    string    `json:"reason"`
 	Consent   bool      `json:"consent"`
 	CreatedAt time.Time `json:"created_at"`
+	// PortalVerified: sent by a patient signed in to the clinic's portal
+	// whose account has this email (the clinic vouched for it when the
+	// account was made); the web front sets it, never the patient.
+	PortalVerified bool `json:"portal_verified,omitempty"`
 	// Lang is the patient's language for email notices ("en", "fr"); the
 	// relay keeps it with the contact, it does not go to the clinic.
 	Lang string `json:"-"`

@@ -197,10 +197,12 @@ func (s *Server) handleAPIRequestCreate(c echo.Context) error {
 	if err := s.checkEmailCode(c, c.Param("slug"), req, code); err != nil {
 		return err
 	}
+	ptoken := s.portalRequest(c, c.Param("slug"), &req)
 	booked, err := s.cfg.Booker.Request(c.Request().Context(), c.Param("slug"), req)
 	if err != nil {
 		return err
 	}
+	s.portalAdd(c, booked.Status.ClinicID, ptoken, req, booked)
 	s.log.Info("request accepted", "clinic_id", booked.Status.ClinicID, "request_id", booked.Status.RequestID)
 	s.audit(c, booked.Status.ClinicID, services.AuditRequestCreated, booked.Status.RequestID)
 	return c.JSON(http.StatusCreated, map[string]string{

@@ -82,12 +82,18 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 	doc := loadOpenAPI(t)
 	schemas := doc.child("components", "schemas")
 	for name, typ := range map[string]reflect.Type{
-		"Clinic":        reflect.TypeFor[apiClinic](),
-		"Provider":      reflect.TypeFor[services.Provider](),
-		"Slot":          reflect.TypeFor[apiSlot](),
-		"RequestCreate": reflect.TypeFor[apiRequest](),
-		"Status":        reflect.TypeFor[apiStatus](),
-		"Error":         reflect.TypeFor[apiError](),
+		"Clinic":               reflect.TypeFor[apiClinic](),
+		"Provider":             reflect.TypeFor[services.Provider](),
+		"Slot":                 reflect.TypeFor[apiSlot](),
+		"RequestCreate":        reflect.TypeFor[apiRequest](),
+		"Status":               reflect.TypeFor[apiStatus](),
+		"Error":                reflect.TypeFor[apiError](),
+		"PortalRegister":       reflect.TypeFor[apiPortalRegister](),
+		"PortalLogin":          reflect.TypeFor[apiPortalLogin](),
+		"PortalSetPassword":    reflect.TypeFor[apiPortalSetPassword](),
+		"PortalChangePassword": reflect.TypeFor[apiPortalChange](),
+		"PortalLogout":         reflect.TypeFor[apiPortalLogout](),
+		"PortalAppointment":    reflect.TypeFor[apiPortalAppointment](),
 	} {
 		props := schemas.child(name, "properties")
 		if props == nil {

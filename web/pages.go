@@ -333,10 +333,12 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 	req.Lang = lang(c) // for the email notices
 	err = s.checkEmailCode(c, cl.ID, req, strings.TrimSpace(c.FormValue("email_code")))
 	var booked services.Booked
+	ptoken := s.portalRequest(c, cl.ID, &req)
 	if err == nil {
 		booked, err = s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
 	}
 	if err == nil {
+		s.portalAdd(c, cl.ID, ptoken, req, booked)
 		s.log.Info("request accepted", "clinic_id", cl.ID, "request_id", booked.Status.RequestID)
 		s.audit(c, cl.ID, services.AuditRequestCreated, booked.Status.RequestID)
 		return c.Redirect(http.StatusSeeOther, "/r/"+booked.Token)

@@ -41,6 +41,11 @@ type Limits struct {
 	// limits the codes tried for one: 5, then one every 2 minutes, so a
 	// code of 6 digits is not guessed.
 	CodeSend, CodeGuess Rate
+	// PortalIP limits portal sign-ins and registrations per client IP:
+	// 20 at once, then one every 15 s. Each account (and each email with
+	// none) locks after services.PortalLockAfter failures besides; a
+	// registration also spends its mailbox's CodeSend, as it sends an email.
+	PortalIP Rate
 	// Read limits every other route but /static and /healthz per client IP:
 	// 100 at once, then 20 a second. Reads are served from memory; this only
 	// stops one client from hogging the server.
@@ -65,6 +70,7 @@ var (
 	DefaultRead         = Rate{Every: 50 * time.Millisecond, Burst: 100}
 	DefaultCodeSend     = Rate{Every: 2 * time.Minute, Burst: 3}
 	DefaultCodeGuess    = Rate{Every: 2 * time.Minute, Burst: 5}
+	DefaultPortalIP     = Rate{Every: 15 * time.Second, Burst: 20}
 )
 
 const (
@@ -190,6 +196,7 @@ func (st *streams) acquire(key string) (release func(), ok bool) {
 type rateLimits struct {
 	createIP, createClinic, read *limiters
 	codeSend, codeGuess          *limiters
+	portalIP                     *limiters
 	streams                      *streams
 	proxyHint                    sync.Once
 }
@@ -212,6 +219,7 @@ func newRateLimits(l Limits) *rateLimits {
 		read:         newLimiters(l.Read.or(DefaultRead), l.MaxKeys),
 		codeSend:     newLimiters(l.CodeSend.or(DefaultCodeSend), l.MaxKeys),
 		codeGuess:    newLimiters(l.CodeGuess.or(DefaultCodeGuess), l.MaxKeys),
+		portalIP:     newLimiters(l.PortalIP.or(DefaultPortalIP), l.MaxKeys),
 		streams:      &streams{perKey: l.Streams, total: l.StreamsTotal, open: map[string]int{}}}
 }
 

@@ -59,6 +59,9 @@ type Config struct {
 	// open to patients who prove their email (web/emailcode.go); without
 	// them such a clinic answers 429 until its budget refills.
 	EmailCodes *services.EmailCodes
+	// Portal, when set, serves the patient portal (web/portal.go); without
+	// it the portal's routes answer 503.
+	Portal *services.Portal
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
 	// the client IP; with none, the client IP is the connection's peer.
 	TrustedProxies []netip.Prefix
@@ -156,6 +159,13 @@ func (s *Server) routes() {
 	e.POST("/r/:token/cancel", s.handleCancel, s.pausable)
 	e.GET("/r/:token/reschedule", s.handleRescheduleForm, s.pausable)
 	e.POST("/r/:token/reschedule", s.handleReschedule, s.limitCreate, s.pausable) // holds a slot as a creation does
+	e.GET("/c/:slug/portal", s.handlePortal, s.pausable)
+	e.POST("/c/:slug/portal/login", s.handlePortalLogin, s.pausable)
+	e.POST("/c/:slug/portal/register", s.handlePortalRegister, s.pausable)
+	e.POST("/c/:slug/portal/logout", s.handlePortalLogout, s.pausable)
+	e.POST("/c/:slug/portal/password", s.handlePortalChangePassword, s.pausable)
+	e.GET("/c/:slug/portal/link/:token", s.handlePortalLinkForm, s.pausable)
+	e.POST("/c/:slug/portal/link/:token", s.handlePortalLink, s.pausable)
 	// /healthz: the process answers (liveness). /readyz: it can take
 	// requests too, NATS connected and JetStream writing (readiness).
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
@@ -172,6 +182,12 @@ func (s *Server) routes() {
 	api.GET("/requests/:token/appointment.ics", s.handleAppointmentICS, noStore, s.pausable)
 	api.POST("/requests/:token/cancel", s.handleAPIRequestCancel, noStore, s.pausable)
 	api.POST("/requests/:token/reschedule", s.handleAPIRequestReschedule, noStore, s.limitCreate, s.pausable)
+	api.POST("/clinics/:slug/portal/register", s.handleAPIPortalRegister, noStore, s.pausable)
+	api.POST("/clinics/:slug/portal/login", s.handleAPIPortalLogin, noStore, s.pausable)
+	api.POST("/clinics/:slug/portal/password", s.handleAPIPortalSetPassword, noStore, s.pausable)
+	api.POST("/clinics/:slug/portal/password/change", s.handleAPIPortalChangePassword, noStore, s.pausable)
+	api.POST("/clinics/:slug/portal/logout", s.handleAPIPortalLogout, noStore, s.pausable)
+	api.GET("/clinics/:slug/portal/appointments", s.handleAPIPortalAppointments, noStore, s.pausable)
 }
 
 // headAsGet answers HEAD like GET; net/http drops the body because the

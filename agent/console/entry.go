@@ -40,6 +40,9 @@ type Entry struct {
 	ProposedSlot  string    `json:"proposed_slot"`
 	ReceivedAt    time.Time `json:"received_at"`
 	DecidedAt     time.Time `json:"decided_at,omitzero"`
+	// PortalVerified: sent signed in to the clinic's portal with the email
+	// the clinic's records hold (services.Request.PortalVerified).
+	PortalVerified bool `json:"portal_verified,omitempty"`
 }
 
 func newEntry(r *record) Entry {
@@ -49,20 +52,21 @@ func newEntry(r *record) Entry {
 		status = StatusPending
 	}
 	return Entry{
-		ID:            r.Request.ID,
-		SlotID:        r.Request.SlotID,
-		ProviderID:    provider,
-		Start:         start,
-		Name:          r.Request.Name,
-		BirthDate:     r.Request.BirthDate,
-		Phone:         r.Request.Phone,
-		Email:         r.Request.Email,
-		Reason:        r.Request.Reason,
-		Status:        status,
-		DeclineReason: r.DeclineReason,
-		ProposedSlot:  r.ProposedSlot,
-		ReceivedAt:    r.ReceivedAt,
-		DecidedAt:     r.DecidedAt,
+		ID:             r.Request.ID,
+		SlotID:         r.Request.SlotID,
+		ProviderID:     provider,
+		Start:          start,
+		Name:           r.Request.Name,
+		BirthDate:      r.Request.BirthDate,
+		Phone:          r.Request.Phone,
+		Email:          r.Request.Email,
+		Reason:         r.Request.Reason,
+		Status:         status,
+		DeclineReason:  r.DeclineReason,
+		ProposedSlot:   r.ProposedSlot,
+		ReceivedAt:     r.ReceivedAt,
+		DecidedAt:      r.DecidedAt,
+		PortalVerified: r.Request.PortalVerified,
 	}
 }
 

@@ -1,0 +1,239 @@
+package integration
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
+	"github.com/clinicrelay/clinicrelay/internal/poll"
+	"github.com/clinicrelay/clinicrelay/jetstream/portal"
+	"github.com/clinicrelay/clinicrelay/relay"
+	"github.com/clinicrelay/clinicrelay/services"
+	"github.com/clinicrelay/clinicrelay/subjects"
+	"github.com/clinicrelay/clinicrelay/web"
+)
+
+var portalLinkRE = regexp.MustCompile(`/c/([a-z0-9-]+)/portal/link/([a-z0-9-]+_[0-9a-f]{32})`)
+
+// portalLinks are the set-password links mailed to each address so far.
+func portalLinks(t *testing.T, smtp *mailtest.Server) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, m := range smtp.Messages() {
+		e := readEmail(t, m)
+		for _, l := range portalLinkRE.FindAllStringSubmatch(e.text, -1) {
+			out[e.to] = append(out[e.to], l[2])
+		}
+	}
+	return out
+}
+
+// awaitPortalLink waits for the nth link mailed to addr and returns its token.
+func awaitPortalLink(t *testing.T, smtp *mailtest.Server, addr string, n int) string {
+	t.Helper()
+	var token string
+	poll.For(t, 15*time.Second, func() error {
+		got := portalLinks(t, smtp)[addr]
+		if len(got) < n {
+			return fmt.Errorf("%d portal links to %s, want %d", len(got), addr, n)
+		}
+		token = got[n-1]
+		return nil
+	})
+	return token
+}
+
+type portalAppointments struct {
+	Appointments []struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		StatusURL string `json:"status_url"`
+		Provider  string `json:"provider"`
+	} `json:"appointments"`
+}
+
+// TestPortal_EmailMethod: a patient the clinic knows (a request of theirs is
+// in the console) registers, gets a link by email, sets a password, books
+// signed in (the front desk sees a verified portal patient) and sees the
+// booking in the portal; a stranger gets the same answer and no email; a
+// session ends on sign-out everywhere.
+func TestPortal_EmailMethod(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	env := notifyEnv(t, t.TempDir(), smtp, nil)
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	env.MustStartAgent(env.MustAddClinic("oak"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	desk := ag.Desk(t)
+
+	// The clinic knows ada from an earlier request.
+	var first map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d %v", code, first)
+	}
+	awaitState(t, web, first["token"], "delivered")
+
+	patient := newClient(t, env.Relay.HTTPURL())
+	var ans map[string]string
+	for _, who := range []string{"ada@example.org", "stranger@example.org"} {
+		if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": who}, &ans); code != 202 ||
+			!strings.Contains(ans["message"], "if the clinic has this address") {
+			t.Fatalf("register %s: %d %v", who, code, ans)
+		}
+	}
+	// Oak does not know ada: no link from oak.
+	if code := patient.JSON("POST", "/api/v1/clinics/oak/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
+		t.Fatalf("register at oak: %d", code)
+	}
+	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
+	if !strings.HasPrefix(link, "maple_") {
+		t.Fatalf("link %s is not maple's", link)
+	}
+	poll.Still(t, 2*time.Second, func() error {
+		got := portalLinks(t, smtp)
+		if len(got["stranger@example.org"]) > 0 || len(got["ada@example.org"]) != 1 {
+			return fmt.Errorf("links mailed: %v; want one, to ada, from maple", got)
+		}
+		return nil
+	})
+
+	// Without a session, nothing.
+	if code := patient.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != 401 {
+		t.Fatalf("appointments before sign-in: %d, want 401", code)
+	}
+	var in map[string]any
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "short"}, &in); code != 422 {
+		t.Fatalf("a short password: %d %v, want 422", code, in)
+	}
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, &in); code != 200 {
+		t.Fatalf("set password: %d %v", code, in)
+	}
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "another knee phrase"}, nil); code != 401 {
+		t.Fatalf("the link a second time: %d, want 401", code)
+	}
+	// The session is maple's: oak's portal does not know it.
+	if code := patient.JSON("GET", "/api/v1/clinics/oak/portal/appointments", nil, nil); code != 401 {
+		t.Fatalf("oak's appointments with maple's session: %d, want 401", code)
+	}
+
+	// Booked signed in: listed in the portal, verified at the front desk.
+	var booked map[string]string
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &booked); code != 201 {
+		t.Fatalf("create signed in: %d %v", code, booked)
+	}
+	awaitState(t, web, booked["token"], "delivered")
+	var list portalAppointments
+	if code := patient.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, &list); code != 200 ||
+		len(list.Appointments) != 1 || list.Appointments[0].ID != booked["id"] || list.Appointments[0].Status != "delivered" ||
+		list.Appointments[0].StatusURL != "/r/"+booked["token"] || list.Appointments[0].Provider == "" {
+		t.Fatalf("appointments: %d %+v, want the request sent signed in", code, list)
+	}
+	var detail map[string]any
+	if code := desk.JSON("GET", "/api/requests/"+booked["id"], nil, &detail); code != 200 || detail["portal_verified"] != true {
+		t.Fatalf("front desk: %d %v, want portal_verified", code, detail)
+	}
+	var earlier map[string]any
+	if code := desk.JSON("GET", "/api/requests/"+first["id"], nil, &earlier); code != 200 || earlier["portal_verified"] != nil {
+		t.Fatalf("front desk, the request sent without the portal: %d %v, want not verified", code, earlier)
+	}
+
+	// Signed in elsewhere too; "everywhere" ends both.
+	phone := newClient(t, env.Relay.HTTPURL())
+	if code := phone.JSON("POST", "/api/v1/clinics/maple/portal/login", map[string]string{"email": "ada@example.org", "password": "my own knee phrase"}, nil); code != 200 {
+		t.Fatalf("second sign-in: %d", code)
+	}
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/logout", map[string]bool{"everywhere": true}, nil); code != 204 {
+		t.Fatalf("logout everywhere: %d", code)
+	}
+	for name, c := range map[string]*Client{"this device": patient, "the other": phone} {
+		if code := c.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != 401 {
+			t.Errorf("%s after sign-out everywhere: %d, want 401", name, code)
+		}
+	}
+}
+
+// TestPortal_Lockout: ten wrong passwords lock an account for 30 minutes,
+// and an email with no account locks the same way: the answers say nothing
+// of who has an account.
+func TestPortal_Lockout(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	// Room for 23 tries from one address: the lockout, not the address's
+	// budget (web.DefaultPortalIP), is under test.
+	env := notifyEnv(t, t.TempDir(), smtp, nil, func(c *relay.Config) {
+		c.Abuse.Limits.PortalIP = web.Rate{Every: time.Second, Burst: 30}
+	})
+	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	var first map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, first["token"], "delivered")
+	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
+		t.Fatal(code)
+	}
+	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
+	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, nil); code != 200 {
+		t.Fatal(code)
+	}
+	for _, email := range []string{"ada@example.org", "nobody@example.org"} {
+		c := newClient(t, env.Relay.HTTPURL())
+		for i := 1; i <= services.PortalLockAfter; i++ {
+			var e map[string]any
+			if code := c.JSON("POST", "/api/v1/clinics/maple/portal/login", map[string]string{"email": email, "password": "not my phrase at all"}, &e); code != 401 ||
+				e["error"] != "wrong email or password" {
+				t.Fatalf("%s try %d: %d %v, want 401", email, i, code, e)
+			}
+		}
+		code, hdr, body := c.Do("POST", "/api/v1/clinics/maple/portal/login", "application/json",
+			strings.NewReader(`{"email":"`+email+`","password":"my own knee phrase"}`))
+		if code != 429 || hdr.Get("Retry-After") != "1800" {
+			t.Fatalf("%s locked, the right password: %d %q %s, want 429 with Retry-After 1800", email, code, hdr.Get("Retry-After"), body)
+		}
+	}
+}
+
+// TestPortal_OtherClinicsAnswer: another clinic that learns one of maple's
+// check IDs and answers "yes" to it sends no link and spoils nothing:
+// the relay reads the answer under the answering clinic only, and maple's
+// own answer still sends the link.
+func TestPortal_OtherClinicsAnswer(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	env := notifyEnv(t, t.TempDir(), smtp, nil)
+	maple := env.MustAddClinic("maple")
+	ag := env.MustStartAgent(maple, nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	var first map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, first["token"], "delivered")
+	ag.Stop() // maple's check waits in its queue
+
+	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
+		t.Fatal(code)
+	}
+	stream, err := env.Admin.JS.Stream(t.Context(), subjects.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), subjects.PortalCheck("maple"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := m.Header.Get(subjects.HeaderRequestID)
+	nc := agentConn(t, env, env.MustAddClinic("cedar"), &violations{})
+	if err := portal.SendAnswer(t.Context(), nc, "cedar", portal.Answer{Check: check, Known: true}); err != nil {
+		t.Fatalf("cedar's answer: %v", err)
+	}
+	poll.Still(t, time.Second, func() error {
+		if got := portalLinks(t, smtp); len(got) > 0 {
+			return fmt.Errorf("links mailed on cedar's answer: %v", got)
+		}
+		return nil
+	})
+	env.MustStartAgent(maple, nil, ag.Console)
+	awaitPortalLink(t, smtp, "ada@example.org", 1)
+}
