@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,4 +237,37 @@ func TestPortal_OtherClinicsAnswer(t *testing.T) {
 	})
 	env.MustStartAgent(maple, nil, ag.Console)
 	awaitPortalLink(t, smtp, "ada@example.org", 1)
+}
+
+// TestPortal_SessionExpiry: a session used within 30 minutes lives on; one
+// left 30 minutes ends, on the relay's clock.
+func TestPortal_SessionExpiry(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	var offset atomic.Int64
+	env := notifyEnv(t, t.TempDir(), smtp, nil, func(c *relay.Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	var first map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, first["token"], "delivered")
+	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
+		t.Fatal(code)
+	}
+	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
+	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, nil); code != 200 {
+		t.Fatal(code)
+	}
+	for i, step := range []struct {
+		after time.Duration
+		want  int
+	}{{29 * time.Minute, 200}, {29 * time.Minute, 200}, {31 * time.Minute, 401}} {
+		offset.Add(int64(step.after))
+		if code := web.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != step.want {
+			t.Fatalf("step %d, %v later: %d, want %d", i, step.after, code, step.want)
+		}
+	}
 }
