@@ -204,6 +204,9 @@ func (a *Agent) connect() error {
 	if s, ok := a.conn.(connector.StaffAuditor); ok {
 		s.SetAuditor(a.audit)
 	}
+	if g, ok := a.conn.(connector.PortalGiver); ok {
+		g.SetPortalAccess(portalAccess{a})
+	}
 	return err
 }
 

@@ -56,3 +56,19 @@ func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) ver
 	}
 	return ack(func(ctx context.Context) { a.record(ctx, services.AuditPortalChecked, c.ID, detail) })
 }
+
+// portalAccess is the agent's connector.PortalAccess: grants go to the
+// relay (subjects.AgentPortalGrant).
+type portalAccess struct{ a *Agent }
+
+func (p portalAccess) Grant(ctx context.Context, email, hash string) error {
+	err := portal.SendGrant(ctx, p.a.nc, p.a.clinic, portal.Grant{Email: email, Hash: hash})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, portal.ErrRefused):
+		return &services.Error{Code: services.EInvalid, Message: "the relay refused to give portal access", Err: err}
+	}
+	return &services.Error{Code: services.EUnavailable, Message: "the patient portal cannot be reached now; try again in a minute",
+		Err: err}
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	"github.com/clinicrelay/clinicrelay/jetstream/portal"
@@ -270,4 +272,82 @@ func TestPortal_SessionExpiry(t *testing.T) {
 			t.Fatalf("step %d, %v later: %d, want %d", i, step.after, code, step.want)
 		}
 	}
+}
+
+// TestPortal_TemporaryPassword: the front desk gives a patient portal
+// access from the request's page; the patient signs in with the temporary
+// password, can do nothing until they choose their own, and then sees the
+// portal. The relay's audit names the staff user; a front-desk account
+// limited to another provider cannot give access to this request.
+func TestPortal_TemporaryPassword(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	env := notifyEnv(t, t.TempDir(), smtp, nil)
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	var first map[string]string
+	slot := firstSlot(t, web, "maple")
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(slot, "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, first["token"], "delivered")
+	desk := ag.Desk(t)
+
+	// Limited to another provider: the request does not exist for them.
+	provider, _, _ := services.ParseSlotID(slot)
+	other := "dr-patel" // the demo's other provider
+	if provider == other {
+		other = "dr-lee"
+	}
+	if err := ag.Console.Staff().Put("bo-desk", staff.RoleFrontDesk, []string{other}, deskPassword); err != nil {
+		t.Fatal(err)
+	}
+	bo := newClient(t, ag.HTTP.URL)
+	if code := bo.JSON("POST", "/api/session", map[string]string{"name": "bo-desk", "password": deskPassword}, nil); code != 200 {
+		t.Fatalf("bo's sign-in: %d", code)
+	}
+	if code := bo.JSON("POST", "/api/requests/"+first["id"]+"/portal", nil, nil); code != 404 {
+		t.Fatalf("another provider's desk gives access: %d, want 404", code)
+	}
+
+	var g struct {
+		Password string    `json:"temporary_password"`
+		Until    time.Time `json:"expires_at"`
+	}
+	if code := desk.JSON("POST", "/api/requests/"+first["id"]+"/portal", nil, &g); code != 200 || len(g.Password) < 20 ||
+		g.Until.Sub(time.Now()) < services.PortalTempLife-time.Hour {
+		t.Fatalf("give access: %d %+v", code, g)
+	}
+	patient := newClient(t, env.Relay.HTTPURL())
+	var in map[string]any
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/login", map[string]string{"email": "ada@example.org", "password": g.Password}, &in); code != 200 ||
+		in["must_change_password"] != true {
+		t.Fatalf("sign in with the temporary password: %d %v", code, in)
+	}
+	if code := patient.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != 403 {
+		t.Fatalf("appointments before choosing a password: %d, want 403", code)
+	}
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/password/change",
+		map[string]string{"current_password": g.Password, "new_password": "my own knee phrase"}, &in); code != 200 || in["must_change_password"] != false {
+		t.Fatalf("choose a password: %d %v", code, in)
+	}
+	if code := patient.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != 200 {
+		t.Fatalf("appointments after: %d", code)
+	}
+	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/login", map[string]string{"email": "ada@example.org", "password": g.Password}, nil); code != 401 {
+		t.Fatalf("the temporary password after it was replaced: %d, want 401", code)
+	}
+
+	poll.For(t, 10*time.Second, func() error {
+		_, out, _ := relayCmd(t, "audit", "--clinic", "maple", "--format", "json", "--data", env.DataDir)
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var ev services.AuditEvent
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Action == services.AuditPortalGranted {
+				if ev.Actor != "staff" || ev.User != "desk-admin" || ev.RequestID != first["id"] {
+					return fmt.Errorf("grant event %+v, want desk-admin's on the request", ev)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event in the relay's audit", services.AuditPortalGranted)
+	})
 }

@@ -390,10 +390,12 @@ var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
 	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
 	services.AuditRequestViewed: true, services.AuditRequestDecided: true, services.AuditPortalChecked: true,
+	services.AuditPortalGranted: true,
 }
 
 // staffAuditActions are those of them that name the staff user who acted.
-var staffAuditActions = map[string]bool{services.AuditRequestViewed: true, services.AuditRequestDecided: true}
+var staffAuditActions = map[string]bool{services.AuditRequestViewed: true, services.AuditRequestDecided: true,
+	services.AuditPortalGranted: true}
 
 func (s *AgentWrites) handleAudit(m *nats.Msg) {
 	clinic := strings.Split(m.Subject, ".")[2]

@@ -20,6 +20,7 @@ const (
 	AuditPortalSignedIn  = "portal-signed-in"  // web: a sign-in
 	AuditPortalSignInBad = "portal-signin-bad" // web: a sign-in refused
 	AuditPortalSignedOut = "portal-signed-out" // web: signed out (Detail "everywhere" when every session)
+	AuditPortalGranted   = "portal-granted"    // staff: a patient given portal access with a temporary password (User)
 )
 
 // PortalOutbox carries a sealed check to the clinic's queue, at most once per ID.
@@ -484,6 +485,40 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, token, current, nex
 	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, tokenKey(token), 0)
 	p.audit(ctx, clinic, AuditPortalPassword, ip, "changed")
 	return p.startSession(ctx, clinic, s.EmailKey, a)
+}
+
+// Grant gives the patient of email at clinic portal access with a
+// temporary password, of which the clinic sends only the argon2id hash
+// (password.Ours): good for PortalTempLife, to be replaced at first
+// sign-in. An existing account's password is replaced the same way, and
+// its sessions and links end.
+func (p *Portal) Grant(ctx context.Context, clinic, email, hash string) error {
+	email = strings.TrimSpace(email)
+	if !ValidEmail(email) || !password.Ours(hash) {
+		return Errorf(EInvalid, "a grant is an email address and an argon2id hash made as internal/password makes them")
+	}
+	key := p.Store.EmailKey(clinic, email)
+	for range 3 { // a concurrent write to the account: read again
+		acct, rev, err := p.Store.Account(ctx, clinic, key)
+		switch {
+		case ErrorCode(err) == ENotFound:
+			acct, rev = PortalAccount{ID: NewToken(), ClinicID: clinic, Created: p.now()}, 0
+		case err != nil:
+			return err
+		}
+		acct.Hash, acct.MustChange, acct.TempUntil, acct.PasswordAt = hash, true, p.now().Add(PortalTempLife), p.now()
+		acct.Gen++
+		acct.Fails, acct.FailedSince, acct.LockedUntil = 0, time.Time{}, time.Time{}
+		// Recorded by the clinic, with the staff user who gave it.
+		_, err = p.Store.SaveAccount(ctx, clinic, key, acct, rev)
+		if err == nil {
+			return nil
+		}
+		if ErrorCode(err) != EConflict {
+			return err
+		}
+	}
+	return Errorf(EUnavailable, "the account kept changing; try again")
 }
 
 // AddRequest lists a request sent while signed in with token on its

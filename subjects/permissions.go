@@ -44,7 +44,8 @@ func AgentPermissions(clinic string) Permissions {
 	// Writes go through the relay (AgentWrite), which checks the key, the
 	// value and the operation: a direct publish to $KV could carry any
 	// header and make any number of keys.
-	pub = append(pub, AgentWrite(clinic, "*", "*"), AgentAudit(clinic), AgentKeys(clinic), AgentPortalAnswer(clinic))
+	pub = append(pub, AgentWrite(clinic, "*", "*"), AgentAudit(clinic), AgentKeys(clinic), AgentPortalAnswer(clinic),
+		AgentPortalGrant(clinic))
 	for _, b := range []string{BucketAvailability, BucketStatus, BucketClinics, BucketHolds} {
 		// Reads of its own keys, one token under the clinic.
 		pub = append(pub, "$JS.API.DIRECT.GET."+KVStream(b)+"."+KVSubject(b, clinic)+".*")

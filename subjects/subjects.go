@@ -195,6 +195,14 @@ func AgentPortalAnswer(clinic string) string { return "relay.agents." + clinic +
 // AllAgentPortalAnswers is "relay.agents.*.portal".
 const AllAgentPortalAnswers = "relay.agents.*.portal"
 
+// AgentPortalGrant is "relay.agents.<clinic>.portal-grant": an agent gives a
+// patient portal access with a temporary password (its argon2id hash only;
+// the front desk hands the password to the patient).
+func AgentPortalGrant(clinic string) string { return "relay.agents." + clinic + ".portal-grant" }
+
+// AllAgentPortalGrants is "relay.agents.*.portal-grant".
+const AllAgentPortalGrants = "relay.agents.*.portal-grant"
+
 // PortalCheck is "clinic.<clinic>.portal": where the web front asks a
 // clinic about an email.
 func PortalCheck(clinic string) string { return ClinicQueue(clinic, KindPortal) }

@@ -63,6 +63,7 @@ func TestAgentPermissions(t *testing.T) {
 			"relay.agents.maple.audit",
 			"relay.agents.maple.keys",
 			"relay.agents.maple.portal",
+			"relay.agents.maple.portal-grant",
 			"$JS.API.DIRECT.GET.KV_AVAILABILITY.$KV.AVAILABILITY.maple.*",
 			"$JS.API.DIRECT.GET.KV_STATUS.$KV.STATUS.maple.*",
 			"$JS.API.DIRECT.GET.KV_CLINICS.$KV.CLINICS.maple.*",

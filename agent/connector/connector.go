@@ -80,6 +80,21 @@ type StaffAuditor interface {
 	SetAuditor(a services.Auditor)
 }
 
+// PortalAccess is the agent's side of giving a patient portal access with
+// a temporary password: only the password's argon2id hash leaves the
+// clinic, with the patient's email (the relay keeps a keyed hash of it).
+type PortalAccess interface {
+	// Grant is EInvalid when the relay refuses the grant, EUnavailable
+	// when it cannot be reached.
+	Grant(ctx context.Context, email, hash string) error
+}
+
+// PortalGiver is a Connector whose staff give patients portal access (the
+// console): the agent hands it its PortalAccess once connected.
+type PortalGiver interface {
+	SetPortalAccess(p PortalAccess)
+}
+
 // ChangeTracker is a Connector that knows what changed: the agent then
 // republishes only the days of those slots instead of every day ahead.
 type ChangeTracker interface {

@@ -60,7 +60,9 @@ func (c *Console) record(ctx context.Context, user, action, requestID, detail st
 	ev := services.AuditEvent{At: c.now(), Clinic: cl.ID, Action: action, Actor: "staff", User: user,
 		RequestID: requestID, Detail: detail}
 	c.keep(bucketAudit, maxLocalAudit, ev)
-	if action != services.AuditRequestViewed && action != services.AuditRequestDecided {
+	switch action {
+	case services.AuditRequestViewed, services.AuditRequestDecided, services.AuditPortalGranted:
+	default:
 		return
 	}
 	c.mu.Lock()

@@ -82,6 +82,7 @@ type Console struct {
 	dirtyAll bool
 	refused  []string // what the relay refuses, see Refused
 	auditor  services.Auditor
+	portal   connector.PortalAccess // grants of portal access, once the agent is connected
 
 	// tick is closed at the next change of what the console holds (live
 	// pages wait on it), then replaced.
@@ -97,6 +98,7 @@ var (
 	_ connector.ChangeTracker    = (*Console)(nil)
 	_ connector.RefusalReporter  = (*Console)(nil)
 	_ connector.StaffAuditor     = (*Console)(nil)
+	_ connector.PortalGiver      = (*Console)(nil)
 	_ connector.PatientDirectory = (*Console)(nil)
 )
 

@@ -72,6 +72,7 @@ func (c *Console) routes(e *echo.Echo) {
 	e.POST("/api/requests/:id/confirm", c.handleRequestConfirm, requireJSON, in)
 	e.POST("/api/requests/:id/decline", c.handleRequestDecline, requireJSON, in)
 	e.POST("/api/requests/:id/propose", c.handleRequestPropose, requireJSON, in)
+	e.POST("/api/requests/:id/portal", c.handleRequestPortal, requireJSON, in)
 	e.GET("/api/providers", c.handleProviderList, in)
 	e.PUT("/api/providers", c.handleProviderSet, requireJSON, in, adminOnly)
 
@@ -98,6 +99,7 @@ func (c *Console) routes(e *echo.Echo) {
 	e.POST("/requests/:id/confirm", c.handlePageConfirm, csrf, in)
 	e.POST("/requests/:id/decline", c.handlePageDecline, csrf, in)
 	e.POST("/requests/:id/propose", c.handlePagePropose, csrf, in)
+	e.POST("/requests/:id/portal", c.handlePagePortal, csrf, in)
 	e.POST("/providers", c.handlePageProviders, csrf, in, adminOnly)
 	e.GET("/users", c.handleUsersPage, csrf, in, adminOnly)
 	e.POST("/users", c.handleUsersForm, csrf, in, adminOnly)

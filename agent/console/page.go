@@ -65,6 +65,8 @@ type pageData struct {
 	New       providerForm
 	// Open is the one request GET /requests/:id shows, with its details.
 	Open *pendingItem
+	// Granted is a temporary portal password just given to Open's patient.
+	Granted *granted
 
 	loc   *time.Location
 	names map[string]string
@@ -114,7 +116,11 @@ func (c *Console) handlePage(ctx echo.Context) error { return c.render(ctx, nil,
 
 // handleRequestPage is GET /requests/:id: one request with the patient's
 // details, and its decision forms while it is pending; audited.
-func (c *Console) handleRequestPage(ctx echo.Context) error {
+func (c *Console) handleRequestPage(ctx echo.Context) error { return c.requestPage(ctx, nil) }
+
+// requestPage writes the page of the request of the route, with a
+// temporary portal password just given, if any.
+func (c *Console) requestPage(ctx echo.Context, g *granted) error {
 	rctx := ctx.Request().Context()
 	e, err := c.viewAs(rctx, user(ctx), ctx.Param("id"))
 	if err != nil {
@@ -122,7 +128,8 @@ func (c *Console) handleRequestPage(ctx echo.Context) error {
 	}
 	cl, loc := c.clinicInfo()
 	token, _ := ctx.Get("csrf").(string)
-	d := &pageData{User: user(ctx), Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, Open: &pendingItem{Entry: e}}
+	d := &pageData{User: user(ctx), Clinic: cl.Name, Zone: loc.String(), CSRF: token, loc: loc, Open: &pendingItem{Entry: e},
+		Granted: g}
 	list, err := c.Providers(rctx)
 	if err != nil {
 		return err

@@ -129,6 +129,22 @@ func Verify(hash, pw string) bool {
 	return subtle.ConstantTimeCompare(got, key) == 1
 }
 
+// Ours reports whether hash is one Hash makes: argon2id with this
+// package's parameters, salt and key lengths. A hash made elsewhere (an
+// agent's, for a patient's temporary password) must be, so that checking
+// it costs what a check of ours does, never more.
+func Ours(hash string) bool {
+	parts := strings.Split(hash, "$")
+	want := fmt.Sprintf("m=%d,t=%d,p=%d", argonMemory, argonTime, argonThreads)
+	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) || parts[3] != want {
+		return false
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	key, err2 := b64.DecodeString(parts[5])
+	return err1 == nil && err2 == nil && len(salt) == argonSaltLen && len(key) == argonKeyLen
+}
+
 // Dummy is a hash to check when no account has the name given, so that
 // signing in as no one takes as long as with a wrong password.
 var Dummy = Hash(rand.Text())

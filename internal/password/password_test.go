@@ -50,6 +50,15 @@ func TestHash(t *testing.T) {
 	if !Verify(h, good) || Verify(h, good+"x") || Verify("$argon2id$garbage", good) {
 		t.Fatal("verify: right refused, wrong accepted, or garbage accepted")
 	}
+	costly := strings.Replace(h, "m=19456", "m=1048576", 1) // 1 GiB a check
+	for _, bad := range []string{costly, "$argon2id$garbage", strings.TrimSuffix(h, h[len(h)-4:]), ""} {
+		if Ours(bad) {
+			t.Errorf("Ours(%q): want false", bad)
+		}
+	}
+	if !Ours(h) {
+		t.Errorf("Ours(%q): want true", h)
+	}
 }
 
 func TestTurns_Busy(t *testing.T) {

@@ -7,13 +7,22 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
+
+// Grant is an agent's grant of portal access (subjects.AgentPortalGrant):
+// the patient's email and the argon2id hash of a temporary password.
+type Grant struct {
+	Email string `json:"email"`
+	Hash  string `json:"hash"`
+}
 
 // Answer is an agent's answer to a portal check (subjects.AgentPortalAnswer).
 type Answer struct {
@@ -39,7 +48,19 @@ type Answers struct {
 	Logger *slog.Logger
 	// busy bounds the answers handled at once (each may wait on SMTP).
 	busy chan struct{}
+
+	mu sync.Mutex
+	// grants has a limiter per active clinic: each grant may make an
+	// account, so a clinic's creds make GrantBurst of them at once and
+	// then one every GrantEvery, never any number.
+	grants map[string]*rate.Limiter
 }
+
+// GrantEvery and GrantBurst bound one clinic's grants.
+const (
+	GrantEvery = 10 * time.Second
+	GrantBurst = 30
+)
 
 // answerTimeout bounds one answer's handling, the email's sending included.
 const answerTimeout = 30 * time.Second
@@ -52,6 +73,9 @@ func (a *Answers) Serve(nc *nats.Conn) error {
 	a.busy = make(chan struct{}, 16)
 	if _, err := nc.QueueSubscribe(subjects.AllAgentPortalAnswers, "relay", a.handle); err != nil {
 		return fmt.Errorf("serve portal answers: %w", err)
+	}
+	if _, err := nc.QueueSubscribe(subjects.AllAgentPortalGrants, "relay", a.handleGrant); err != nil {
+		return fmt.Errorf("serve portal grants: %w", err)
 	}
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("serve portal answers: %w", err)
@@ -88,6 +112,58 @@ func (a *Answers) answer(clinic string, body []byte) reply {
 	return reply{}
 }
 
+func (a *Answers) handleGrant(m *nats.Msg) {
+	r := a.grant(strings.Split(m.Subject, ".")[2], m.Data)
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+func (a *Answers) grant(clinic string, body []byte) reply {
+	if subjects.ValidClinicID(clinic) != nil || !a.Active(clinic) {
+		return reply{Code: "refused", Error: "no active clinic " + clinic}
+	}
+	var g Grant
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if len(body) > 1000 || dec.Decode(&g) != nil {
+		return reply{Code: "refused", Error: `a grant is {"email": "...", "hash": "$argon2id$..."}`}
+	}
+	if !a.limiter(clinic).Allow() {
+		return reply{Code: "unavailable", Error: fmt.Sprintf("more than %d grants from this clinic at once; try again in a minute", GrantBurst)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+	defer cancel()
+	switch err := a.Portal.Grant(ctx, clinic, g.Email, g.Hash); {
+	case services.ErrorCode(err) == services.EInvalid:
+		return reply{Code: "refused", Error: err.Error()}
+	case err != nil:
+		a.Logger.Warn("portal grant", "clinic_id", clinic, "err", err.Error())
+		return reply{Code: "unavailable", Error: "the relay could not give access now; try again"}
+	}
+	return reply{}
+}
+
+func (a *Answers) limiter(clinic string) *rate.Limiter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.grants == nil {
+		a.grants = map[string]*rate.Limiter{}
+	}
+	l, ok := a.grants[clinic]
+	if !ok {
+		l = rate.NewLimiter(rate.Every(GrantEvery), GrantBurst)
+		a.grants[clinic] = l
+	}
+	return l
+}
+
+// SendGrant is the agent's side of a grant; an error wrapping ErrRefused
+// is final, any other may pass on a second try.
+func SendGrant(ctx context.Context, nc *nats.Conn, clinic string, g Grant) error {
+	b, _ := json.Marshal(g)
+	return ask(ctx, nc, subjects.AgentPortalGrant(clinic), b, "give portal access")
+}
+
 // ErrRefused is an answer the relay refused: answering again cannot help.
 var ErrRefused = errors.New("the relay refused the answer")
 
@@ -95,13 +171,18 @@ var ErrRefused = errors.New("the relay refused the answer")
 // relay. An error wrapping ErrRefused is final; any other, try again.
 func SendAnswer(ctx context.Context, nc *nats.Conn, clinic string, ans Answer) error {
 	b, _ := json.Marshal(ans)
-	m, err := nc.RequestWithContext(ctx, subjects.AgentPortalAnswer(clinic), b)
+	return ask(ctx, nc, subjects.AgentPortalAnswer(clinic), b, "answer the portal")
+}
+
+// ask sends body to the relay on subject and reads its reply.
+func ask(ctx context.Context, nc *nats.Conn, subject string, body []byte, what string) error {
+	m, err := nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
-		return fmt.Errorf("answer the portal: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	var r reply
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("answer the portal: the relay's reply: %w", err)
+		return fmt.Errorf("%s: the relay's reply: %w", what, err)
 	}
 	switch r.Code {
 	case "":
@@ -109,5 +190,5 @@ func SendAnswer(ctx context.Context, nc *nats.Conn, clinic string, ans Answer) e
 	case "refused":
 		return fmt.Errorf("%w: %s", ErrRefused, r.Error)
 	}
-	return fmt.Errorf("answer the portal: %s", r.Error)
+	return fmt.Errorf("%s: %s", what, r.Error)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/mail"
 	"regexp"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	imail "github.com/clinicrelay/clinicrelay/internal/mail"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 	"github.com/clinicrelay/clinicrelay/internal/natstest"
+	"github.com/clinicrelay/clinicrelay/internal/password"
 	"github.com/clinicrelay/clinicrelay/internal/poll"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/portal"
@@ -469,4 +471,70 @@ func TestAnswers_Refused(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPortal_TemporaryPassword: the clinic gives access with a temporary
+// password (its hash only); the patient signs in with it, can do nothing
+// but set their own, and it dies after PortalTempLife unused.
+func TestPortal_TemporaryPassword(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	temp := password.OneTime()
+	if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "ada@example.org", Hash: password.Hash(temp)}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.p.SignIn(ctx, "maple", "ada@example.org", temp, "")
+	if err != nil {
+		t.Fatalf("sign in with the temporary password: %v", err)
+	}
+	_, err = e.p.Ready(ctx, "maple", tok)
+	code(t, err, services.EForbidden)
+	next, err := e.p.ChangePassword(ctx, "maple", tok, temp, good, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Ready(ctx, "maple", next); err != nil {
+		t.Fatalf("after setting their own: %v", err)
+	}
+
+	// A second grant replaces the password and ends the sessions; unused
+	// for PortalTempLife, it no longer signs in.
+	temp2 := password.OneTime()
+	if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "ada@example.org", Hash: password.Hash(temp2)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.p.Session(ctx, "maple", next)
+	code(t, err, services.EUnauthorized)
+	e.advance(services.PortalTempLife + time.Minute)
+	_, err = e.p.SignIn(ctx, "maple", "ada@example.org", temp2, "")
+	code(t, err, services.EUnauthorized)
+}
+
+// TestAnswers_GrantRefused: a grant with a hash that would cost more than
+// ours to check, or of a clinic not active, is refused; a clinic's grants
+// are bounded.
+func TestAnswers_GrantRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	costly := strings.Replace(password.Hash("x"), "m=19456", "m=1048576", 1)
+	for _, tt := range []struct {
+		clinic string
+		g      portal.Grant
+	}{
+		{"maple", portal.Grant{Email: "ada@example.org", Hash: costly}},
+		{"maple", portal.Grant{Email: "not an email", Hash: password.Hash("x")}},
+		{"oak", portal.Grant{Email: "ada@example.org", Hash: password.Hash("x")}},
+	} {
+		if err := portal.SendGrant(ctx, e.js.Conn(), tt.clinic, tt.g); !errors.Is(err, portal.ErrRefused) {
+			t.Errorf("%s %+v: %v, want refused", tt.clinic, tt.g.Email, err)
+		}
+	}
+	h := password.Hash("a temporary one")
+	var err error
+	for i := 0; i <= portal.GrantBurst && err == nil; i++ {
+		err = portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: fmt.Sprintf("p%d@example.org", i), Hash: h})
+	}
+	if err == nil || errors.Is(err, portal.ErrRefused) {
+		t.Fatalf("grant %d at once: %v, want a try-again", portal.GrantBurst+1, err)
+	}
 }

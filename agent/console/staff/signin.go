@@ -304,8 +304,12 @@ func (d *Directory) verify(hash, pw string) (ok bool, err error) {
 	return ok, nil
 }
 
-// hash is password.Hash in its turn.
-func (d *Directory) hash(pw string) (h string, err error) {
+// hash is Hash, for the directory's users.
+func (d *Directory) hash(pw string) (string, error) { return Hash(pw) }
+
+// Hash is password.Hash in the console's turn (a staff password, or a
+// patient's temporary portal password); busy when none comes.
+func Hash(pw string) (h string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), hashWait)
 	defer cancel()
 	if hashers.Do(ctx, func() { h = password.Hash(pw) }) != nil {
