@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/mail"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/jetstream/portal"
 	"github.com/clinicrelay/clinicrelay/services"
@@ -45,6 +46,8 @@ func (r *Relay) newPortal(js jetstream.JetStream, reqs *cjs.Requests) (*services
 		from, _ := netmail.ParseAddress(r.cfg.Notify.SMTPFrom) // checked by mailer
 		p.From = r.cfg.Notify.SMTPFrom
 		p.Send = func(ctx context.Context, to string, msg []byte) error { return sender.Send(ctx, from.Address, to, msg) }
+		p.Permanent, p.Describe = mail.Permanent, mail.Describe
+
 	}
 	return p, nil
 }

@@ -95,11 +95,6 @@ type PortalAccount struct {
 	// Gen ends every session of an older generation: a new password and
 	// "sign out everywhere" raise it.
 	Gen int `json:"gen"`
-	// Fails counts the failed sign-ins since FailedSince; past
-	// PortalLockAfter the account is locked until LockedUntil.
-	Fails       int       `json:"fails,omitempty"`
-	FailedSince time.Time `json:"failed_since,omitzero"`
-	LockedUntil time.Time `json:"locked_until,omitzero"`
 	// Requests are the requests sent while signed in, newest first.
 	Requests []PortalRequest `json:"requests,omitempty"`
 }
@@ -126,6 +121,7 @@ const (
 	PortalAskedRecord   = "c" // a question to the clinic, by its check ID: PortalAsked
 	PortalLinkRecord    = "l" // a set-password link, by its token's hash: PortalLink
 	PortalSessionRecord = "s" // a session, by its token's hash: PortalSession
+	PortalFailRecord    = "f" // an email's failed sign-ins, by its email key (portal_signin.go)
 )
 
 // PortalStore keeps the portal's records, sealed, under their clinic:
@@ -136,6 +132,9 @@ type PortalStore interface {
 	// EmailKey is the keyed hash an account is found by (hex, no PHI).
 	EmailKey(clinic, email string) string
 	PutToken(ctx context.Context, clinic, kind, key string, v any, ttl time.Duration) error
+	// SwapToken writes a record only if it is still at rev (0: only if
+	// there is none), and returns its new revision.
+	SwapToken(ctx context.Context, clinic, kind, key string, v any, rev uint64, ttl time.Duration) (uint64, error)
 	// Token reads a record into v and returns its revision.
 	Token(ctx context.Context, clinic, kind, key string, v any) (uint64, error)
 	// DropToken deletes a record at rev (0: whatever it is; none is nil).

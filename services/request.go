@@ -80,6 +80,11 @@ func (r Request) Validate(now time.Time) error {
 	return f.Err()
 }
 
+// PortalEmail is an address as the patient portal compares it: in lower
+// case, without the spaces around it, and otherwise as typed (unlike
+// CanonicalEmail, a "+tag" or a dot makes another address).
+func PortalEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
 // ValidEmail reports whether s is one bare address, like name@example.org.
 func ValidEmail(s string) bool {
 	a, err := mail.ParseAddress(s)

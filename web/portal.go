@@ -208,19 +208,28 @@ func (s *Server) handleAPIPortalChangePassword(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.portalLimit(c, cl.ID, ""); err != nil {
+		return err
+	}
 	token, err := p.ChangePassword(c.Request().Context(), cl.ID, portalToken(c, cl.ID), in.Current, in.New, c.RealIP())
 	if err != nil {
-		return err
+		return portalAnswer(c, err)
 	}
 	return s.signedIn(c, cl, p, token)
 }
 
 // handleAPIPortalLogout is POST .../portal/logout: 204, the cookie gone;
-// {"everywhere": true} ends every session of the account.
+// {"everywhere": true} ends every session of the account. The body may be
+// empty, its Content-Type must be JSON.
 func (s *Server) handleAPIPortalLogout(c echo.Context) error {
 	var in apiPortalLogout
 	cl, p, err := s.portalOf(c, nil)
 	if err != nil {
+		return err
+	}
+	// JSON even when empty: no form of another site, nor of a sibling
+	// host, can sign a patient out.
+	if err := requireJSON(c); err != nil {
 		return err
 	}
 	if c.Request().ContentLength != 0 {

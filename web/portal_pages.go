@@ -161,9 +161,13 @@ func (s *Server) handlePortalChangePassword(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.portalLimit(c, cl.ID, ""); err != nil {
+		return err
+	}
 	token, err := p.ChangePassword(c.Request().Context(), cl.ID, portalToken(c, cl.ID), c.FormValue("current_password"),
 		c.FormValue("new_password"), c.RealIP())
-	if services.ErrorCode(err) == services.EInvalid {
+	switch services.ErrorCode(err) {
+	case services.EInvalid, services.ETooManyTries: // still signed in
 		v := portalView{Clinic: cl, SignedIn: true, MustChange: portalMustChange(c, p, cl.ID)}
 		return s.portalRefused(c, v, "password", err)
 	}
@@ -191,12 +195,15 @@ type linkView struct {
 
 // handlePortalLinkForm is GET /c/:slug/portal/link/:token.
 func (s *Server) handlePortalLinkForm(c echo.Context) error {
-	cl, _, err := s.portalOf(c, nil)
+	cl, p, err := s.portalOf(c, nil)
 	if err != nil {
 		return err
 	}
-	return c.Render(http.StatusOK, "portal_link.html", s.pageData(c, map[string]any{
-		"Link": linkView{Clinic: cl, Token: c.Param("token")}}))
+	v, code := linkView{Clinic: cl, Token: c.Param("token")}, http.StatusOK
+	if !p.LinkAlive(c.Request().Context(), cl.ID, v.Token) {
+		v.Message, code = t(c, "portal.link_dead"), http.StatusGone
+	}
+	return c.Render(code, "portal_link.html", s.pageData(c, map[string]any{"Link": v}))
 }
 
 // handlePortalLink is POST /c/:slug/portal/link/:token: the new password.

@@ -41,7 +41,7 @@ type Limits struct {
 	// limits the codes tried for one: 5, then one every 2 minutes, so a
 	// code of 6 digits is not guessed.
 	CodeSend, CodeGuess Rate
-	// PortalIP limits portal sign-ins and registrations per client IP:
+	// PortalIP limits portal sign-ins, password changes and registrations per client IP:
 	// 20 at once, then one every 15 s. Each account (and each email with
 	// none) locks after services.PortalLockAfter failures besides; a
 	// registration also spends its mailbox's CodeSend, as it sends an email.

@@ -67,8 +67,10 @@ type IntakeSink interface {
 // hold a patient's email: the patient portal asks before it sends a sign-up
 // link (issue 16), and only the yes or no leaves the clinic.
 type PatientDirectory interface {
-	// KnowsEmail reports whether a patient of the clinic has the address
-	// (services.CanonicalEmail compares: case and spaces around ignored).
+	// KnowsEmail reports whether a patient of the clinic has the address,
+	// letter case and spaces around aside (services.PortalEmail compares):
+	// "bob+x@corp.example" is not "bob@corp.example", which may be another
+	// person's mailbox.
 	KnowsEmail(ctx context.Context, email string) (bool, error)
 }
 

@@ -19,13 +19,13 @@ func (c *Console) KnowsEmail(ctx context.Context, email string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	want := services.CanonicalEmail(email)
+	want := services.PortalEmail(email)
 	if want == "" {
 		return false, nil
 	}
 	err := c.db.View(func(tx *bolt.Tx) error {
 		return c.forEachRecord(tx, func(r *record) error {
-			if services.CanonicalEmail(r.Request.Email) == want {
+			if services.PortalEmail(r.Request.Email) == want {
 				return errFound
 			}
 			return nil

@@ -16,7 +16,7 @@ var errFound = errors.New("found")
 // (connector.PatientDirectory): a search Patient?email=, each result's
 // addresses compared as services.CanonicalEmail does.
 func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) {
-	want := services.CanonicalEmail(email)
+	want := services.PortalEmail(email)
 	if want == "" {
 		return false, nil
 	}
@@ -27,7 +27,7 @@ func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) 
 			return nil
 		}
 		for _, t := range p.Telecom {
-			if t.System == "email" && services.CanonicalEmail(t.Value) == want {
+			if t.System == "email" && services.PortalEmail(t.Value) == want {
 				return errFound
 			}
 		}

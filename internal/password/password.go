@@ -54,6 +54,25 @@ var common = func() map[string]bool {
 	return m
 }()
 
+// Why Check refuses a password, for callers that say it in other words
+// (errors.Is); every refusal wraps one.
+var (
+	ErrShort    = errors.New("too short")
+	ErrLong     = errors.New("too long")
+	ErrRepeated = errors.New("one character repeated")
+	ErrCommon   = errors.New("too common")
+	ErrName     = errors.New("holds the name")
+)
+
+// refused is a refusal: its message, and why.
+type refused struct {
+	msg string
+	why error
+}
+
+func (r *refused) Error() string { return r.msg }
+func (r *refused) Unwrap() error { return r.why }
+
 // Check says why pw is not acceptable for the account called name (a user
 // name or an email address), or nil: at least MinLen characters, not a
 // common password (nor one with digits or symbols around it, like
@@ -63,19 +82,19 @@ func Check(name, pw string) error {
 	n := utf8.RuneCountInString(pw)
 	switch {
 	case n < MinLen:
-		return fmt.Errorf("password must be at least %d characters", MinLen)
+		return &refused{fmt.Sprintf("password must be at least %d characters", MinLen), ErrShort}
 	case len(pw) > MaxLen:
-		return fmt.Errorf("password must be at most %d bytes", MaxLen)
+		return &refused{fmt.Sprintf("password must be at most %d bytes", MaxLen), ErrLong}
 	case strings.Count(pw, string([]rune(pw)[:1])) == n:
-		return errors.New("password must not be one character repeated")
+		return &refused{"password must not be one character repeated", ErrRepeated}
 	}
 	low := strings.ToLower(pw)
 	core := strings.TrimFunc(low, func(r rune) bool { return unicode.IsDigit(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) })
 	if common[low] || common[core] || core == "" && isSequence(low) {
-		return errors.New("password is too common: choose a longer phrase of your own")
+		return &refused{"password is too common: choose a longer phrase of your own", ErrCommon}
 	}
 	if local, _, _ := strings.Cut(strings.ToLower(name), "@"); local != "" && strings.Contains(low, local) {
-		return errors.New("password must not contain the user name")
+		return &refused{"password must not contain the user name", ErrName}
 	}
 	return nil
 }

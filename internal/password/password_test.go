@@ -11,17 +11,21 @@ import (
 const good = "correct horse battery"
 
 func TestCheck(t *testing.T) {
-	for _, tt := range []struct{ name, pw, want string }{
-		{"ana", "short", "at least 12"},
-		{"ana", "aaaaaaaaaaaaaaa", "repeated"},
-		{"ana", "1qaz2wsx3edc", "too common"},
-		{"ana", "Password1234!", "too common"}, // a common word with digits around it
-		{"ana", "dragon123456", "too common"},
-		{"ana", "123456789012", "too common"}, // a run of digits
-		{"ana.front-desk", "ana.front-desk!", "user name"},
-		{"marie.roy@example.org", "marie.roy-2026!", "user name"}, // an email's mailbox counts as the name
-		{"ana.front-desk", good, ""},
-		{"ana.front-desk", "ça va très bien", ""},
+	for _, tt := range []struct {
+		name, pw, want string
+		why            error
+	}{
+		{"ana", "short", "at least 12", ErrShort},
+		{"ana", strings.Repeat("long ", 60), "at most 256", ErrLong},
+		{"ana", "aaaaaaaaaaaaaaa", "repeated", ErrRepeated},
+		{"ana", "1qaz2wsx3edc", "too common", ErrCommon},
+		{"ana", "Password1234!", "too common", ErrCommon}, // a common word with digits around it
+		{"ana", "dragon123456", "too common", ErrCommon},
+		{"ana", "123456789012", "too common", ErrCommon}, // a run of digits
+		{"ana.front-desk", "ana.front-desk!", "user name", ErrName},
+		{"marie.roy@example.org", "marie.roy-2026!", "user name", ErrName}, // an email's mailbox counts as the name
+		{"ana.front-desk", good, "", nil},
+		{"ana.front-desk", "ça va très bien", "", nil},
 	} {
 		err := Check(tt.name, tt.pw)
 		if tt.want == "" {
@@ -30,8 +34,8 @@ func TestCheck(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%q: %v, want %q", tt.pw, err, tt.want)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, tt.why) {
+			t.Errorf("%q: %v, want %q (%v)", tt.pw, err, tt.want, tt.why)
 		}
 	}
 	if len(common) < 9_000 {

@@ -76,7 +76,7 @@ func newEnv(t *testing.T) *env {
 		Send: func(ctx context.Context, to string, msg []byte) error {
 			return sender.Send(ctx, "portal@relay.test", to, msg)
 		},
-		From: "portal@relay.test",
+		From: "portal@relay.test", Permanent: imail.Permanent, Describe: imail.Describe,
 		LinkURL: func(c services.Clinic, token string) string {
 			return "https://relay.test/c/" + c.ID + "/portal/link/" + token
 		},
@@ -207,10 +207,13 @@ func TestPortal_EmailMethod(t *testing.T) {
 	_, err = e.p.SetPassword(ctx, "oak", link, good, "10.0.0.1")
 	code(t, err, services.EUnauthorized)
 
-	// Sign in: the email as typed another way reaches the same account.
-	if _, err := e.p.SignIn(ctx, "maple", "Marie.Roy+portal@example.org", good, "10.0.0.2"); err != nil {
+	// Sign in: letter case aside, the address as the clinic has it; with
+	// a "+tag" it is another address (maybe another person's mailbox).
+	if _, err := e.p.SignIn(ctx, "maple", " Marie.Roy@Example.org", good, "10.0.0.2"); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
+	_, err = e.p.SignIn(ctx, "maple", "marie.roy+portal@example.org", good, "10.0.0.2")
+	code(t, err, services.EUnauthorized)
 	_, err = e.p.SignIn(ctx, "maple", "marie.roy@example.org", "wrong horse battery", "10.0.0.2")
 	code(t, err, services.EUnauthorized)
 	// The account is maple's only.
@@ -281,6 +284,31 @@ func TestPortal_Lockout(t *testing.T) {
 	e.advance(services.PortalLockFor + time.Second)
 	if _, err := e.p.SignIn(ctx, "maple", "ada@example.org", good, ""); err != nil {
 		t.Fatalf("after the lock: %v", err)
+	}
+}
+
+// TestPortal_ConcurrentFailuresAllCount: wrong guesses sent at once are
+// every one counted, for an account and for an email with none alike, so
+// the lock comes after PortalLockAfter of them however they are sent.
+func TestPortal_ConcurrentFailuresAllCount(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.p.SetPassword(ctx, "maple", e.register("ada@example.org", true), good, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{"ada@example.org", "nobody@example.org"} {
+		var wg sync.WaitGroup
+		for range services.PortalLockAfter {
+			wg.Go(func() {
+				_, err := e.p.SignIn(ctx, "maple", email, "wrong horse battery", "")
+				if services.ErrorCode(err) != services.EUnauthorized {
+					t.Errorf("%s, a wrong guess at once with others: %v, want unauthorized", email, err)
+				}
+			})
+		}
+		wg.Wait()
+		_, err := e.p.SignIn(ctx, "maple", email, good, "")
+		code(t, err, services.ETooManyTries)
 	}
 }
 
@@ -390,6 +418,46 @@ func TestPortal_AddRequest(t *testing.T) {
 	}
 	if len(s.Account.Requests) != 1 || s.Account.Requests[0].ID != id || s.Account.Requests[0].Token != st {
 		t.Fatalf("requests %+v, want only %s", s.Account.Requests, id)
+	}
+}
+
+// TestPortal_MailRefused: a mail server that refuses the address for good
+// ends the check (no retries for its life); one that fails for now keeps
+// it, and the clinic's answer given again sends the link. Two answers at
+// once send one.
+func TestPortal_MailRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ask := func() services.PortalCheck {
+		if err := e.p.Register(ctx, services.Clinic{ID: "maple", Name: "Maple Clinic"}, "ada@example.org", "en", ""); err != nil {
+			t.Fatal(err)
+		}
+		return e.takeCheck()
+	}
+	answer := func(c services.PortalCheck) error {
+		return portal.SendAnswer(ctx, e.js.Conn(), "maple", portal.Answer{Check: c.ID, Known: true})
+	}
+	e.smtp.Refuse(550)
+	if err := answer(ask()); err != nil {
+		t.Fatalf("refused for good: %v, want the answer taken (nothing to retry)", err)
+	}
+	e.smtp.Refuse(451)
+	c := ask()
+	if err := answer(c); err == nil {
+		t.Fatal("refused for now: the answer was taken; want it given again")
+	}
+	e.smtp.Refuse(0)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := answer(c); err != nil {
+				t.Errorf("answer again: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(e.smtp.Messages()); n != 1 {
+		t.Fatalf("%d links mailed, want 1 (refused for good: none; three answers at once: one)", n)
 	}
 }
 

@@ -52,11 +52,13 @@ func derive(secret []byte, label string) []byte {
 	return m.Sum(nil)
 }
 
-// EmailKey is the HMAC of the clinic and the mailbox the email reaches
-// (services.CanonicalEmail), 32 hex digits.
+// EmailKey is the HMAC of the clinic and the address as the portal
+// compares it (services.PortalEmail, not CanonicalEmail: "bob+x@corp.example"
+// may be another mailbox than "bob@corp.example", and must not reach its
+// account), 32 hex digits.
 func (s *Store) EmailKey(clinic, email string) string {
 	m := hmac.New(sha256.New, s.emailKey)
-	m.Write([]byte(clinic + "\x00" + services.CanonicalEmail(email)))
+	m.Write([]byte(clinic + "\x00" + services.PortalEmail(email)))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
@@ -101,9 +103,7 @@ func (s *Store) put(ctx context.Context, b *cjs.Bucket, what, key string, v any,
 	if err != nil {
 		return err
 	}
-	// Whole seconds, rounded up: the server takes no less.
-	ttl = (max(ttl, time.Second) + time.Second - 1).Truncate(time.Second)
-	_, err = b.PutTTL(ctx, key, val, ttl)
+	_, err = b.PutTTL(ctx, key, val, wholeSeconds(ttl))
 	return domain(what, err)
 }
 
@@ -121,6 +121,29 @@ func (s *Store) get(ctx context.Context, b *cjs.Bucket, what, key string, v any)
 // PutToken keeps a short-lived record of kind (services.Portal*Record).
 func (s *Store) PutToken(ctx context.Context, clinic, kind, key string, v any, ttl time.Duration) error {
 	return s.put(ctx, s.tokens, "portal record", subjects.PortalKey(clinic, kind+key), v, ttl)
+}
+
+// SwapToken writes a short-lived record at rev (0: only if there is none).
+func (s *Store) SwapToken(ctx context.Context, clinic, kind, key string, v any, rev uint64, ttl time.Duration) (uint64, error) {
+	k := subjects.PortalKey(clinic, kind+key)
+	val, err := s.seal(k, v)
+	if err != nil {
+		return 0, err
+	}
+	ttl = wholeSeconds(ttl)
+	var nrev uint64
+	if rev == 0 {
+		nrev, err = s.tokens.Create(ctx, k, val, ttl)
+	} else {
+		nrev, err = s.tokens.UpdateTTL(ctx, k, val, rev, ttl)
+	}
+	return nrev, domain("portal record", err)
+}
+
+// wholeSeconds is ttl in whole seconds, rounded up (the server takes no
+// less than a second).
+func wholeSeconds(ttl time.Duration) time.Duration {
+	return (max(ttl, time.Second) + time.Second - 1).Truncate(time.Second)
 }
 
 // Token reads a short-lived record into v.

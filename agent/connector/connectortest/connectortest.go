@@ -106,7 +106,7 @@ func Run(t *testing.T, fixture func(t *testing.T) Fixture) {
 			t.Fatal(err)
 		}
 		for email, want := range map[string]bool{" Ada@Example.org ": true, "ada@example.org": true,
-			"bob@example.org": false, "": false} {
+			"bob@example.org": false, "": false, "ada+x@example.org": false, "a.da@example.org": false} {
 			if known, err := dir.KnowsEmail(t.Context(), email); err != nil || known != want {
 				t.Errorf("KnowsEmail(%q) = %v %v, want %v", email, known, err, want)
 			}

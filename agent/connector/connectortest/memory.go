@@ -244,11 +244,11 @@ func (m *Memory) MarkPublished(_ context.Context, st services.Status) error {
 // KnowsEmail reports whether a stored request has the email
 // (connector.PatientDirectory).
 func (m *Memory) KnowsEmail(_ context.Context, email string) (bool, error) {
-	want := services.CanonicalEmail(email)
+	want := services.PortalEmail(email)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range m.stored {
-		if services.CanonicalEmail(r.req.Email) == want {
+		if want != "" && services.PortalEmail(r.req.Email) == want {
 			return true, nil
 		}
 	}

@@ -1,0 +1,260 @@
+package services
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/clinicrelay/clinicrelay/internal/password"
+)
+
+// Signing in to the portal, its sessions, and the count of failures that
+// locks an email: kept in the store under the email's key (PortalFailRecord)
+// whether an account has it or not, so every web front counts alike and no
+// answer, nor its timing, says which emails have an account.
+
+// portalFails is an email's failed sign-ins since Since; past
+// PortalLockAfter, it is locked until Until.
+type portalFails struct {
+	N     int       `json:"n"`
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until,omitzero"`
+}
+
+// failTries bounds the compare-and-set loop on one email's count.
+const failTries = 16
+
+func errLocked() error {
+	return Keyed(ETooManyTries, "portal.locked",
+		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", int(PortalLockFor.Minutes()))
+}
+
+// locked reports whether the email of key is locked now.
+func (p *Portal) locked(ctx context.Context, clinic, key string) (bool, error) {
+	var f portalFails
+	_, err := p.Store.Token(ctx, clinic, PortalFailRecord, key, &f)
+	switch {
+	case ErrorCode(err) == ENotFound:
+		return false, nil
+	case err != nil:
+		return false, orUnavailable(err, errBusy())
+	}
+	return p.now().Before(f.Until), nil
+}
+
+// failed counts one failure of the email of key, every concurrent one too
+// (compare-and-set): a failure that cannot be counted is an error, so that
+// no guess goes uncounted.
+func (p *Portal) failed(ctx context.Context, clinic, key string) error {
+	for range failTries {
+		var f portalFails
+		rev, err := p.Store.Token(ctx, clinic, PortalFailRecord, key, &f)
+		switch {
+		case ErrorCode(err) == ENotFound:
+			f, rev = portalFails{}, 0
+		case err != nil:
+			return orUnavailable(err, errBusy())
+		}
+		now := p.now()
+		if now.Sub(f.Since) > PortalLockFor && !now.Before(f.Until) {
+			f = portalFails{Since: now}
+		}
+		if f.N++; f.N >= PortalLockAfter && f.Until.IsZero() {
+			f.Until = now.Add(PortalLockFor)
+		}
+		_, err = p.Store.SwapToken(ctx, clinic, PortalFailRecord, key, f, rev, 2*PortalLockFor)
+		if ErrorCode(err) != EConflict {
+			return orUnavailable(err, err)
+		}
+	}
+	return errBusy()
+}
+
+// SignIn checks email and password at clinic and starts a session. An
+// email that failed PortalLockAfter times in PortalLockFor (whether an
+// account has it or not) is refused for PortalLockFor, whatever the
+// password; a wrong password and an email with no account answer alike,
+// after the same work.
+func (p *Portal) SignIn(ctx context.Context, clinic, email, pw, ip string) (string, error) {
+	email = strings.TrimSpace(email)
+	if err := emailField(email); err != nil {
+		return "", err
+	}
+	key := p.Store.EmailKey(clinic, email)
+	if locked, err := p.locked(ctx, clinic, key); err != nil || locked {
+		if locked {
+			p.audit(ctx, clinic, AuditPortalSignInBad, ip, "locked")
+			err = errLocked()
+		}
+		return "", err
+	}
+	acct, _, err := p.Store.Account(ctx, clinic, key)
+	known := err == nil
+	if !known {
+		if ErrorCode(err) != ENotFound {
+			return "", err
+		}
+		acct.Hash = password.Dummy
+	}
+	ok, err := verifyInTurn(ctx, acct.Hash, pw)
+	if err != nil {
+		return "", err
+	}
+	if !ok || !known {
+		if err := p.failed(ctx, clinic, key); err != nil {
+			return "", err
+		}
+		p.audit(ctx, clinic, AuditPortalSignInBad, ip, "")
+		return "", errSignIn()
+	}
+	if acct.MustChange && !p.now().Before(acct.TempUntil) {
+		return "", Keyed(EUnauthorized, "portal.temp_expired",
+			"this temporary password has expired: ask the clinic for a new one, or use the email link")
+	}
+	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, key, 0)
+	p.audit(ctx, clinic, AuditPortalSignedIn, ip, "")
+	return p.startSession(ctx, clinic, key, acct)
+}
+
+// startSession starts a session of acct and returns its token.
+func (p *Portal) startSession(ctx context.Context, clinic, emailKey string, acct PortalAccount) (string, error) {
+	token := NewToken()
+	now := p.now()
+	s := PortalSession{AccountID: acct.ID, EmailKey: emailKey, Gen: acct.Gen, Created: now, Renewed: now}
+	if err := p.Store.PutToken(ctx, clinic, PortalSessionRecord, tokenKey(token), s, PortalIdle); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// Signed is a signed-in patient: their account and session.
+type Signed struct {
+	Account  PortalAccount
+	EmailKey string
+}
+
+// MustChange reports whether the patient must set a new password before
+// anything else.
+func (s Signed) MustChange() bool { return s.Account.MustChange }
+
+// Session is the patient signed in with token at clinic, and renews the
+// session. An unknown, idle or too old session, or one of an account whose
+// password changed or that signed out everywhere since, is EUnauthorized.
+func (p *Portal) Session(ctx context.Context, clinic, token string) (Signed, error) {
+	if len(token) != 32 {
+		return Signed{}, errSession()
+	}
+	key := tokenKey(token)
+	var s PortalSession
+	srev, err := p.Store.Token(ctx, clinic, PortalSessionRecord, key, &s)
+	if err != nil {
+		return Signed{}, orUnavailable(err, errSession())
+	}
+	now := p.now()
+	if now.Sub(s.Renewed) > PortalIdle || now.Sub(s.Created) > PortalSessionMax {
+		_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, key, srev)
+		return Signed{}, errSession()
+	}
+	acct, _, err := p.Store.Account(ctx, clinic, s.EmailKey)
+	if err != nil || acct.ID != s.AccountID || acct.Gen != s.Gen {
+		return Signed{}, orUnavailable(err, errSession())
+	}
+	if now.Sub(s.Renewed) > time.Minute { // renewed at most once a minute: a write per page is not worth it
+		s.Renewed = now
+		ttl := min(PortalIdle, PortalSessionMax-now.Sub(s.Created))
+		// At the revision read: a session signed out meanwhile stays out.
+		_, _ = p.Store.SwapToken(ctx, clinic, PortalSessionRecord, key, s, srev, ttl)
+	}
+	return Signed{Account: acct, EmailKey: s.EmailKey}, nil
+}
+
+// Ready is Session for anything but changing the password: a patient
+// signed in with a temporary password must set their own first.
+func (p *Portal) Ready(ctx context.Context, clinic, token string) (Signed, error) {
+	s, err := p.Session(ctx, clinic, token)
+	if err == nil && s.MustChange() {
+		err = Keyed(EForbidden, "portal.must_change", "set a password of your own first")
+	}
+	return s, err
+}
+
+// SignOut ends the session of token; everywhere ends every session of its
+// account.
+func (p *Portal) SignOut(ctx context.Context, clinic, token string, everywhere bool, ip string) error {
+	s, err := p.Session(ctx, clinic, token)
+	if err != nil {
+		return err
+	}
+	detail := ""
+	if everywhere {
+		detail = "everywhere"
+		_, err := p.updateAccount(ctx, clinic, s.EmailKey, false, func(a *PortalAccount) error {
+			a.Gen++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := p.Store.DropToken(ctx, clinic, PortalSessionRecord, tokenKey(token), 0); err != nil {
+		return err
+	}
+	p.audit(ctx, clinic, AuditPortalSignedOut, ip, detail)
+	return nil
+}
+
+// ChangePassword replaces the signed-in patient's password (a temporary
+// one too), ends their other sessions and returns the new session's token.
+// A wrong current password counts as a failed sign-in, and locks the same.
+func (p *Portal) ChangePassword(ctx context.Context, clinic, token, current, next, ip string) (string, error) {
+	s, err := p.Session(ctx, clinic, token)
+	if err != nil {
+		return "", err
+	}
+	if locked, err := p.locked(ctx, clinic, s.EmailKey); err != nil || locked {
+		if locked {
+			err = errLocked()
+		}
+		return "", err
+	}
+	if err := passwordField("new_password", next); err != nil {
+		return "", err
+	}
+	ok, err := verifyInTurn(ctx, s.Account.Hash, current)
+	if err != nil {
+		return "", err
+	}
+	var f FieldErrors
+	switch {
+	case !ok:
+		if err := p.failed(ctx, clinic, s.EmailKey); err != nil {
+			return "", err
+		}
+		p.audit(ctx, clinic, AuditPortalSignInBad, ip, "password change")
+		f.AddKey("current_password", "portal.current_wrong", "current_password is not your current password")
+	case current == next:
+		f.AddKey("new_password", "portal.same", "new_password must differ from the current one")
+	}
+	if err := f.Err(); err != nil {
+		return "", err
+	}
+	hash, err := hashInTurn(ctx, next)
+	if err != nil {
+		return "", err
+	}
+	acct, err := p.updateAccount(ctx, clinic, s.EmailKey, false, func(a *PortalAccount) error {
+		if a.ID != s.Account.ID || a.Gen != s.Account.Gen {
+			return errSession() // signed out everywhere, or another change, meanwhile
+		}
+		a.Hash, a.PasswordAt, a.MustChange, a.TempUntil = hash, p.now(), false, time.Time{}
+		a.Gen++
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, tokenKey(token), 0)
+	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, s.EmailKey, 0)
+	p.audit(ctx, clinic, AuditPortalPassword, ip, "changed")
+	return p.startSession(ctx, clinic, s.EmailKey, acct)
+}
