@@ -32,17 +32,15 @@ const portalRetry = 20 * time.Second
 
 func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) verdict {
 	c := body.(services.PortalCheck)
-	known := false
-	if dir, ok := a.conn.(connector.PatientDirectory); ok {
-		var err error
-		if known, err = dir.KnowsEmail(ctx, c.Email); err != nil {
-			if ctx.Err() == nil {
-				env.log.Error("portal check: the clinic's records", "err", err.Error())
-			}
-			return again(portalRetry)
+	ans, err := a.portalAnswer(ctx, c)
+	if err != nil {
+		if ctx.Err() == nil {
+			env.log.Error("portal check: the clinic's records", "err", err.Error())
 		}
+		return again(portalRetry)
 	}
-	switch err := portal.SendAnswer(ctx, a.nc, a.clinic, portal.Answer{Check: c.ID, Known: known}); {
+	known := ans.Known
+	switch err := portal.SendAnswer(ctx, a.nc, a.clinic, ans); {
 	case errors.Is(err, portal.ErrRefused):
 		env.log.Error("portal check: the relay refused the answer", "err", err.Error())
 		return verdict{term: true}
@@ -55,6 +53,31 @@ func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) ver
 		detail = "known"
 	}
 	return ack(func(ctx context.Context) { a.record(ctx, services.AuditPortalChecked, c.ID, detail) })
+}
+
+// portalAnswer is the clinic's answer to c: whether its records hold the
+// email and, asked for them (ReplyTo), the patient's details sealed to the
+// patient's session key. A connector that keeps no patients knows none.
+func (a *Agent) portalAnswer(ctx context.Context, c services.PortalCheck) (portal.Answer, error) {
+	ans := portal.Answer{Check: c.ID}
+	if recs, ok := a.conn.(connector.PatientRecords); ok && c.ReplyTo != "" {
+		d, found, err := recs.PatientDetails(ctx, c.Email)
+		if err != nil || !found {
+			return ans, err
+		}
+		sealed, err := new(services.Sealer).Seal(d, c.ReplyTo)
+		if err != nil {
+			return ans, err
+		}
+		ans.Known, ans.Details = true, &sealed
+		return ans, nil
+	}
+	if dir, ok := a.conn.(connector.PatientDirectory); ok {
+		var err error
+		ans.Known, err = dir.KnowsEmail(ctx, c.Email)
+		return ans, err
+	}
+	return ans, nil
 }
 
 // portalAccess is the agent's connector.PortalAccess: grants go to the

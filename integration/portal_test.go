@@ -116,6 +116,20 @@ func TestPortal_EmailMethod(t *testing.T) {
 	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "another knee phrase"}, nil); code != 401 {
 		t.Fatalf("the link a second time: %d, want 401", code)
 	}
+	// The booking form comes filled with what the clinic has: asked, sealed
+	// to the session's key, when the session began.
+	formSlot := firstSlot(t, web, "maple")
+	poll.For(t, 10*time.Second, func() error {
+		code, _, body := patient.Do("GET", "/c/maple/request?slot="+formSlot, "", nil)
+		if code != 200 || !strings.Contains(body, `value="Ada Patient"`) || !strings.Contains(body, `value="1980-04-02"`) ||
+			!strings.Contains(body, `value="ada@example.org"`) {
+			return fmt.Errorf("the signed-in patient's form: %d, not filled from the clinic's file", code)
+		}
+		return nil
+	})
+	if code, _, body := web.Do("GET", "/c/maple/request?slot="+formSlot, "", nil); code != 200 || strings.Contains(body, "Ada Patient") {
+		t.Fatalf("the form of someone not signed in: %d, holds the patient's name", code)
+	}
 	// The session is maple's: oak's portal does not know it.
 	if code := patient.JSON("GET", "/api/v1/clinics/oak/portal/appointments", nil, nil); code != 401 {
 		t.Fatalf("oak's appointments with maple's session: %d, want 401", code)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/clinicrelay/clinicrelay/subjects"
 )
 
@@ -46,6 +48,26 @@ type PortalCheck struct {
 	ID       string `json:"id"` // 32 hex: the queue's dedupe key and what the answer names
 	ClinicID string `json:"clinic_id"`
 	Email    string `json:"email"`
+	// ReplyTo, when set, asks for the patient's details as the clinic has
+	// them (PatientDetails), sealed to this public curve key: a signed-in
+	// patient's session key, whose private half only their cookie holds.
+	ReplyTo string `json:"reply_to,omitempty"`
+}
+
+// PatientDetails are what a signed-in patient's booking form is filled
+// with, from the clinic's records. PHI: sealed to the patient's session
+// key from the clinic to the patient's browser.
+type PatientDetails struct {
+	Name      string `json:"name"`
+	BirthDate string `json:"birth_date"`
+	Phone     string `json:"phone"`
+	Email     string `json:"email"`
+}
+
+// OpenPatientDetails opens a patient's details sealed to their session key.
+func (o *Opener) OpenPatientDetails(s Sealed) (PatientDetails, error) {
+	var d PatientDetails
+	return d, o.open(s, &d)
 }
 
 // Validate checks a check as the agent receives it.
@@ -55,6 +77,9 @@ func (c PortalCheck) Validate() error {
 	}
 	if !ValidEmail(c.Email) {
 		return Errorf(EInvalid, "portal check: not an email address")
+	}
+	if c.ReplyTo != "" && !nkeys.IsValidPublicCurveKey(c.ReplyTo) {
+		return Errorf(EInvalid, "portal check: reply_to is not a public curve key")
 	}
 	return nil
 }
@@ -68,14 +93,18 @@ func (o *Opener) OpenPortalCheck(s Sealed) (PortalCheck, error) {
 // PortalAsked is what the relay keeps while the clinic thinks: whom to
 // email if it says yes (sealed by the store).
 type PortalAsked struct {
-	Email string `json:"email"`
-	Lang  string `json:"lang"`
+	Email string `json:"email,omitempty"`
+	Lang  string `json:"lang,omitempty"`
 	At    time.Time
+	// Session, for a question about a signed-in patient's details, is
+	// their session's key: the answer is kept beside it.
+	Session string `json:"session,omitempty"`
 }
 
 // PortalLink is a set-password link's record, by the hash of its token.
 type PortalLink struct {
 	EmailKey string    `json:"email_key"` // the account's key (PortalStore.EmailKey)
+	Email    string    `json:"email"`     // to ask the clinic for the patient's details once signed in
 	Lang     string    `json:"lang"`
 	At       time.Time `json:"at"`
 }
@@ -122,6 +151,7 @@ const (
 	PortalLinkRecord    = "l" // a set-password link, by its token's hash: PortalLink
 	PortalSessionRecord = "s" // a session, by its token's hash: PortalSession
 	PortalFailRecord    = "f" // an email's failed sign-ins, by its email key (portal_signin.go)
+	PortalDetailsRecord = "p" // a session's patient details, sealed to the session key, by the session's key
 )
 
 // PortalStore keeps the portal's records, sealed, under their clinic:
@@ -144,9 +174,9 @@ type PortalStore interface {
 	SaveAccount(ctx context.Context, clinic, emailKey string, a PortalAccount, rev uint64) (uint64, error)
 }
 
-// tokenKey is the key a secret token is kept under: a hash, so that the
+// PortalTokenKey is the key a secret token is kept under: a hash, so that the
 // store's keys open nothing.
-func tokenKey(token string) string {
+func PortalTokenKey(token string) string {
 	sum := sha256.Sum256([]byte("clinicrelay/portal-token/" + token))
 	return hex.EncodeToString(sum[:16])
 }

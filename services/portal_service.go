@@ -155,10 +155,11 @@ func (p *Portal) Register(ctx context.Context, clinic Clinic, email, lang, ip st
 }
 
 // Answer is the clinic's answer to check: known says whether its records
-// hold the email. A check already answered or expired is nothing to do, and
+// hold the email, and details, to a question about a signed-in patient,
+// are theirs sealed to the session key. A check already answered or expired is nothing to do, and
 // so is one whose address the mail server refuses for good. Any other error
 // means the link was not sent and the answer should come again.
-func (p *Portal) Answer(ctx context.Context, clinic, check string, known bool) error {
+func (p *Portal) Answer(ctx context.Context, clinic, check string, known bool, details *Sealed) error {
 	var asked PortalAsked
 	rev, err := p.Store.Token(ctx, clinic, PortalAskedRecord, check, &asked)
 	switch {
@@ -174,6 +175,14 @@ func (p *Portal) Answer(ctx context.Context, clinic, check string, known bool) e
 		return nil
 	case EUnavailable:
 		return err
+	}
+	if asked.Session != "" {
+		// A signed-in patient's details, sealed to their session key:
+		// kept beside the session, at most as long as it lives.
+		if known && details != nil {
+			return p.Store.PutToken(ctx, clinic, PortalDetailsRecord, asked.Session, *details, PortalSessionMax)
+		}
+		return nil
 	}
 	if !known {
 		return nil
@@ -196,8 +205,8 @@ func (p *Portal) sendLink(ctx context.Context, clinic string, asked PortalAsked)
 		return Errorf(EUnavailable, "portal: clinic %s or the mailer is not there", clinic)
 	}
 	token := NewToken()
-	key := tokenKey(token)
-	link := PortalLink{EmailKey: p.Store.EmailKey(clinic, asked.Email), Lang: asked.Lang, At: p.now()}
+	key := PortalTokenKey(token)
+	link := PortalLink{EmailKey: p.Store.EmailKey(clinic, asked.Email), Email: asked.Email, Lang: asked.Lang, At: p.now()}
 	if err := p.Store.PutToken(ctx, clinic, PortalLinkRecord, key, link, PortalLinkLife); err != nil {
 		return err
 	}
@@ -247,7 +256,7 @@ func (p *Portal) LinkAlive(ctx context.Context, clinic, link string) bool {
 		return false
 	}
 	var l PortalLink
-	_, err = p.Store.Token(ctx, clinic, PortalLinkRecord, tokenKey(token), &l)
+	_, err = p.Store.Token(ctx, clinic, PortalLinkRecord, PortalTokenKey(token), &l)
 	return err == nil && p.now().Sub(l.At) <= PortalLinkLife
 }
 
@@ -263,7 +272,7 @@ func (p *Portal) SetPassword(ctx context.Context, clinic, link, pw, ip string) (
 	if err := passwordField("password", pw); err != nil {
 		return "", err
 	}
-	key := tokenKey(token)
+	key := PortalTokenKey(token)
 	var l PortalLink
 	rev, err := p.Store.Token(ctx, clinic, PortalLinkRecord, key, &l)
 	if err != nil || p.now().Sub(l.At) > PortalLinkLife {
@@ -291,7 +300,7 @@ func (p *Portal) SetPassword(ctx context.Context, clinic, link, pw, ip string) (
 	}
 	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, l.EmailKey, 0)
 	p.audit(ctx, clinic, AuditPortalPassword, ip, "link")
-	return p.startSession(ctx, clinic, l.EmailKey, acct)
+	return p.startSession(ctx, clinic, l.EmailKey, l.Email, acct)
 }
 
 // updateAccount applies change to the account of emailKey and saves it,
@@ -373,8 +382,8 @@ func (p *Portal) Grant(ctx context.Context, clinic, email, hash string) error {
 // AddRequest lists a request sent while signed in with token on its
 // account, when the request's email is the account's: its status page is
 // then one click from the portal. It changes nothing otherwise.
-func (p *Portal) AddRequest(ctx context.Context, clinic, token, email, requestID, statusToken string) error {
-	s, err := p.Ready(ctx, clinic, token)
+func (p *Portal) AddRequest(ctx context.Context, clinic, cookie, email, requestID, statusToken string) error {
+	s, err := p.Ready(ctx, clinic, cookie)
 	if err != nil || s.EmailKey != p.Store.EmailKey(clinic, strings.TrimSpace(email)) {
 		return nil
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/clinicrelay/clinicrelay/internal/password"
 )
 
@@ -113,18 +115,106 @@ func (p *Portal) SignIn(ctx context.Context, clinic, email, pw, ip string) (stri
 	}
 	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, key, 0)
 	p.audit(ctx, clinic, AuditPortalSignedIn, ip, "")
-	return p.startSession(ctx, clinic, key, acct)
+	return p.startSession(ctx, clinic, key, email, acct)
 }
 
-// startSession starts a session of acct and returns its token.
-func (p *Portal) startSession(ctx context.Context, clinic, emailKey string, acct PortalAccount) (string, error) {
+// A session's cookie is "<token>.<seed>": the token finds the session
+// (the store keeps only its hash), the seed is the private half of the
+// session's curve key, to which the clinic seals the patient's details
+// (PatientDetails): the relay keeps them, and cannot open them without the
+// patient's cookie.
+
+// splitCookie is a session cookie's token and seed.
+func splitCookie(cookie string) (token, seed string) {
+	token, seed, _ = strings.Cut(cookie, ".")
+	return token, seed
+}
+
+// startSession starts a session of acct and returns its cookie. With the
+// patient's email, it asks the clinic for their details.
+func (p *Portal) startSession(ctx context.Context, clinic, emailKey, email string, acct PortalAccount) (string, error) {
 	token := NewToken()
 	now := p.now()
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return "", &Error{Code: EInternal, Message: "a session key could not be made", Err: err}
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
 	s := PortalSession{AccountID: acct.ID, EmailKey: emailKey, Gen: acct.Gen, Created: now, Renewed: now}
-	if err := p.Store.PutToken(ctx, clinic, PortalSessionRecord, tokenKey(token), s, PortalIdle); err != nil {
+	if err := p.Store.PutToken(ctx, clinic, PortalSessionRecord, PortalTokenKey(token), s, PortalIdle); err != nil {
 		return "", err
 	}
-	return token, nil
+	if email != "" {
+		p.askDetails(ctx, clinic, PortalTokenKey(token), email, pub)
+	}
+	return token + "." + string(seed), nil
+}
+
+// askDetails asks the clinic for the details of the patient of email,
+// sealed to the session key pub; the answer is kept beside the session
+// (Answer). Best effort: without them the patient types them.
+func (p *Portal) askDetails(ctx context.Context, clinic, session, email, pub string) {
+	to, ok := p.Directory.SealKey(clinic)
+	if p.Outbox == nil || !ok {
+		return
+	}
+	id := NewToken()
+	sealed, err := p.sealer.Seal(PortalCheck{ID: id, ClinicID: clinic, Email: email, ReplyTo: pub}, to)
+	if err != nil {
+		return
+	}
+	if p.Store.PutToken(ctx, clinic, PortalAskedRecord, id, PortalAsked{Session: session, At: p.now()}, PortalLinkLife) != nil {
+		return
+	}
+	if p.Outbox.PublishPortalCheck(ctx, clinic, id, sealed) != nil {
+		_ = p.Store.DropToken(ctx, clinic, PortalAskedRecord, id, 0)
+	}
+}
+
+// Details are the signed-in patient's details as the clinic has them, for
+// their booking form; false while the clinic has not answered (or has
+// none). Opened with the seed of the patient's cookie, in memory only.
+func (p *Portal) Details(ctx context.Context, clinic, cookie string) (PatientDetails, bool) {
+	if _, err := p.Ready(ctx, clinic, cookie); err != nil {
+		return PatientDetails{}, false
+	}
+	return p.openDetails(ctx, clinic, cookie)
+}
+
+// openDetails opens the details kept beside the session of cookie.
+func (p *Portal) openDetails(ctx context.Context, clinic, cookie string) (PatientDetails, bool) {
+	token, seed := splitCookie(cookie)
+	var sealed Sealed
+	if _, err := p.Store.Token(ctx, clinic, PortalDetailsRecord, PortalTokenKey(token), &sealed); err != nil {
+		return PatientDetails{}, false
+	}
+	kp, err := nkeys.FromCurveSeed([]byte(seed))
+	if err != nil {
+		return PatientDetails{}, false
+	}
+	o, err := NewOpener(kp)
+	if err != nil {
+		return PatientDetails{}, false
+	}
+	d, err := o.OpenPatientDetails(sealed)
+	return d, err == nil
+}
+
+// keepDetails seals d to the key of the session of cookie and keeps it
+// beside that session (a password change starts a new session, with a new
+// key, and the details read before go with it).
+func (p *Portal) keepDetails(ctx context.Context, clinic, cookie string, d PatientDetails) {
+	token, seed := splitCookie(cookie)
+	kp, err := nkeys.FromCurveSeed([]byte(seed))
+	if err != nil {
+		return
+	}
+	pub, _ := kp.PublicKey()
+	sealed, err := p.sealer.Seal(d, pub)
+	if err == nil {
+		_ = p.Store.PutToken(ctx, clinic, PortalDetailsRecord, PortalTokenKey(token), sealed, PortalSessionMax)
+	}
 }
 
 // Signed is a signed-in patient: their account and session.
@@ -140,11 +230,12 @@ func (s Signed) MustChange() bool { return s.Account.MustChange }
 // Session is the patient signed in with token at clinic, and renews the
 // session. An unknown, idle or too old session, or one of an account whose
 // password changed or that signed out everywhere since, is EUnauthorized.
-func (p *Portal) Session(ctx context.Context, clinic, token string) (Signed, error) {
+func (p *Portal) Session(ctx context.Context, clinic, cookie string) (Signed, error) {
+	token, _ := splitCookie(cookie)
 	if len(token) != 32 {
 		return Signed{}, errSession()
 	}
-	key := tokenKey(token)
+	key := PortalTokenKey(token)
 	var s PortalSession
 	srev, err := p.Store.Token(ctx, clinic, PortalSessionRecord, key, &s)
 	if err != nil {
@@ -170,8 +261,8 @@ func (p *Portal) Session(ctx context.Context, clinic, token string) (Signed, err
 
 // Ready is Session for anything but changing the password: a patient
 // signed in with a temporary password must set their own first.
-func (p *Portal) Ready(ctx context.Context, clinic, token string) (Signed, error) {
-	s, err := p.Session(ctx, clinic, token)
+func (p *Portal) Ready(ctx context.Context, clinic, cookie string) (Signed, error) {
+	s, err := p.Session(ctx, clinic, cookie)
 	if err == nil && s.MustChange() {
 		err = Keyed(EForbidden, "portal.must_change", "set a password of your own first")
 	}
@@ -180,8 +271,8 @@ func (p *Portal) Ready(ctx context.Context, clinic, token string) (Signed, error
 
 // SignOut ends the session of token; everywhere ends every session of its
 // account.
-func (p *Portal) SignOut(ctx context.Context, clinic, token string, everywhere bool, ip string) error {
-	s, err := p.Session(ctx, clinic, token)
+func (p *Portal) SignOut(ctx context.Context, clinic, cookie string, everywhere bool, ip string) error {
+	s, err := p.Session(ctx, clinic, cookie)
 	if err != nil {
 		return err
 	}
@@ -196,9 +287,12 @@ func (p *Portal) SignOut(ctx context.Context, clinic, token string, everywhere b
 			return err
 		}
 	}
-	if err := p.Store.DropToken(ctx, clinic, PortalSessionRecord, tokenKey(token), 0); err != nil {
+	token, _ := splitCookie(cookie)
+	key := PortalTokenKey(token)
+	if err := p.Store.DropToken(ctx, clinic, PortalSessionRecord, key, 0); err != nil {
 		return err
 	}
+	_ = p.Store.DropToken(ctx, clinic, PortalDetailsRecord, key, 0)
 	p.audit(ctx, clinic, AuditPortalSignedOut, ip, detail)
 	return nil
 }
@@ -206,8 +300,8 @@ func (p *Portal) SignOut(ctx context.Context, clinic, token string, everywhere b
 // ChangePassword replaces the signed-in patient's password (a temporary
 // one too), ends their other sessions and returns the new session's token.
 // A wrong current password counts as a failed sign-in, and locks the same.
-func (p *Portal) ChangePassword(ctx context.Context, clinic, token, current, next, ip string) (string, error) {
-	s, err := p.Session(ctx, clinic, token)
+func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, next, ip string) (string, error) {
+	s, err := p.Session(ctx, clinic, cookie)
 	if err != nil {
 		return "", err
 	}
@@ -242,6 +336,7 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, token, current, nex
 	if err != nil {
 		return "", err
 	}
+	details, hasDetails := p.openDetails(ctx, clinic, cookie) // before this session ends
 	acct, err := p.updateAccount(ctx, clinic, s.EmailKey, false, func(a *PortalAccount) error {
 		if a.ID != s.Account.ID || a.Gen != s.Account.Gen {
 			return errSession() // signed out everywhere, or another change, meanwhile
@@ -253,8 +348,18 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, token, current, nex
 	if err != nil {
 		return "", err
 	}
-	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, tokenKey(token), 0)
 	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, s.EmailKey, 0)
 	p.audit(ctx, clinic, AuditPortalPassword, ip, "changed")
-	return p.startSession(ctx, clinic, s.EmailKey, acct)
+	fresh, err := p.startSession(ctx, clinic, s.EmailKey, "", acct)
+	if err != nil {
+		return "", err
+	}
+	if hasDetails {
+		p.keepDetails(ctx, clinic, fresh, details)
+	}
+	token, _ := splitCookie(cookie)
+	old := PortalTokenKey(token)
+	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, old, 0)
+	_ = p.Store.DropToken(ctx, clinic, PortalDetailsRecord, old, 0)
+	return fresh, nil
 }

@@ -269,6 +269,9 @@ type formView struct {
 	// NeedCode shows the email code's field: the clinic's budget is spent
 	// and a code was, or is to be, emailed (web/emailcode.go).
 	NeedCode bool
+	// FromPortal: the details are the clinic's, for a patient signed in to
+	// its portal.
+	FromPortal bool
 }
 
 // formError is one line of the form's error summary; Field is the id of
@@ -318,7 +321,12 @@ func (s *Server) handleRequestForm(c echo.Context) error {
 		return s.renderForm(c, http.StatusConflict, cl, formView{Message: t(c, "form.gone"),
 			NextFree: s.nextFreePage(c, cl)})
 	}
-	return s.renderForm(c, http.StatusOK, cl, formView{Slot: s.pageSlot(c, cl, sl)})
+	v := formView{Slot: s.pageSlot(c, cl, sl)}
+	if d, ok := s.portalDetails(c, cl.ID); ok {
+		v.Values = services.Request{Name: d.Name, BirthDate: d.BirthDate, Phone: d.Phone, Email: d.Email}
+		v.FromPortal = true
+	}
+	return s.renderForm(c, http.StatusOK, cl, v)
 }
 
 // handleRequestCreate takes the form: hold, publish, then 303 to the status page.

@@ -316,3 +316,13 @@ func (s *Server) portalAdd(c echo.Context, clinic, token string, req services.Re
 			"err", err.Error())
 	}
 }
+
+// portalDetails are the details the clinic has of the patient signed in to
+// clinic's portal, for their booking form.
+func (s *Server) portalDetails(c echo.Context, clinic string) (services.PatientDetails, bool) {
+	cookie := portalToken(c, clinic)
+	if s.cfg.Portal == nil || cookie == "" {
+		return services.PatientDetails{}, false
+	}
+	return s.cfg.Portal.Details(c.Request().Context(), clinic, cookie)
+}

@@ -74,6 +74,16 @@ type PatientDirectory interface {
 	KnowsEmail(ctx context.Context, email string) (bool, error)
 }
 
+// PatientRecords is a PatientDirectory that also gives a patient's
+// details as the clinic has them (name, birth date, phone, email), to fill
+// a signed-in patient's booking form: the agent seals them to the
+// patient's session key, so the relay carries them but cannot read them.
+type PatientRecords interface {
+	// PatientDetails are the details of the patient of email (compared as
+	// KnowsEmail does); false when no patient has it.
+	PatientDetails(ctx context.Context, email string) (services.PatientDetails, bool, error)
+}
+
 // StaffAuditor is a Connector whose staff open and decide requests in it
 // (the console): the agent gives it its audit trail to the relay, where it
 // records which staff user did what to which request (services.AuditEvent's

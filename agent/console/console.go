@@ -100,6 +100,7 @@ var (
 	_ connector.StaffAuditor     = (*Console)(nil)
 	_ connector.PortalGiver      = (*Console)(nil)
 	_ connector.PatientDirectory = (*Console)(nil)
+	_ connector.PatientRecords   = (*Console)(nil)
 )
 
 // Open opens (or creates) the store at cfg.Path and builds the HTTP handler.

@@ -74,6 +74,7 @@ var (
 	_ connector.ChangeTracker    = (*Connector)(nil)
 	_ connector.HealthReporter   = (*Connector)(nil)
 	_ connector.PatientDirectory = (*Connector)(nil)
+	_ connector.PatientRecords   = (*Connector)(nil)
 )
 
 // New returns a connector for the PMS at cfg.URL. It does not call the PMS

@@ -28,7 +28,13 @@ type Grant struct {
 type Answer struct {
 	Check string `json:"check"`
 	Known bool   `json:"known"`
+	// Details answer a question about a signed-in patient (a check with
+	// reply_to): services.PatientDetails sealed to the session key.
+	Details *services.Sealed `json:"details,omitempty"`
 }
+
+// maxAnswer bounds an answer's body: a check ID and sealed details.
+const maxAnswer = 4096
 
 // reply is the relay's: empty when done, else why not.
 type reply struct {
@@ -100,12 +106,13 @@ func (a *Answers) answer(clinic string, body []byte) reply {
 	var ans Answer
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
-	if len(body) > 200 || dec.Decode(&ans) != nil || subjects.ValidRequestID(ans.Check) != nil {
-		return reply{Code: "refused", Error: `an answer is {"check": "<32 hex digits>", "known": true|false}`}
+	if len(body) > maxAnswer || dec.Decode(&ans) != nil || subjects.ValidRequestID(ans.Check) != nil ||
+		ans.Details != nil && !ans.Known {
+		return reply{Code: "refused", Error: `an answer is {"check": "<32 hex digits>", "known": true|false, "details": sealed, with known only}`}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
-	if err := a.Portal.Answer(ctx, clinic, ans.Check, ans.Known); err != nil {
+	if err := a.Portal.Answer(ctx, clinic, ans.Check, ans.Known, ans.Details); err != nil {
 		a.Logger.Warn("portal link not sent; the clinic's agent answers again", "clinic_id", clinic, "err", err.Error())
 		return reply{Code: "unavailable", Error: "the relay could not send the link; answer again"}
 	}

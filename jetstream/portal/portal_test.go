@@ -51,6 +51,8 @@ type env struct {
 	smtp   *mailtest.Server
 	mu     sync.Mutex
 	now    time.Time
+	// details are the questions about signed-in patients' details taken.
+	details []services.PortalCheck
 }
 
 func newEnv(t *testing.T) *env {
@@ -101,8 +103,30 @@ func (e *env) advance(d time.Duration) {
 }
 
 // takeCheck is what the clinic's agent does: the next check on maple's
-// queue, opened.
+// queue, opened. Questions about signed-in patients' details (ReplyTo)
+// are kept aside in e.details, for the tests that answer them.
 func (e *env) takeCheck() services.PortalCheck {
+	e.t.Helper()
+	for {
+		if c := e.nextCheck(); c.ReplyTo == "" {
+			return c
+		} else {
+			e.details = append(e.details, c)
+		}
+	}
+}
+
+func (e *env) nextCheck() services.PortalCheck {
+	e.t.Helper()
+	c, ok := e.tryCheck(5 * time.Second)
+	if !ok {
+		e.t.Fatal("no check on maple's queue")
+	}
+	return c
+}
+
+// tryCheck is the next check on maple's queue within wait, if any.
+func (e *env) tryCheck(wait time.Duration) (services.PortalCheck, bool) {
 	e.t.Helper()
 	ctx := e.t.Context()
 	c, err := e.js.CreateOrUpdateConsumer(ctx, subjects.StreamRequests, jetstream.ConsumerConfig{Durable: "test_maple",
@@ -110,7 +134,7 @@ func (e *env) takeCheck() services.PortalCheck {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -122,10 +146,9 @@ func (e *env) takeCheck() services.PortalCheck {
 			e.t.Fatalf("check: %+v, %v", chk, err)
 		}
 		_ = m.Ack()
-		return chk
+		return chk, true
 	}
-	e.t.Fatal("no check on maple's queue")
-	return services.PortalCheck{}
+	return services.PortalCheck{}, false
 }
 
 var linkRE = regexp.MustCompile(`https://relay\.test/c/maple/portal/link/(maple_[0-9a-f]{32})`)
@@ -461,6 +484,83 @@ func TestPortal_MailRefused(t *testing.T) {
 	}
 }
 
+// answerDetails answers, as the clinic, the latest question about a
+// signed-in patient's details with d, sealed to the session key.
+func answerDetails(t *testing.T, e *env, d services.PatientDetails) {
+	t.Helper()
+	for { // every question queued so far: the latest is the last session's
+		c, ok := e.tryCheck(200 * time.Millisecond)
+		if !ok {
+			break
+		}
+		e.details = append(e.details, c)
+	}
+	if len(e.details) == 0 {
+		t.Fatal("no question about a signed-in patient's details")
+	}
+	c := e.details[len(e.details)-1]
+	if c.ReplyTo == "" {
+		t.Fatalf("check %+v asks for no details", c)
+	}
+	sealed, err := new(services.Sealer).Seal(d, c.ReplyTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := portal.SendAnswer(t.Context(), e.js.Conn(), "maple", portal.Answer{Check: c.ID, Known: true, Details: &sealed}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPortal_Details: signed in, the patient's details come from the
+// clinic, sealed to their session key: they open with the patient's
+// cookie only, move to the session a password change starts, and go with
+// a sign-out.
+func TestPortal_Details(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.p.SetPassword(ctx, "maple", e.register("ada@example.org", true), good, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.details = nil
+	tok, err := e.p.SignIn(ctx, "maple", "ada@example.org", good, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.p.Details(ctx, "maple", tok); ok {
+		t.Fatal("details before the clinic answered")
+	}
+	want := services.PatientDetails{Name: "Ada Patient", BirthDate: "1980-04-02", Phone: "416 555 0100", Email: "ada@example.org"}
+	answerDetails(t, e, want)
+	if got, ok := e.p.Details(ctx, "maple", tok); !ok || got != want {
+		t.Fatalf("details: %+v %v, want %+v", got, ok, want)
+	}
+	// The session's token alone (no seed) or another's seed opens nothing.
+	token, _, _ := strings.Cut(tok, ".")
+	if _, ok := e.p.Details(ctx, "maple", token); ok {
+		t.Error("details opened without the cookie's seed")
+	}
+	other, _ := e.p.SignIn(ctx, "maple", "ada@example.org", good, "")
+	_, otherSeed, _ := strings.Cut(other, ".")
+	if _, ok := e.p.Details(ctx, "maple", token+"."+otherSeed); ok {
+		t.Error("details opened with another session's seed")
+	}
+	next, err := e.p.ChangePassword(ctx, "maple", tok, good, "a brand new phrase", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := e.p.Details(ctx, "maple", next); !ok || got != want {
+		t.Fatalf("details after a password change: %+v %v", got, ok)
+	}
+	if err := e.p.SignOut(ctx, "maple", next, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	nextToken, _, _ := strings.Cut(next, ".")
+	var sealed services.Sealed
+	if _, err := e.p.Store.Token(ctx, "maple", services.PortalDetailsRecord, services.PortalTokenKey(nextToken), &sealed); services.ErrorCode(err) != services.ENotFound {
+		t.Fatalf("details after sign-out: %v, want gone", err)
+	}
+}
+
 // TestPortal_NothingInClear: what NATS holds of the portal (its buckets
 // and the check on the clinic's queue) shows no email, password or token.
 func TestPortal_NothingInClear(t *testing.T) {
@@ -474,12 +574,16 @@ func TestPortal_NothingInClear(t *testing.T) {
 	if err := e.p.AddRequest(ctx, "maple", tok, "ada.secret@example.org", services.NewToken(), "statustoken0123456789"); err != nil {
 		t.Fatal(err)
 	}
+	answerDetails(t, e, services.PatientDetails{Name: "Ada Secret", BirthDate: "1980-04-02", Phone: "416 555 0199",
+		Email: "ada.secret@example.org"})
 	_ = e.p.Register(ctx, services.Clinic{ID: "maple"}, "ada.secret@example.org", "en", "") // a check waiting
+	token, seed, _ := strings.Cut(tok, ".")
 	for _, stream := range []string{subjects.KVStream(subjects.BucketPortal), subjects.KVStream(subjects.BucketPortalTokens),
 		subjects.StreamRequests} {
 		for _, m := range all(t, e.js, stream) {
 			raw := string(m.Data) + m.Subject
-			for _, secret := range []string{"ada.secret", "example.org", good, strings.TrimPrefix(link, "maple_"), tok, "statustoken"} {
+			for _, secret := range []string{"ada.secret", "example.org", good, strings.TrimPrefix(link, "maple_"), token, seed,
+				"statustoken", "Ada Secret", "1980-04-02", "416 555 0199"} {
 				if strings.Contains(raw, secret) {
 					t.Errorf("%s holds %q in clear: %s", stream, secret, m.Subject)
 				}

@@ -112,6 +112,28 @@ func Run(t *testing.T, fixture func(t *testing.T) Fixture) {
 			}
 		}
 	})
+	t.Run("GivesTheDetailsOfAStoredRequest", func(t *testing.T) {
+		f := fixture(t)
+		recs, ok := f.Conn.(connector.PatientRecords)
+		if !ok {
+			t.Fatal("the connector is no connector.PatientRecords: a signed-in patient's form cannot be filled")
+		}
+		if _, found, err := recs.PatientDetails(t.Context(), "ada@example.org"); err != nil || found {
+			t.Fatalf("before any request: %v %v, want none", found, err)
+		}
+		req := Request(6, f.Slot.ID)
+		if err := f.Conn.Store(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		d, found, err := recs.PatientDetails(t.Context(), " ADA@example.org ")
+		if err != nil || !found || d.Name != req.Name || d.BirthDate != req.BirthDate || d.Phone == "" ||
+			services.PortalEmail(d.Email) != "ada@example.org" {
+			t.Fatalf("details: %+v %v %v, want those of %+v", d, found, err, req)
+		}
+		if _, found, _ := recs.PatientDetails(t.Context(), "ada+x@example.org"); found {
+			t.Error("another address (a +tag) gives the patient's details")
+		}
+	})
 	t.Run("BookedOutcomeUntilPublished", func(t *testing.T) {
 		f := fixture(t)
 		req := Request(3, f.Slot.ID)

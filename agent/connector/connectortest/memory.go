@@ -39,6 +39,7 @@ var (
 	_ connector.Connector        = (*Memory)(nil)
 	_ connector.IntakeSink       = (*Memory)(nil)
 	_ connector.PatientDirectory = (*Memory)(nil)
+	_ connector.PatientRecords   = (*Memory)(nil)
 )
 
 // NewMemory is a Memory with these providers and free slots.
@@ -239,6 +240,26 @@ func (m *Memory) MarkPublished(_ context.Context, st services.Status) error {
 		delete(m.outcomes, st.RequestID)
 	}
 	return nil
+}
+
+// PatientDetails are the details of the latest stored request with the
+// email (connector.PatientRecords).
+func (m *Memory) PatientDetails(_ context.Context, email string) (services.PatientDetails, bool, error) {
+	want := services.PortalEmail(email)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var latest *memRequest
+	for _, r := range m.stored {
+		if want != "" && services.PortalEmail(r.req.Email) == want && (latest == nil || r.req.CreatedAt.After(latest.req.CreatedAt)) {
+			latest = r
+		}
+	}
+	if latest == nil {
+		return services.PatientDetails{}, false, nil
+	}
+	q := latest.req
+	d, found := services.PatientDetails{Name: q.Name, BirthDate: q.BirthDate, Phone: q.Phone, Email: q.Email}, true
+	return d, found, nil
 }
 
 // KnowsEmail reports whether a stored request has the email
