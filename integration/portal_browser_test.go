@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/clinicrelay/clinicrelay/agent/console/staff"
 	"github.com/clinicrelay/clinicrelay/internal/mail/mailtest"
 )
 
@@ -72,4 +74,58 @@ func TestBrowser_Portal(t *testing.T) {
 	b.Type("mon genou va mieux")
 	b.Press(kb.Enter, `document.getElementById("list") !== null`)
 	b.Axe("portal (signed in, en)")
+
+}
+
+// TestBrowser_PortalGrant is the second way in, by keyboard: the front desk
+// gives a patient portal access from the request's page, and the patient
+// signs in with the temporary password and must choose their own first.
+func TestBrowser_PortalGrant(t *testing.T) {
+	env := NewEnv(t) // no email: the portal says to ask the clinic
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	var first map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, first["token"], "delivered")
+	if err := ag.Console.Staff().Put("desk-admin", staff.RoleAdmin, nil, deskPassword); err != nil {
+		t.Fatal(err)
+	}
+
+	desk := NewBrowser(t, ag.HTTP.URL)
+	desk.Open("/signin")
+	desk.TabTo(`el.id === "name"`)
+	desk.Type("desk-admin")
+	desk.TabTo(`el.id === "password"`)
+	desk.Type(deskPassword)
+	desk.Press(kb.Enter, `location.pathname === "/"`)
+	desk.Open("/requests/" + first["id"])
+	desk.TabTo(`el.type === "submit" && el.textContent === "Give portal access"`)
+	desk.Press(kb.Enter, `document.getElementById("temp-password") !== null`)
+	desk.Axe("console request (portal access given)")
+	desk.Shot("console-portal-access")
+	temp := desk.Eval(`document.getElementById("temp-password").textContent`)
+
+	b := NewBrowser(t, env.Relay.HTTPURL())
+	b.Open("/c/maple/portal?lang=en")
+	if got := b.Eval(`document.getElementById("main").textContent`); !strings.Contains(got, "ask Clinic maple for a temporary password") {
+		t.Fatalf("a portal that cannot email links says %q", got)
+	}
+	b.Axe("portal (no email, en)")
+	b.TabTo(`el.id === "login-email"`)
+	b.Type("ada@example.org")
+	b.TabTo(`el.id === "login-password"`)
+	b.Type(temp)
+	b.Press(kb.Enter, `document.getElementById("password-current_password") !== null`)
+	if b.Eval(`String(document.getElementById("list") === null)`) != "true" {
+		t.Fatal("the portal shows the list before the temporary password is replaced")
+	}
+	b.Axe("portal (temporary password, en)")
+	b.TabTo(`el.id === "password-current_password"`)
+	b.Type(temp)
+	b.TabTo(`el.id === "password-new_password"`)
+	b.Type("my own knee phrase")
+	b.Press(kb.Enter, `document.getElementById("list") !== null && document.querySelector("p.notice") !== null`)
+	b.Axe("portal (own password set, en)")
 }

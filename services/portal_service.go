@@ -119,6 +119,10 @@ func passwordField(field, pw string) error {
 	return f.Err()
 }
 
+// CanRegister reports whether patients can register alone: the relay
+// emails links.
+func (p *Portal) CanRegister() bool { return p.Outbox != nil && p.Send != nil }
+
 // Register asks clinic whether its records hold email; if they do, the
 // relay emails a link to set a password (Answer). It answers the same
 // whatever the clinic will say: nil for any well-formed email.
@@ -127,7 +131,7 @@ func (p *Portal) Register(ctx context.Context, clinic Clinic, email, lang, ip st
 	if err := emailField(email); err != nil {
 		return err
 	}
-	if p.Outbox == nil || p.Send == nil {
+	if !p.CanRegister() {
 		return Errorf(EUnavailable, "this relay sends no email, so the portal cannot register anyone")
 	}
 	to, ok := p.Directory.SealKey(clinic.ID)

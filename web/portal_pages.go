@@ -27,6 +27,9 @@ type portalView struct {
 	Errors          map[string]string // by field
 	// Form names the form the Errors and Message are about.
 	Form string
+	// CanRegister: the relay emails links (else only the clinic's
+	// temporary passwords let patients in).
+	CanRegister bool
 }
 
 // portalItem is one request in the list.
@@ -37,6 +40,7 @@ type portalItem struct {
 }
 
 func (s *Server) renderPortal(c echo.Context, code int, v portalView) error {
+	v.CanRegister = s.cfg.Portal != nil && s.cfg.Portal.CanRegister()
 	return c.Render(code, "portal.html", s.pageData(c, map[string]any{"Portal": v}))
 }
 
