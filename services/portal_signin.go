@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -26,22 +27,43 @@ type portalFails struct {
 // failTries bounds the compare-and-set loop on one email's count.
 const failTries = 16
 
-func errLocked() error {
-	return Keyed(ETooManyTries, "portal.locked",
-		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", int(PortalLockFor.Minutes()))
+// lockWait is the cause of a lock's error: how long it lasts still.
+type lockWait struct{ d time.Duration }
+
+func (w lockWait) Error() string { return "locked for " + w.d.String() }
+
+// PortalRetryAfter is how long a sign-in refused for a lock must wait,
+// rounded up to a second; 0 for any other error.
+func PortalRetryAfter(err error) time.Duration {
+	var w lockWait
+	if errors.As(err, &w) {
+		return w.d.Truncate(time.Second) + time.Second
+	}
+	return 0
 }
 
-// locked reports whether the email of key is locked now.
-func (p *Portal) locked(ctx context.Context, clinic, key string) (bool, error) {
+// errLocked refuses while a lock lasts, for left still.
+func errLocked(left time.Duration) error {
+	e := Keyed(ETooManyTries, "portal.locked",
+		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", int(PortalLockFor.Minutes()))
+	e.Err = lockWait{left}
+	return e
+}
+
+// locked is the error of the email of key while it is locked, else nil.
+func (p *Portal) locked(ctx context.Context, clinic, key string) error {
 	var f portalFails
 	_, err := p.Store.Token(ctx, clinic, PortalFailRecord, key, &f)
 	switch {
 	case ErrorCode(err) == ENotFound:
-		return false, nil
+		return nil
 	case err != nil:
-		return false, orUnavailable(err, errBusy())
+		return orUnavailable(err, errBusy())
 	}
-	return p.now().Before(f.Until), nil
+	if left := f.Until.Sub(p.now()); left > 0 {
+		return errLocked(left)
+	}
+	return nil
 }
 
 // failed counts one failure of the email of key, every concurrent one too
@@ -83,10 +105,9 @@ func (p *Portal) SignIn(ctx context.Context, clinic, email, pw, ip string) (stri
 		return "", err
 	}
 	key := p.Store.EmailKey(clinic, email)
-	if locked, err := p.locked(ctx, clinic, key); err != nil || locked {
-		if locked {
+	if err := p.locked(ctx, clinic, key); err != nil {
+		if ErrorCode(err) == ETooManyTries {
 			p.audit(ctx, clinic, AuditPortalSignInBad, ip, "locked")
-			err = errLocked()
 		}
 		return "", err
 	}
@@ -305,10 +326,7 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, ne
 	if err != nil {
 		return "", err
 	}
-	if locked, err := p.locked(ctx, clinic, s.EmailKey); err != nil || locked {
-		if locked {
-			err = errLocked()
-		}
+	if err := p.locked(ctx, clinic, s.EmailKey); err != nil {
 		return "", err
 	}
 	if err := passwordField("new_password", next); err != nil {
