@@ -89,6 +89,8 @@ type Agent struct {
 	kick          chan struct{} // reconnected: publish every day
 	stored        chan struct{} // a request was stored: its hold can go
 
+	details detailsLimits // the patient details given to the portal (portal.go)
+
 	mu      sync.Mutex
 	release []heldSlot // stored requests whose holds go once availability is out
 	// lastConnErr is why the last connection failed, logged when it changes.

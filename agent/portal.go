@@ -3,7 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/clinicrelay/clinicrelay/agent/connector"
 	"github.com/clinicrelay/clinicrelay/jetstream/portal"
@@ -11,9 +14,10 @@ import (
 )
 
 // The portal's checks (subjects.KindPortal): the relay asks whether the
-// clinic's records hold an email, and the agent answers yes or no, never
-// with anything of the record. A connector that keeps no patients
-// (connector.PatientDirectory) knows no email.
+// clinic's records hold an email, and the agent answers yes or no; asked
+// about a patient who has just signed in (ReplyTo), it gives their details
+// sealed to that patient's session key, within detailsLimits. A connector
+// that keeps no patients (connector.PatientDirectory) knows no email.
 
 func openPortalCheck(a *Agent, env envelope) (any, error) {
 	c, err := a.opener.OpenPortalCheck(env.sealed)
@@ -40,6 +44,10 @@ func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) ver
 		return again(portalRetry)
 	}
 	known := ans.Known
+	action := services.AuditPortalChecked
+	if ans.Details != nil {
+		action = services.AuditPortalDetails
+	}
 	switch err := portal.SendAnswer(ctx, a.nc, a.clinic, ans); {
 	case errors.Is(err, portal.ErrRefused):
 		env.log.Error("portal check: the relay refused the answer", "err", err.Error())
@@ -52,7 +60,7 @@ func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) ver
 	if known {
 		detail = "known"
 	}
-	return ack(func(ctx context.Context) { a.record(ctx, services.AuditPortalChecked, c.ID, detail) })
+	return ack(func(ctx context.Context) { a.record(ctx, action, c.ID, detail) })
 }
 
 // portalAnswer is the clinic's answer to c: whether its records hold the
@@ -60,6 +68,9 @@ func applyPortalCheck(ctx context.Context, a *Agent, env envelope, body any) ver
 // patient's session key. A connector that keeps no patients knows none.
 func (a *Agent) portalAnswer(ctx context.Context, c services.PortalCheck) (portal.Answer, error) {
 	ans := portal.Answer{Check: c.ID}
+	if c.ReplyTo != "" && !a.details.allow(c.Email) {
+		return ans, nil // asked too often: no details (the patient types them)
+	}
 	if recs, ok := a.conn.(connector.PatientRecords); ok && c.ReplyTo != "" {
 		d, found, err := recs.PatientDetails(ctx, c.Email)
 		if err != nil || !found {
@@ -91,7 +102,44 @@ func (p portalAccess) Grant(ctx context.Context, email, hash string) error {
 		return nil
 	case errors.Is(err, portal.ErrRefused):
 		return &services.Error{Code: services.EInvalid, Message: "the relay refused to give portal access", Err: err}
+	case errors.Is(err, portal.ErrExists):
+		return services.Errorf(services.EConflict, "this patient already has a portal account with a password of their own: "+
+			"they set a new one with the email link on the clinic's portal page")
 	}
 	return &services.Error{Code: services.EUnavailable, Message: "the patient portal cannot be reached now; try again in a minute",
 		Err: err}
+}
+
+// detailsLimits bound the details an agent gives, whoever asks: the web
+// front's creds may queue questions about any email, so a stolen or
+// misused front can draw at most DetailsPerEmail an hour for one address
+// and DetailsPerHour in all from a clinic.
+type detailsLimits struct {
+	mu      sync.Mutex
+	all     *rate.Limiter
+	byEmail map[string]*rate.Limiter
+}
+
+// The bounds of detailsLimits.
+const (
+	DetailsPerEmail = 5
+	DetailsPerHour  = 300
+)
+
+func (l *detailsLimits) allow(email string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.all == nil || len(l.byEmail) > 10_000 {
+		if l.all == nil {
+			l.all = rate.NewLimiter(rate.Every(time.Hour/DetailsPerHour), DetailsPerHour/6)
+		}
+		l.byEmail = map[string]*rate.Limiter{}
+	}
+	key := services.PortalEmail(email)
+	e, ok := l.byEmail[key]
+	if !ok {
+		e = rate.NewLimiter(rate.Every(time.Hour/DetailsPerEmail), DetailsPerEmail)
+		l.byEmail[key] = e
+	}
+	return e.Allow() && l.all.Allow()
 }

@@ -78,6 +78,12 @@ func TestPortal_EmailMethod(t *testing.T) {
 		t.Fatalf("create: %d %v", code, first)
 	}
 	awaitState(t, web, first["token"], "delivered")
+	// Booked by the front desk: the clinic stands behind these details
+	// (a pending request's, anyone could have typed, fill no form).
+	if code := desk.JSON("POST", "/api/requests/"+first["id"]+"/confirm", nil, nil); code != 200 {
+		t.Fatalf("confirm: %d", code)
+	}
+	awaitState(t, web, first["token"], "booked")
 
 	patient := newClient(t, env.Relay.HTTPURL())
 	var ans map[string]string

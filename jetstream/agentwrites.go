@@ -390,7 +390,7 @@ var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
 	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
 	services.AuditRequestViewed: true, services.AuditRequestDecided: true, services.AuditPortalChecked: true,
-	services.AuditPortalGranted: true,
+	services.AuditPortalGranted: true, services.AuditPortalDetails: true,
 }
 
 // staffAuditActions are those of them that name the staff user who acted.

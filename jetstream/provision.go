@@ -119,10 +119,11 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: subjects.BucketPending, Description: "requests not yet final per patient: <clinic>.<hmac of email or phone>",
 			History: 1, Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: StatusTTL, MaxValueSize: MaxSmallBytes},
 		ContactsBucket(o),
-		// Accounts live until closed; a session at most PortalSessionMax,
-		// a check or link PortalLinkLife (their per-key TTLs).
+		// Accounts live until closed (one on an unused temporary password,
+		// PortalTempLife); a session at most PortalSessionMax, a check or
+		// link PortalLinkLife (their per-key TTLs).
 		{Bucket: subjects.BucketPortal, Description: "patient portal accounts, sealed: <clinic>.<hmac of email>", History: 1,
-			Storage: jetstream.FileStorage, Replicas: o.replicas(), MaxValueSize: MaxSmallBytes},
+			Storage: jetstream.FileStorage, Replicas: o.replicas(), LimitMarkerTTL: HoldMarkerTTL, MaxValueSize: MaxSmallBytes},
 		{Bucket: subjects.BucketPortalTokens, Description: "portal checks, links and sessions, sealed, per-key TTL: <clinic>.<hash>",
 			History: 1, Storage: jetstream.FileStorage, Replicas: o.replicas(), TTL: services.PortalSessionMax,
 			LimitMarkerTTL: HoldMarkerTTL, MaxValueSize: MaxSmallBytes},

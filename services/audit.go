@@ -20,6 +20,7 @@ const (
 	AuditRequestViewed    = "request-viewed"    // staff: a request's details opened at the console (User)
 	AuditRequestDecided   = "request-decided"   // staff: confirmed, declined or proposed at the console (User)
 	AuditPortalChecked    = "portal-checked"    // agent: the clinic's records were searched for a portal email (Detail: known or unknown)
+	AuditPortalDetails    = "portal-details"    // agent: a signed-in patient's details given, sealed to their session key
 	AuditCredsIssued      = "creds-issued"      // operator: agent or operator creds
 	AuditClinicRevoked    = "clinic-revoked"
 	AuditClinicPurged     = "clinic-purged"

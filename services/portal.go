@@ -42,8 +42,8 @@ const (
 
 // PortalCheck is the relay's question to a clinic, sealed to it on its
 // queue (subjects.KindPortal): does your record hold this email? The agent
-// answers yes or no through the relay (subjects.AgentPortalAnswer), never
-// with anything of the record.
+// answers yes or no through the relay (subjects.AgentPortalAnswer); with
+// ReplyTo, it gives the patient's details sealed to that key instead.
 type PortalCheck struct {
 	ID       string `json:"id"` // 32 hex: the queue's dedupe key and what the answer names
 	ClinicID string `json:"clinic_id"`
@@ -143,6 +143,9 @@ type PortalSession struct {
 	Gen       int       `json:"gen"`
 	Created   time.Time `json:"created"`
 	Renewed   time.Time `json:"renewed"`
+	// Asked is the ID of the question about the patient's details asked
+	// for the session (its answer may still be on its way).
+	Asked string `json:"asked,omitempty"`
 }
 
 // Kinds of the portal's short-lived records (PortalStore's tokens).

@@ -182,11 +182,20 @@ func (p *Portal) Answer(ctx context.Context, clinic, check string, known bool, d
 	}
 	if asked.Session != "" {
 		// A signed-in patient's details, sealed to their session key:
-		// kept beside the session, at most as long as it lives.
-		if known && details != nil {
-			return p.Store.PutToken(ctx, clinic, PortalDetailsRecord, asked.Session, *details, PortalSessionMax)
+		// kept beside the session while it lives, and not for one gone.
+		var sess PortalSession
+		_, err := p.Store.Token(ctx, clinic, PortalSessionRecord, asked.Session, &sess)
+		if !known || details == nil || ErrorCode(err) == ENotFound {
+			return nil
 		}
-		return nil
+		if err != nil {
+			return err
+		}
+		left := PortalSessionMax - p.now().Sub(sess.Created)
+		if left < time.Second {
+			return nil
+		}
+		return p.Store.PutToken(ctx, clinic, PortalDetailsRecord, asked.Session, *details, left)
 	}
 	if !known {
 		return nil
@@ -364,8 +373,9 @@ func verifyInTurn(ctx context.Context, hash, pw string) (ok bool, err error) {
 // Grant gives the patient of email at clinic portal access with a
 // temporary password, of which the clinic sends only the argon2id hash
 // (password.Ours): good for PortalTempLife, to be replaced at first
-// sign-in. An existing account's password is replaced the same way, and
-// its sessions and links end. The clinic records it, with the staff user.
+// sign-in. An account still on an earlier temporary password gets the new
+// one (its sessions and links end); one whose owner chose a password is
+// EConflict. The clinic records it, with the staff user.
 func (p *Portal) Grant(ctx context.Context, clinic, email, hash string) error {
 	email = strings.TrimSpace(email)
 	if !ValidEmail(email) || !password.Ours(hash) {
@@ -373,6 +383,12 @@ func (p *Portal) Grant(ctx context.Context, clinic, email, hash string) error {
 	}
 	key := p.Store.EmailKey(clinic, email)
 	_, err := p.updateAccount(ctx, clinic, key, true, func(a *PortalAccount) error {
+		if a.Hash != "" && !a.MustChange {
+			// The front desk vouches for a caller, not for the mailbox: an
+			// account whose owner chose a password is reset by its email.
+			return Keyed(EConflict, "portal.has_account",
+				"this patient already has a portal account with a password of their own: they can set a new one with the email link on the portal page")
+		}
 		a.Hash, a.MustChange, a.TempUntil, a.PasswordAt = hash, true, p.now().Add(PortalTempLife), p.now()
 		a.Gen++
 		return nil

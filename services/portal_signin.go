@@ -151,36 +151,54 @@ func splitCookie(cookie string) (token, seed string) {
 	return token, seed
 }
 
-// startSession starts a session of acct and returns its cookie. With the
-// patient's email, it asks the clinic for their details.
+// startSession starts a session of acct, with a key of its own, and
+// returns its cookie. With the patient's email, it asks the clinic for
+// their details.
 func (p *Portal) startSession(ctx context.Context, clinic, emailKey, email string, acct PortalAccount) (string, error) {
-	token := NewToken()
-	now := p.now()
 	kp, err := nkeys.CreateCurveKeys()
 	if err != nil {
 		return "", &Error{Code: EInternal, Message: "a session key could not be made", Err: err}
 	}
-	seed, _ := kp.Seed()
-	pub, _ := kp.PublicKey()
-	s := PortalSession{AccountID: acct.ID, EmailKey: emailKey, Gen: acct.Gen, Created: now, Renewed: now}
+	token, asked := NewToken(), ""
+	if email != "" {
+		asked = NewToken()
+	}
+	// The session first: the clinic's answer may come back at once, and
+	// is kept only for a session that is there.
+	cookie, err := p.newSession(ctx, clinic, emailKey, acct, token, kp, asked)
+	if err == nil && asked != "" {
+		pub, _ := kp.PublicKey()
+		p.askDetails(ctx, clinic, asked, PortalTokenKey(token), email, pub)
+	}
+	return cookie, err
+}
+
+// newSession keeps the session of token, whose key is kp and whose
+// question about the patient's details (if any) is asked, and returns its
+// cookie.
+func (p *Portal) newSession(ctx context.Context, clinic, emailKey string, acct PortalAccount, token string, kp nkeys.KeyPair,
+	asked string) (string, error) {
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", &Error{Code: EInternal, Message: "a session key could not be kept", Err: err}
+	}
+	now := p.now()
+	s := PortalSession{AccountID: acct.ID, EmailKey: emailKey, Gen: acct.Gen, Created: now, Renewed: now, Asked: asked}
 	if err := p.Store.PutToken(ctx, clinic, PortalSessionRecord, PortalTokenKey(token), s, PortalIdle); err != nil {
 		return "", err
-	}
-	if email != "" {
-		p.askDetails(ctx, clinic, PortalTokenKey(token), email, pub)
 	}
 	return token + "." + string(seed), nil
 }
 
-// askDetails asks the clinic for the details of the patient of email,
-// sealed to the session key pub; the answer is kept beside the session
-// (Answer). Best effort: without them the patient types them.
-func (p *Portal) askDetails(ctx context.Context, clinic, session, email, pub string) {
+// askDetails asks the clinic, as question id, for the details of the
+// patient of email, sealed to the session key pub; the answer is kept
+// beside the session (Answer). Best effort: without them the patient types
+// them.
+func (p *Portal) askDetails(ctx context.Context, clinic, id, session, email, pub string) {
 	to, ok := p.Directory.SealKey(clinic)
 	if p.Outbox == nil || !ok {
 		return
 	}
-	id := NewToken()
 	sealed, err := p.sealer.Seal(PortalCheck{ID: id, ClinicID: clinic, Email: email, ReplyTo: pub}, to)
 	if err != nil {
 		return
@@ -191,6 +209,47 @@ func (p *Portal) askDetails(ctx context.Context, clinic, session, email, pub str
 	if p.Outbox.PublishPortalCheck(ctx, clinic, id, sealed) != nil {
 		_ = p.Store.DropToken(ctx, clinic, PortalAskedRecord, id, 0)
 	}
+}
+
+// endSession drops the session of key and the details kept beside it.
+func (p *Portal) endSession(ctx context.Context, clinic, key string, rev uint64) {
+	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, key, rev)
+	_ = p.Store.DropToken(ctx, clinic, PortalDetailsRecord, key, 0)
+}
+
+// carrySession starts, for a password change, the session that follows
+// the one of cookie (s): a new token, the same key (the patient's browser
+// holds it), its details and its question moved along.
+func (p *Portal) carrySession(ctx context.Context, clinic, cookie string, s Signed, acct PortalAccount) (string, error) {
+	oldToken, seed := splitCookie(cookie)
+	old := PortalTokenKey(oldToken)
+	var prev PortalSession
+	_, _ = p.Store.Token(ctx, clinic, PortalSessionRecord, old, &prev)
+	kp, err := nkeys.FromCurveSeed([]byte(seed))
+	if err != nil {
+		return p.startSession(ctx, clinic, s.EmailKey, "", acct) // a cookie of before session keys
+	}
+	token := NewToken()
+	next := PortalTokenKey(token)
+	fresh, err := p.newSession(ctx, clinic, s.EmailKey, acct, token, kp, prev.Asked)
+	if err != nil {
+		return "", err
+	}
+	var box Sealed
+	if _, err := p.Store.Token(ctx, clinic, PortalDetailsRecord, old, &box); err == nil {
+		_ = p.Store.PutToken(ctx, clinic, PortalDetailsRecord, next, box, PortalSessionMax)
+	}
+	var q PortalAsked
+	if prev.Asked != "" {
+		if _, err := p.Store.Token(ctx, clinic, PortalAskedRecord, prev.Asked, &q); err == nil {
+			q.Session = next // the answer still to come goes to the new session
+			if left := PortalLinkLife - p.now().Sub(q.At); left > time.Second {
+				_ = p.Store.PutToken(ctx, clinic, PortalAskedRecord, prev.Asked, q, left)
+			}
+		}
+	}
+	p.endSession(ctx, clinic, old, 0)
+	return fresh, nil
 }
 
 // Details are the signed-in patient's details as the clinic has them, for
@@ -222,22 +281,6 @@ func (p *Portal) openDetails(ctx context.Context, clinic, cookie string) (Patien
 	return d, err == nil
 }
 
-// keepDetails seals d to the key of the session of cookie and keeps it
-// beside that session (a password change starts a new session, with a new
-// key, and the details read before go with it).
-func (p *Portal) keepDetails(ctx context.Context, clinic, cookie string, d PatientDetails) {
-	token, seed := splitCookie(cookie)
-	kp, err := nkeys.FromCurveSeed([]byte(seed))
-	if err != nil {
-		return
-	}
-	pub, _ := kp.PublicKey()
-	sealed, err := p.sealer.Seal(d, pub)
-	if err == nil {
-		_ = p.Store.PutToken(ctx, clinic, PortalDetailsRecord, PortalTokenKey(token), sealed, PortalSessionMax)
-	}
-}
-
 // Signed is a signed-in patient: their account and session.
 type Signed struct {
 	Account  PortalAccount
@@ -264,11 +307,14 @@ func (p *Portal) Session(ctx context.Context, clinic, cookie string) (Signed, er
 	}
 	now := p.now()
 	if now.Sub(s.Renewed) > PortalIdle || now.Sub(s.Created) > PortalSessionMax {
-		_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, key, srev)
+		p.endSession(ctx, clinic, key, srev)
 		return Signed{}, errSession()
 	}
 	acct, _, err := p.Store.Account(ctx, clinic, s.EmailKey)
 	if err != nil || acct.ID != s.AccountID || acct.Gen != s.Gen {
+		if err == nil || ErrorCode(err) == ENotFound {
+			p.endSession(ctx, clinic, key, srev) // signed out everywhere, or a new password, since
+		}
 		return Signed{}, orUnavailable(err, errSession())
 	}
 	if now.Sub(s.Renewed) > time.Minute { // renewed at most once a minute: a write per page is not worth it
@@ -354,7 +400,6 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, ne
 	if err != nil {
 		return "", err
 	}
-	details, hasDetails := p.openDetails(ctx, clinic, cookie) // before this session ends
 	acct, err := p.updateAccount(ctx, clinic, s.EmailKey, false, func(a *PortalAccount) error {
 		if a.ID != s.Account.ID || a.Gen != s.Account.Gen {
 			return errSession() // signed out everywhere, or another change, meanwhile
@@ -368,16 +413,5 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, ne
 	}
 	_ = p.Store.DropToken(ctx, clinic, PortalFailRecord, s.EmailKey, 0)
 	p.audit(ctx, clinic, AuditPortalPassword, ip, "changed")
-	fresh, err := p.startSession(ctx, clinic, s.EmailKey, "", acct)
-	if err != nil {
-		return "", err
-	}
-	if hasDetails {
-		p.keepDetails(ctx, clinic, fresh, details)
-	}
-	token, _ := splitCookie(cookie)
-	old := PortalTokenKey(token)
-	_ = p.Store.DropToken(ctx, clinic, PortalSessionRecord, old, 0)
-	_ = p.Store.DropToken(ctx, clinic, PortalDetailsRecord, old, 0)
-	return fresh, nil
+	return p.carrySession(ctx, clinic, cookie, s, acct)
 }

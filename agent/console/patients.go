@@ -37,23 +37,32 @@ func (c *Console) KnowsEmail(ctx context.Context, email string) (bool, error) {
 	return false, err
 }
 
-// PatientDetails are the details of the latest request stored with the
-// email (connector.PatientRecords).
+// PatientDetails are the details of the latest request with the email
+// that the clinic can stand behind (connector.PatientRecords): one its
+// staff booked, or one sent by a verified portal patient. Anyone can type
+// an address into a request, so a pending one fills no form; and when such
+// requests name two people (a family's shared address), none is given.
 func (c *Console) PatientDetails(ctx context.Context, email string) (services.PatientDetails, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return services.PatientDetails{}, false, err
 	}
 	want := services.PortalEmail(email)
 	var latest *record
+	people := map[[2]string]bool{}
 	err := c.db.View(func(tx *bolt.Tx) error {
 		return c.forEachRecord(tx, func(r *record) error {
-			if want != "" && services.PortalEmail(r.Request.Email) == want && (latest == nil || r.ReceivedAt.After(latest.ReceivedAt)) {
+			q := r.Request
+			if want == "" || services.PortalEmail(q.Email) != want || r.State != services.StateBooked && !q.PortalVerified {
+				return nil
+			}
+			people[[2]string{q.Name, q.BirthDate}] = true
+			if latest == nil || r.ReceivedAt.After(latest.ReceivedAt) {
 				latest = r
 			}
 			return nil
 		})
 	})
-	if err != nil || latest == nil {
+	if err != nil || latest == nil || len(people) > 1 {
 		return services.PatientDetails{}, false, err
 	}
 	q := latest.Request

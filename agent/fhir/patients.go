@@ -40,14 +40,16 @@ func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) 
 	return false, err
 }
 
-// PatientDetails are the name, birth date, phone and email of the first
-// Patient with the email (connector.PatientRecords).
+// PatientDetails are the name, birth date, phone and email of the one
+// Patient with the email (connector.PatientRecords): none when two
+// Patients have it (a family's shared address), since the form would show
+// one person's details to another.
 func (c *Connector) PatientDetails(ctx context.Context, email string) (services.PatientDetails, bool, error) {
 	want := services.PortalEmail(email)
 	if want == "" {
 		return services.PatientDetails{}, false, nil
 	}
-	var found *patient
+	var found []patient
 	q := url.Values{"email": {want}, "_count": {pageSize}}
 	err := c.c.search(ctx, "Patient", q, func(raw json.RawMessage) error {
 		var p patient
@@ -56,24 +58,28 @@ func (c *Connector) PatientDetails(ctx context.Context, email string) (services.
 		}
 		for _, t := range p.Telecom {
 			if t.System == "email" && services.PortalEmail(t.Value) == want {
-				found = &p
-				return errFound
+				found = append(found, p)
+				if len(found) > 1 {
+					return errFound // two: enough to know
+				}
+				return nil
 			}
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errFound) || found == nil {
+	if err != nil && !errors.Is(err, errFound) || len(found) != 1 {
 		return services.PatientDetails{}, false, err
 	}
-	d := services.PatientDetails{BirthDate: found.BirthDate}
-	if len(found.Name) > 0 {
-		n := found.Name[0]
+	one := found[0]
+	d := services.PatientDetails{BirthDate: one.BirthDate}
+	if len(one.Name) > 0 {
+		n := one.Name[0]
 		d.Name = n.Text
 		if d.Name == "" {
 			d.Name = strings.TrimSpace(strings.Join(append(slices.Clone(n.Given), n.Family), " "))
 		}
 	}
-	for _, t := range found.Telecom {
+	for _, t := range one.Telecom {
 		switch {
 		case t.System == "phone" && d.Phone == "":
 			d.Phone = t.Value

@@ -140,12 +140,16 @@ func (a *Answers) grant(clinic string, body []byte) reply {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
-	switch err := a.Portal.Grant(ctx, clinic, g.Email, g.Hash); {
-	case services.ErrorCode(err) == services.EInvalid:
+	switch err := a.Portal.Grant(ctx, clinic, g.Email, g.Hash); services.ErrorCode(err) {
+	case services.EInvalid:
 		return reply{Code: "refused", Error: err.Error()}
-	case err != nil:
-		a.Logger.Warn("portal grant", "clinic_id", clinic, "err", err.Error())
-		return reply{Code: "unavailable", Error: "the relay could not give access now; try again"}
+	case services.EConflict:
+		return reply{Code: "exists", Error: "this patient already has a portal account with a password of their own"}
+	default:
+		if err != nil {
+			a.Logger.Warn("portal grant", "clinic_id", clinic, "err", err.Error())
+			return reply{Code: "unavailable", Error: "the relay could not give access now; try again"}
+		}
 	}
 	return reply{}
 }
@@ -174,6 +178,10 @@ func SendGrant(ctx context.Context, nc *nats.Conn, clinic string, g Grant) error
 // ErrRefused is an answer the relay refused: answering again cannot help.
 var ErrRefused = errors.New("the relay refused the answer")
 
+// ErrExists is a grant for a patient who already has an account with a
+// password of their own.
+var ErrExists = errors.New("the patient already has a portal account")
+
 // SendAnswer is the agent's side: it answers check and waits for the
 // relay. An error wrapping ErrRefused is final; any other, try again.
 func SendAnswer(ctx context.Context, nc *nats.Conn, clinic string, ans Answer) error {
@@ -196,6 +204,8 @@ func ask(ctx context.Context, nc *nats.Conn, subject string, body []byte, what s
 		return nil
 	case "refused":
 		return fmt.Errorf("%w: %s", ErrRefused, r.Error)
+	case "exists":
+		return ErrExists
 	}
 	return fmt.Errorf("%s: %s", what, r.Error)
 }

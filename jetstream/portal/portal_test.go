@@ -551,6 +551,25 @@ func TestPortal_Details(t *testing.T) {
 	if got, ok := e.p.Details(ctx, "maple", next); !ok || got != want {
 		t.Fatalf("details after a password change: %+v %v", got, ok)
 	}
+	// A password changed before the clinic answers (a temporary one is
+	// changed at once): the answer reaches the new session.
+	e.details = nil
+	late, err := e.p.SignIn(ctx, "maple", "ada@example.org", "a brand new phrase", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := e.p.ChangePassword(ctx, "maple", late, "a brand new phrase", "a third good phrase", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerDetails(t, e, want)
+	if got, ok := e.p.Details(ctx, "maple", later); !ok || got != want {
+		t.Fatalf("details answered after a password change: %+v %v", got, ok)
+	}
+	if _, err := e.p.Session(ctx, "maple", next); err == nil {
+		t.Fatal("a session of before the password change lives on")
+	}
+	next = later
 	if err := e.p.SignOut(ctx, "maple", next, false, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -669,16 +688,27 @@ func TestPortal_TemporaryPassword(t *testing.T) {
 		t.Fatalf("after setting their own: %v", err)
 	}
 
-	// A second grant replaces the password and ends the sessions; unused
-	// for PortalTempLife, it no longer signs in.
-	temp2 := password.OneTime()
-	if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "ada@example.org", Hash: password.Hash(temp2)}); err != nil {
-		t.Fatal(err)
+	// The front desk vouches for a caller, not for the mailbox: once the
+	// owner chose a password, a grant cannot replace it.
+	if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "ada@example.org", Hash: password.Hash(password.OneTime())}); !errors.Is(err, portal.ErrExists) {
+		t.Fatalf("a grant over the owner's own password: %v, want ErrExists", err)
 	}
-	_, err = e.p.Session(ctx, "maple", next)
+	if _, err := e.p.Ready(ctx, "maple", next); err != nil {
+		t.Fatalf("the owner's session after a refused grant: %v", err)
+	}
+
+	// A grant again, while still on a temporary password, replaces it and
+	// ends its sessions; unused for PortalTempLife, it no longer signs in.
+	temp2, temp3 := password.OneTime(), password.OneTime()
+	for _, pw := range []string{temp2, temp3} {
+		if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "bo@example.org", Hash: password.Hash(pw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = e.p.SignIn(ctx, "maple", "bo@example.org", temp2, "")
 	code(t, err, services.EUnauthorized)
 	e.advance(services.PortalTempLife + time.Minute)
-	_, err = e.p.SignIn(ctx, "maple", "ada@example.org", temp2, "")
+	_, err = e.p.SignIn(ctx, "maple", "bo@example.org", temp3, "")
 	code(t, err, services.EUnauthorized)
 }
 

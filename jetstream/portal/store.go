@@ -171,17 +171,27 @@ func (s *Store) Account(ctx context.Context, clinic, emailKey string) (services.
 	return a, rev, err
 }
 
-// SaveAccount writes an account at rev (0: a new one).
+// SaveAccount writes an account at rev (0: a new one); one on a temporary
+// password expires with it.
 func (s *Store) SaveAccount(ctx context.Context, clinic, emailKey string, a services.PortalAccount, rev uint64) (uint64, error) {
 	key := subjects.PortalKey(clinic, emailKey)
 	val, err := s.seal(key, a)
 	if err != nil {
 		return 0, err
 	}
+	// An account on a temporary password no one used goes with it: a
+	// clinic's grants make no key that lasts past PortalTempLife.
+	var ttl time.Duration
+	if a.MustChange {
+		ttl = wholeSeconds(time.Until(a.TempUntil))
+	}
 	var nrev uint64
-	if rev == 0 {
-		nrev, err = s.accounts.Create(ctx, key, val, 0)
-	} else {
+	switch {
+	case rev == 0:
+		nrev, err = s.accounts.Create(ctx, key, val, ttl)
+	case ttl > 0:
+		nrev, err = s.accounts.UpdateTTL(ctx, key, val, rev, ttl)
+	default:
 		nrev, err = s.accounts.Update(ctx, key, val, rev)
 	}
 	return nrev, domain("account", err)

@@ -125,6 +125,9 @@ func Run(t *testing.T, fixture func(t *testing.T) Fixture) {
 		if err := f.Conn.Store(t.Context(), req); err != nil {
 			t.Fatal(err)
 		}
+		if err := f.Book(t.Context(), req.ID); err != nil {
+			t.Fatal(err)
+		}
 		d, found, err := recs.PatientDetails(t.Context(), " ADA@example.org ")
 		if err != nil || !found || d.Name != req.Name || d.BirthDate != req.BirthDate || d.Phone == "" ||
 			services.PortalEmail(d.Email) != "ada@example.org" {

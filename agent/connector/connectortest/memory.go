@@ -242,24 +242,29 @@ func (m *Memory) MarkPublished(_ context.Context, st services.Status) error {
 	return nil
 }
 
-// PatientDetails are the details of the latest stored request with the
-// email (connector.PatientRecords).
+// PatientDetails are the details of the latest booked or portal-verified
+// request with the email, none when such requests name two people
+// (connector.PatientRecords).
 func (m *Memory) PatientDetails(_ context.Context, email string) (services.PatientDetails, bool, error) {
 	want := services.PortalEmail(email)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var latest *memRequest
+	people := map[[2]string]bool{}
 	for _, r := range m.stored {
-		if want != "" && services.PortalEmail(r.req.Email) == want && (latest == nil || r.req.CreatedAt.After(latest.req.CreatedAt)) {
+		if want == "" || services.PortalEmail(r.req.Email) != want || r.state != services.StateBooked && !r.req.PortalVerified {
+			continue
+		}
+		people[[2]string{r.req.Name, r.req.BirthDate}] = true
+		if latest == nil || r.req.CreatedAt.After(latest.req.CreatedAt) {
 			latest = r
 		}
 	}
-	if latest == nil {
+	if latest == nil || len(people) > 1 {
 		return services.PatientDetails{}, false, nil
 	}
 	q := latest.req
-	d, found := services.PatientDetails{Name: q.Name, BirthDate: q.BirthDate, Phone: q.Phone, Email: q.Email}, true
-	return d, found, nil
+	return services.PatientDetails{Name: q.Name, BirthDate: q.BirthDate, Phone: q.Phone, Email: q.Email}, true, nil
 }
 
 // KnowsEmail reports whether a stored request has the email
