@@ -19,11 +19,7 @@ func TestBrowser_Portal(t *testing.T) {
 	env := notifyEnv(t, t.TempDir(), smtp, nil)
 	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
+	knownPatient(t, web, "maple")
 	b := NewBrowser(t, env.Relay.HTTPURL())
 
 	b.Open("/c/maple/portal?lang=en")
@@ -84,11 +80,7 @@ func TestBrowser_PortalGrant(t *testing.T) {
 	env := NewEnv(t) // no email: the portal says to ask the clinic
 	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
+	first := knownPatient(t, web, "maple")
 	if err := ag.Console.Staff().Put("desk-admin", staff.RoleAdmin, nil, deskPassword); err != nil {
 		t.Fatal(err)
 	}

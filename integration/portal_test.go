@@ -50,6 +50,31 @@ func awaitPortalLink(t *testing.T, smtp *mailtest.Server, addr string, n int) st
 	return token
 }
 
+// knownPatient sends ada's request to clinic, so that the clinic's records
+// hold her address, and returns it once the clinic has it.
+func knownPatient(t *testing.T, web *Client, clinic string) map[string]string {
+	t.Helper()
+	var req map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/"+clinic+"/requests", requestAs(firstSlot(t, web, clinic), "ada@example.org", "416 555 0100"), &req); code != 201 {
+		t.Fatalf("create: %d %v", code, req)
+	}
+	awaitState(t, web, req["token"], "delivered")
+	return req
+}
+
+// registered registers ada at maple by the email link, with the password
+// "my own knee phrase", on c.
+func registered(t *testing.T, c *Client, smtp *mailtest.Server) {
+	t.Helper()
+	if code := c.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
+		t.Fatalf("register: %d", code)
+	}
+	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
+	if code := c.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, nil); code != 200 {
+		t.Fatalf("set password: %d", code)
+	}
+}
+
 type portalAppointments struct {
 	Appointments []struct {
 		ID        string `json:"id"`
@@ -73,11 +98,7 @@ func TestPortal_EmailMethod(t *testing.T) {
 	desk := ag.Desk(t)
 
 	// The clinic knows ada from an earlier request.
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d %v", code, first)
-	}
-	awaitState(t, web, first["token"], "delivered")
+	first := knownPatient(t, web, "maple")
 	// Booked by the front desk: the clinic stands behind these details
 	// (a pending request's, anyone could have typed, fill no form).
 	if code := desk.JSON("POST", "/api/requests/"+first["id"]+"/confirm", nil, nil); code != 200 {
@@ -190,18 +211,8 @@ func TestPortal_Lockout(t *testing.T) {
 	})
 	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
-	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
-		t.Fatal(code)
-	}
-	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
-	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, nil); code != 200 {
-		t.Fatal(code)
-	}
+	knownPatient(t, web, "maple")
+	registered(t, web, smtp)
 	for _, email := range []string{"ada@example.org", "nobody@example.org"} {
 		c := newClient(t, env.Relay.HTTPURL())
 		for i := 1; i <= services.PortalLockAfter; i++ {
@@ -229,11 +240,7 @@ func TestPortal_OtherClinicsAnswer(t *testing.T) {
 	maple := env.MustAddClinic("maple")
 	ag := env.MustStartAgent(maple, nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
+	knownPatient(t, web, "maple")
 	ag.Stop() // maple's check waits in its queue
 
 	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
@@ -272,18 +279,8 @@ func TestPortal_SessionExpiry(t *testing.T) {
 	})
 	env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(firstSlot(t, web, "maple"), "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
-	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/register", map[string]string{"email": "ada@example.org"}, nil); code != 202 {
-		t.Fatal(code)
-	}
-	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
-	if code := web.JSON("POST", "/api/v1/clinics/maple/portal/password", map[string]string{"token": link, "password": "my own knee phrase"}, nil); code != 200 {
-		t.Fatal(code)
-	}
+	knownPatient(t, web, "maple")
+	registered(t, web, smtp)
 	for i, step := range []struct {
 		after time.Duration
 		want  int
@@ -305,16 +302,17 @@ func TestPortal_TemporaryPassword(t *testing.T) {
 	env := notifyEnv(t, t.TempDir(), smtp, nil)
 	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
 	web := newClient(t, env.Relay.HTTPURL())
-	var first map[string]string
-	slot := firstSlot(t, web, "maple")
-	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", requestAs(slot, "ada@example.org", "416 555 0100"), &first); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	awaitState(t, web, first["token"], "delivered")
+	first := knownPatient(t, web, "maple")
 	desk := ag.Desk(t)
 
 	// Limited to another provider: the request does not exist for them.
-	provider, _, _ := services.ParseSlotID(slot)
+	var entry struct {
+		ProviderID string `json:"provider_id"`
+	}
+	if code := desk.JSON("GET", "/api/requests/"+first["id"], nil, &entry); code != 200 {
+		t.Fatalf("open: %d", code)
+	}
+	provider := entry.ProviderID
 	other := "dr-patel" // the demo's other provider
 	if provider == other {
 		other = "dr-lee"

@@ -2,8 +2,6 @@ package console
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/clinicrelay/clinicrelay/internal/keybox"
 )
 
 // The console's store keeps patient data sealed with AES-256-GCM under a key
@@ -42,9 +42,9 @@ func NewKey() string {
 	return hex.EncodeToString(k)
 }
 
-// vault seals and opens request records; a nil aead keeps them in clear.
+// vault seals and opens request records; a nil box keeps them in clear.
 type vault struct {
-	aead cipher.AEAD
+	box *keybox.Box
 	// sealed: the store is sealed, and a value in clear in it is refused
 	// (someone wrote the file).
 	sealed bool
@@ -58,25 +58,20 @@ func newVault(key []byte) (*vault, error) {
 	if key == nil {
 		return &vault{}, nil
 	}
-	if len(key) != 32 {
+	box, err := keybox.New(key)
+	if err != nil {
 		return nil, errors.New("the store key must be 32 bytes")
 	}
-	block, _ := aes.NewCipher(key)
-	aead, _ := cipher.NewGCM(block)
-	return &vault{aead: aead}, nil
+	return &vault{box: box}, nil
 }
 
 // seal is plain sealed for the record id (its additional data: a value
 // moved under another ID does not open).
 func (v *vault) seal(id, plain []byte) []byte {
-	if v.aead == nil {
+	if v.box == nil {
 		return plain
 	}
-	n := v.aead.NonceSize()
-	out := make([]byte, 1+n, 1+n+len(plain)+v.aead.Overhead())
-	out[0] = sealedMark
-	rand.Read(out[1:]) // a random 96-bit nonce per write
-	return v.aead.Seal(out, out[1:], plain, id)
+	return v.box.Seal([]byte{sealedMark}, string(id), plain)
 }
 
 // open is the plain value of the record id.
@@ -87,14 +82,10 @@ func (v *vault) open(id, val []byte) ([]byte, error) {
 		}
 		return val, nil // in clear: a store not (yet) sealed
 	}
-	if v.aead == nil {
+	if v.box == nil {
 		return nil, errKeyNeeded
 	}
-	n := v.aead.NonceSize()
-	if len(val) < 1+n {
-		return nil, errors.New("sealed record too short")
-	}
-	return v.aead.Open(nil, val[1:1+n], val[1+n:], id)
+	return v.box.Open(string(id), val[1:])
 }
 
 var errKeyNeeded = errors.New("this console's store is sealed: give the agent its key (--key-file FILE or " + KeyEnv + ")")
@@ -122,7 +113,7 @@ func openStore(path string, v *vault) (*bolt.DB, error) {
 		}
 		check := meta.Get(keyKeyCheck)
 		switch {
-		case check != nil && v.aead == nil:
+		case check != nil && v.box == nil:
 			return errKeyNeeded
 		case check != nil:
 			if len(check) == 0 || check[0] != sealedMark {
@@ -134,7 +125,7 @@ func openStore(path string, v *vault) (*bolt.DB, error) {
 			v.sealed = true
 			compacted = meta.Get(keyCompacted) != nil
 			return nil
-		case v.aead == nil:
+		case v.box == nil:
 			return nil
 		}
 		if err := sealAll(tx, v); err != nil {

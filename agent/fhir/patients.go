@@ -13,15 +13,12 @@ import (
 
 var errFound = errors.New("found")
 
-// KnowsEmail reports whether a Patient of the PMS has the email
-// (connector.PatientDirectory): a search Patient?email=, each result's
-// addresses compared as services.CanonicalEmail does.
-func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) {
-	want := services.PortalEmail(email)
-	if want == "" {
-		return false, nil
-	}
-	q := url.Values{"email": {strings.ToLower(strings.TrimSpace(email))}, "_count": {pageSize}}
+// patientsWithEmail are up to most Patients of the PMS with the email: a
+// search Patient?email=, each result's addresses compared as
+// services.PortalEmail does (the server's own match may be looser).
+func (c *Connector) patientsWithEmail(ctx context.Context, want string, most int) ([]patient, error) {
+	var found []patient
+	q := url.Values{"email": {want}, "_count": {pageSize}}
 	err := c.c.search(ctx, "Patient", q, func(raw json.RawMessage) error {
 		var p patient
 		if json.Unmarshal(raw, &p) != nil {
@@ -29,15 +26,29 @@ func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) 
 		}
 		for _, t := range p.Telecom {
 			if t.System == "email" && services.PortalEmail(t.Value) == want {
-				return errFound
+				if found = append(found, p); len(found) >= most {
+					return errFound // enough to know
+				}
+				return nil
 			}
 		}
 		return nil
 	})
 	if errors.Is(err, errFound) {
-		return true, nil
+		err = nil
 	}
-	return false, err
+	return found, err
+}
+
+// KnowsEmail reports whether a Patient of the PMS has the email
+// (connector.PatientDirectory).
+func (c *Connector) KnowsEmail(ctx context.Context, email string) (bool, error) {
+	want := services.PortalEmail(email)
+	if want == "" {
+		return false, nil
+	}
+	found, err := c.patientsWithEmail(ctx, want, 1)
+	return len(found) > 0, err
 }
 
 // PatientDetails are the name, birth date, phone and email of the one
@@ -49,25 +60,8 @@ func (c *Connector) PatientDetails(ctx context.Context, email string) (services.
 	if want == "" {
 		return services.PatientDetails{}, false, nil
 	}
-	var found []patient
-	q := url.Values{"email": {want}, "_count": {pageSize}}
-	err := c.c.search(ctx, "Patient", q, func(raw json.RawMessage) error {
-		var p patient
-		if json.Unmarshal(raw, &p) != nil {
-			return nil
-		}
-		for _, t := range p.Telecom {
-			if t.System == "email" && services.PortalEmail(t.Value) == want {
-				found = append(found, p)
-				if len(found) > 1 {
-					return errFound // two: enough to know
-				}
-				return nil
-			}
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errFound) || len(found) != 1 {
+	found, err := c.patientsWithEmail(ctx, want, 2)
+	if err != nil || len(found) != 1 {
 		return services.PatientDetails{}, false, err
 	}
 	one := found[0]

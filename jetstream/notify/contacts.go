@@ -2,9 +2,6 @@ package notify
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/keybox"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -20,24 +18,23 @@ import (
 // Contacts keeps patients' contacts in CONTACTS, sealed with the relay's
 // notify key: NATS, its store and its backups see only ciphertext.
 type Contacts struct {
-	b    *cjs.Bucket
-	aead cipher.AEAD
-	now  func() time.Time
+	b   *cjs.Bucket
+	box *keybox.Box
+	now func() time.Time
 }
 
 var _ services.ContactKeeper = (*Contacts)(nil)
 
 // NewContacts returns CONTACTS on js, sealed with key (32 bytes).
 func NewContacts(js jetstream.JetStream, key []byte, now func() time.Time) (*Contacts, error) {
-	block, err := aes.NewCipher(key)
+	box, err := keybox.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("notify key: %w", err)
 	}
-	aead, _ := cipher.NewGCM(block)
 	if now == nil {
 		now = time.Now
 	}
-	return &Contacts{b: cjs.NewBucket(js, subjects.BucketContacts), aead: aead, now: now}, nil
+	return &Contacts{b: cjs.NewBucket(js, subjects.BucketContacts), box: box, now: now}, nil
 }
 
 // KeepContact stores c until the time given (at least a minute from now).
@@ -47,9 +44,7 @@ func (cs *Contacts) KeepContact(ctx context.Context, c services.Contact, until t
 	if err != nil {
 		return err
 	}
-	nonce := make([]byte, cs.aead.NonceSize())
-	rand.Read(nonce)
-	sealed := cs.aead.Seal(nonce, nonce, plain, []byte(key)) // bound to its key: no moving it to another request
+	sealed := cs.box.Seal(nil, key, plain) // bound to its key: no moving it to another request
 	// Whole seconds, rounded up: the contact never goes before until.
 	ttl := max(until.Sub(cs.now()), time.Minute)
 	ttl = (ttl + time.Second - 1).Truncate(time.Second)
@@ -65,11 +60,7 @@ func (cs *Contacts) Contact(ctx context.Context, clinic, request string) (servic
 	if err != nil {
 		return services.Contact{}, err
 	}
-	n := cs.aead.NonceSize()
-	if len(e.Value) < n {
-		return services.Contact{}, errors.New("contact: truncated")
-	}
-	plain, err := cs.aead.Open(nil, e.Value[:n], e.Value[n:], []byte(key))
+	plain, err := cs.box.Open(key, e.Value)
 	if err != nil {
 		return services.Contact{}, errors.New("contact: does not open with this relay's notify key")
 	}

@@ -104,9 +104,7 @@ func (a *Answers) answer(clinic string, body []byte) reply {
 		return reply{Code: "refused", Error: "no active clinic " + clinic}
 	}
 	var ans Answer
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if len(body) > maxAnswer || dec.Decode(&ans) != nil || subjects.ValidRequestID(ans.Check) != nil ||
+	if !decodeStrict(body, maxAnswer, &ans) || subjects.ValidRequestID(ans.Check) != nil ||
 		ans.Details != nil && !ans.Known {
 		return reply{Code: "refused", Error: `an answer is {"check": "<32 hex digits>", "known": true|false, "details": sealed, with known only}`}
 	}
@@ -130,9 +128,7 @@ func (a *Answers) grant(clinic string, body []byte) reply {
 		return reply{Code: "refused", Error: "no active clinic " + clinic}
 	}
 	var g Grant
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if len(body) > 1000 || dec.Decode(&g) != nil {
+	if !decodeStrict(body, 1000, &g) {
 		return reply{Code: "refused", Error: `a grant is {"email": "...", "hash": "$argon2id$..."}`}
 	}
 	if !a.limiter(clinic).Allow() {
@@ -173,6 +169,17 @@ func (a *Answers) limiter(clinic string) *rate.Limiter {
 func SendGrant(ctx context.Context, nc *nats.Conn, clinic string, g Grant) error {
 	b, _ := json.Marshal(g)
 	return ask(ctx, nc, subjects.AgentPortalGrant(clinic), b, "give portal access")
+}
+
+// decodeStrict reads body, of at most max bytes, into v: false unless it
+// is one JSON object of v's fields only.
+func decodeStrict(body []byte, max int, v any) bool {
+	if len(body) > max {
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v) == nil && !dec.More()
 }
 
 // ErrRefused is an answer the relay refused: answering again cannot help.

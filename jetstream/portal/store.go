@@ -6,10 +6,7 @@ package portal
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clinicrelay/clinicrelay/internal/keybox"
 	cjs "github.com/clinicrelay/clinicrelay/jetstream"
 	"github.com/clinicrelay/clinicrelay/services"
 	"github.com/clinicrelay/clinicrelay/subjects"
@@ -30,7 +28,7 @@ import (
 // (AAD): NATS, its disk and its backups see ciphertext and hashes only.
 type Store struct {
 	accounts, tokens *cjs.Bucket
-	aead             cipher.AEAD
+	box              *keybox.Box
 	emailKey         []byte
 }
 
@@ -40,10 +38,9 @@ var _ services.PortalStore = (*Store)(nil)
 // every relay of a deployment): the sealing key and the email hash's key
 // are derived from it.
 func NewStore(js jetstream.JetStream, secret []byte) *Store {
-	block, _ := aes.NewCipher(derive(secret, "clinicrelay/portal-seal")) // 32 bytes: never fails
-	aead, _ := cipher.NewGCM(block)
+	box, _ := keybox.New(derive(secret, "clinicrelay/portal-seal")) // an HMAC-SHA256: 32 bytes
 	return &Store{accounts: cjs.NewBucket(js, subjects.BucketPortal), tokens: cjs.NewBucket(js, subjects.BucketPortalTokens),
-		aead: aead, emailKey: derive(secret, "clinicrelay/portal-email")}
+		box: box, emailKey: derive(secret, "clinicrelay/portal-email")}
 }
 
 func derive(secret []byte, label string) []byte {
@@ -67,17 +64,11 @@ func (s *Store) seal(key string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, s.aead.NonceSize())
-	rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, plain, []byte(key)), nil
+	return s.box.Seal(nil, key, plain), nil
 }
 
 func (s *Store) open(key string, b []byte, v any) error {
-	n := s.aead.NonceSize()
-	if len(b) < n {
-		return errors.New("portal record: truncated")
-	}
-	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(key))
+	plain, err := s.box.Open(key, b)
 	if err != nil {
 		return errors.New("portal record: does not open with this relay's key")
 	}
