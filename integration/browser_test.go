@@ -151,6 +151,13 @@ func (b *Browser) TabTo(pred string) {
 	b.t.Fatalf("at %s, Tab never reached an element with %s", b.Path(), pred)
 }
 
+// Fill tabs to the field with the id and types text into it.
+func (b *Browser) Fill(id, text string) {
+	b.t.Helper()
+	b.TabTo(`el.id === "` + id + `"`)
+	b.Type(text)
+}
+
 // Type types text into the focused element.
 func (b *Browser) Type(text string) {
 	b.t.Helper()

@@ -31,10 +31,8 @@ func TestBrowser_Console(t *testing.T) {
 	}
 	b.Axe("console sign-in")
 	b.Shot("console-signin")
-	b.TabTo(`el.id === "name"`)
-	b.Type("ana")
-	b.TabTo(`el.id === "password"`)
-	b.Type(otp)
+	b.Fill("name", "ana")
+	b.Fill("password", otp)
 	b.Press(kb.Enter, `location.pathname === "/password"`)
 	b.Axe("console password")
 	b.Shot("console-password")
@@ -80,10 +78,8 @@ func TestBrowser_Console(t *testing.T) {
 	if err := ag.Console.Staff().Put("boss", staff.RoleAdmin, nil, deskPassword); err != nil {
 		t.Fatal(err)
 	}
-	b.TabTo(`el.id === "name"`)
-	b.Type("boss")
-	b.TabTo(`el.id === "password"`)
-	b.Type(deskPassword)
+	b.Fill("name", "boss")
+	b.Fill("password", deskPassword)
 	b.Press(kb.Enter, `location.pathname === "/"`)
 	b.Open("/users")
 	b.Axe("console users")

@@ -59,8 +59,7 @@ func TestBrowser_Patient(t *testing.T) {
 	if got := b.Eval(`document.getElementById("birth_date").value`); got != "1980-04-02" {
 		t.Fatalf("date of birth typed as %q, want 1980-04-02", got)
 	}
-	b.TabTo(`el.id === "consent"`)
-	b.Type(" ")
+	b.Fill("consent", " ")
 	b.TabTo(`el.type === "submit"`)
 	b.Press(kb.Enter, `location.pathname.startsWith("/r/maple_")`)
 	token := strings.TrimPrefix(b.Path(), "/r/")

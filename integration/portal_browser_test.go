@@ -29,10 +29,8 @@ func TestBrowser_Portal(t *testing.T) {
 	b.Shot("portal-signed-out")
 
 	// A wrong sign-in says so, keeps the email, and is axe-clean.
-	b.TabTo(`el.id === "login-email"`)
-	b.Type("ada@example.org")
-	b.TabTo(`el.id === "login-password"`)
-	b.Type("not my phrase at all")
+	b.Fill("login-email", "ada@example.org")
+	b.Fill("login-password", "not my phrase at all")
 	b.Press(kb.Enter, `document.querySelector("p.error") !== null`)
 	if got := b.Eval(`document.querySelector("p.error").textContent`); got != "E-mail ou mot de passe incorrect." {
 		t.Fatalf("wrong sign-in says %q", got)
@@ -42,8 +40,7 @@ func TestBrowser_Portal(t *testing.T) {
 	}
 	b.Axe("portal (wrong password, fr)")
 
-	b.TabTo(`el.id === "register-email"`)
-	b.Type("ada@example.org")
+	b.Fill("register-email", "ada@example.org")
 	b.Press(kb.Enter, `document.querySelector("p.notice") !== null`)
 	b.Axe("portal (link asked, fr)")
 	link := awaitPortalLink(t, smtp, "ada@example.org", 1)
@@ -51,12 +48,10 @@ func TestBrowser_Portal(t *testing.T) {
 	b.Open("/c/maple/portal/link/" + link)
 	b.Axe("portal link (fr)")
 	b.Shot("portal-link")
-	b.TabTo(`el.id === "password"`)
-	b.Type("short")
+	b.Fill("password", "short")
 	b.Press(kb.Enter, `document.querySelector("p.field-error") !== null`)
 	b.Axe("portal link (short password, fr)")
-	b.TabTo(`el.id === "password"`)
-	b.Type("mon genou va mieux")
+	b.Fill("password", "mon genou va mieux")
 	b.Press(kb.Enter, `location.pathname === "/c/maple/portal" && document.getElementById("list") !== null`)
 	b.Axe("portal (signed in, fr)")
 	b.Shot("portal-signed-in")
@@ -64,10 +59,8 @@ func TestBrowser_Portal(t *testing.T) {
 	b.TabTo(`el.type === "submit" && el.name === "" && el.closest("form").action.endsWith("/logout")`)
 	b.Press(kb.Enter, `document.getElementById("login-email") !== null`)
 	b.Open("/c/maple/portal?lang=en")
-	b.TabTo(`el.id === "login-email"`)
-	b.Type("ada@example.org")
-	b.TabTo(`el.id === "login-password"`)
-	b.Type("mon genou va mieux")
+	b.Fill("login-email", "ada@example.org")
+	b.Fill("login-password", "mon genou va mieux")
 	b.Press(kb.Enter, `document.getElementById("list") !== null`)
 	b.Axe("portal (signed in, en)")
 
@@ -87,10 +80,8 @@ func TestBrowser_PortalGrant(t *testing.T) {
 
 	desk := NewBrowser(t, ag.HTTP.URL)
 	desk.Open("/signin")
-	desk.TabTo(`el.id === "name"`)
-	desk.Type("desk-admin")
-	desk.TabTo(`el.id === "password"`)
-	desk.Type(deskPassword)
+	desk.Fill("name", "desk-admin")
+	desk.Fill("password", deskPassword)
 	desk.Press(kb.Enter, `location.pathname === "/"`)
 	desk.Open("/requests/" + first["id"])
 	desk.TabTo(`el.type === "submit" && el.textContent === "Give portal access"`)
@@ -105,19 +96,15 @@ func TestBrowser_PortalGrant(t *testing.T) {
 		t.Fatalf("a portal that cannot email links says %q", got)
 	}
 	b.Axe("portal (no email, en)")
-	b.TabTo(`el.id === "login-email"`)
-	b.Type("ada@example.org")
-	b.TabTo(`el.id === "login-password"`)
-	b.Type(temp)
+	b.Fill("login-email", "ada@example.org")
+	b.Fill("login-password", temp)
 	b.Press(kb.Enter, `document.getElementById("password-current_password") !== null`)
 	if b.Eval(`String(document.getElementById("list") === null)`) != "true" {
 		t.Fatal("the portal shows the list before the temporary password is replaced")
 	}
 	b.Axe("portal (temporary password, en)")
-	b.TabTo(`el.id === "password-current_password"`)
-	b.Type(temp)
-	b.TabTo(`el.id === "password-new_password"`)
-	b.Type("my own knee phrase")
+	b.Fill("password-current_password", temp)
+	b.Fill("password-new_password", "my own knee phrase")
 	b.Press(kb.Enter, `document.getElementById("list") !== null && document.querySelector("p.notice") !== null`)
 	b.Axe("portal (own password set, en)")
 }
