@@ -175,6 +175,10 @@ func TestPortal_EmailMethod(t *testing.T) {
 		list.Appointments[0].StatusURL != "/r/"+booked["token"] || list.Appointments[0].Provider == "" {
 		t.Fatalf("appointments: %d %+v, want the request sent signed in", code, list)
 	}
+	if code, _, page := patient.Do("GET", "/c/maple/portal", "", nil); code != 200 || !strings.Contains(page, `id="upcoming"`) ||
+		!strings.Contains(page, `href="/r/`+booked["token"]+`"`) {
+		t.Fatalf("the portal page: %d, want the request under Upcoming with its status page", code)
+	}
 	var detail map[string]any
 	if code := desk.JSON("GET", "/api/requests/"+booked["id"], nil, &detail); code != 200 || detail["portal_verified"] != true {
 		t.Fatalf("front desk: %d %v, want portal_verified", code, detail)

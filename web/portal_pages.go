@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,9 +18,11 @@ import (
 type portalView struct {
 	Clinic services.Clinic
 	// SignedIn: the list and the account's forms; else sign-in and register.
-	SignedIn     bool
-	MustChange   bool
-	Appointments []portalItem
+	SignedIn   bool
+	MustChange bool
+	// Upcoming are the requests whose time is still to come, soonest
+	// first; Past the others, newest first.
+	Upcoming, Past []portalItem
 	// Email is what was typed in the sign-in or register form.
 	Email string
 	// Notice is a success, Message a problem, both for the whole page.
@@ -99,13 +102,19 @@ func (s *Server) portalHome(c echo.Context, cl services.Clinic, p *services.Port
 		if err != nil {
 			return err
 		}
+		now := s.cfg.Now()
 		for _, a := range list {
 			it := portalItem{apiPortalAppointment: a, State: t(c, "state."+a.Status)}
 			if pid, start, err := services.ParseSlotID(a.SlotID); err == nil {
 				it.Slot = s.pageSlot(c, cl, services.Slot{ID: a.SlotID, ProviderID: pid, Start: start})
 			}
-			v.Appointments = append(v.Appointments, it)
+			if a.Start.After(now) {
+				v.Upcoming = append(v.Upcoming, it)
+			} else {
+				v.Past = append(v.Past, it)
+			}
 		}
+		slices.SortStableFunc(v.Upcoming, func(x, y portalItem) int { return x.Start.Compare(y.Start) })
 	}
 	return s.renderPortal(c, http.StatusOK, v)
 }
