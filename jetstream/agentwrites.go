@@ -129,6 +129,9 @@ func checkAgentClinicKey(_, suffix string, value []byte, _ string, _ time.Time) 
 			if err := services.PlainText(fmt.Sprintf("providers[%d]: name", i), p.Name, 200); err != nil {
 				return err
 			}
+			if err := p.Policy.Validate(fmt.Sprintf("providers[%d].policy.", i)); err != nil {
+				return err
+			}
 		}
 		return nil
 	case subjects.KeySealKey:

@@ -59,6 +59,9 @@ type Directory interface {
 	NextFree(clinic string, n int) []Slot
 	// SealKey is the clinic's public curve key, which its agent publishes.
 	SealKey(clinic string) (string, bool)
+	// Policy is the booking policy of a clinic's provider, as its agent
+	// publishes it (the zero policy for one it does not know).
+	Policy(clinic, provider string) BookingPolicy
 }
 
 // Booker turns a patient's form into a held slot, a queued request and a status.
@@ -146,6 +149,9 @@ func (b *Booker) Request(ctx context.Context, clinicID string, req Request) (Boo
 	slot, ok := b.Directory.FreeSlot(clinicID, req.SlotID)
 	if !ok || !slot.Start.After(now) {
 		return Booked{}, Keyed(EConflict, "form.gone", "that time is no longer free")
+	}
+	if err := b.Directory.Policy(clinicID, slot.ProviderID).Bookable(now, slot.Start); err != nil {
+		return Booked{}, err
 	}
 	to, ok := b.Directory.SealKey(clinicID)
 	if !ok {

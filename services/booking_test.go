@@ -137,10 +137,13 @@ func (s *memStatuses) DeleteStatus(ctx context.Context, clinic, requestID string
 }
 
 type memDirectory struct {
-	clinics map[string]services.Clinic
-	free    map[string]services.Slot // clinic/slot → slot
-	sealKey string                   // every clinic's, "" for none
+	clinics  map[string]services.Clinic
+	free     map[string]services.Slot // clinic/slot → slot
+	sealKey  string                   // every clinic's, "" for none
+	policies map[string]services.BookingPolicy
 }
+
+func (d *memDirectory) Policy(_, provider string) services.BookingPolicy { return d.policies[provider] }
 
 func (d *memDirectory) SealKey(string) (string, bool) { return d.sealKey, d.sealKey != "" }
 

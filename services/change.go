@@ -110,6 +110,11 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 	if err := changeAllowed(st.At(now), now, action, slotID); err != nil {
 		return Status{}, err
 	}
+	if p, _, err := ParseSlotID(st.SlotID); err == nil {
+		if err := b.Directory.Policy(clinic, p).Changeable(st, now); err != nil {
+			return Status{}, err
+		}
+	}
 	to, ok := b.Directory.SealKey(clinic)
 	if !ok {
 		return Status{}, Errorf(EUnavailable, "the clinic is not ready to take changes")
@@ -129,6 +134,13 @@ func (b *Booker) change(ctx context.Context, token, action, slotID string) (Stat
 		_, start, _ := ParseSlotID(slotID)
 		if _, free := b.Directory.FreeSlot(clinic, slotID); !accept && !free || !start.After(now) {
 			return Status{}, Keyed(EConflict, "form.gone", "that time is no longer free")
+		}
+		// The clinic's own proposal it may make at any time; a time the
+		// patient picks keeps to the policy as a new request does.
+		if provider, _, _ := ParseSlotID(slotID); !accept {
+			if err := b.Directory.Policy(clinic, provider).Bookable(now, start); err != nil {
+				return Status{}, err
+			}
 		}
 		if q.HoldRev, err = b.Holds.Hold(ctx, clinic, slotID, id, max(b.HoldTTL, start.Sub(now))); err != nil {
 			return Status{}, err

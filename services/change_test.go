@@ -208,3 +208,48 @@ func TestBooker_Request_HoldLapses(t *testing.T) {
 		t.Errorf("extended to %v, want [%s]", h.extended, untilStart)
 	}
 }
+
+// TestBooker_Policy: the provider's booking policy holds for a new request,
+// for a new time the patient picks, and for a booked visit's cancellation;
+// the time the clinic proposed is accepted whatever the notice.
+func TestBooker_Policy(t *testing.T) {
+	later := services.Slot{ID: "dr-lee_20260306T1400Z", ProviderID: "dr-lee", Start: freeSlot.Start.AddDate(0, 0, 1)}
+	tooSoon := services.BookingPolicy{NoticeMinutes: int(later.Start.Sub(bookNow).Minutes()) + 1}
+	t.Run("Request", func(t *testing.T) {
+		b := newBooking(t)
+		b.dir.policies = map[string]services.BookingPolicy{"dr-lee": tooSoon}
+		_, err := b.Request(t.Context(), "maple", bookingRequest())
+		if e, ok := err.(*services.Error); !ok || e.Code != services.EInvalid || e.FieldKeys["slot_id"] != "field.slot_id.notice" {
+			t.Fatalf("Request() = %v, want the slot_id too soon", err)
+		}
+		if len(b.holds.held) != 0 || len(b.outbox.published) != 0 {
+			t.Error("a request refused by the policy held or queued something")
+		}
+	})
+	t.Run("Reschedule", func(t *testing.T) {
+		b, _, mc, token := booked(t, services.StateBooked)
+		b.dir.free["maple/"+later.ID] = later
+		b.dir.policies = map[string]services.BookingPolicy{"dr-lee": tooSoon}
+		if _, err := b.Reschedule(t.Context(), token, later.ID); services.ErrorCode(err) != services.EInvalid || len(mc.got) != 0 {
+			t.Fatalf("Reschedule() = %v (queued %d), want invalid and nothing queued", err, len(mc.got))
+		}
+	})
+	t.Run("AcceptProposal", func(t *testing.T) {
+		b, _, _, token := booked(t, services.StateProposed)
+		_, id, _ := services.ParseStatusToken(token)
+		st := b.statuses.byKey["maple/"+id]
+		st.ProposedSlot = later.ID
+		b.statuses.byKey["maple/"+id] = st
+		b.dir.policies = map[string]services.BookingPolicy{"dr-lee": tooSoon}
+		if _, err := b.Reschedule(t.Context(), token, later.ID); err != nil {
+			t.Fatalf("accepting the clinic's proposal: %v", err)
+		}
+	})
+	t.Run("CancelWithinCutoff", func(t *testing.T) {
+		b, _, mc, token := booked(t, services.StateBooked)
+		b.dir.policies = map[string]services.BookingPolicy{"dr-lee": {CutoffHours: services.MaxCutoffHours}}
+		if _, err := b.Cancel(t.Context(), token); services.ErrorCode(err) != services.EInvalid || len(mc.got) != 0 {
+			t.Fatalf("Cancel() = %v (queued %d), want invalid and nothing queued", err, len(mc.got))
+		}
+	})
+}

@@ -72,6 +72,8 @@ var zones sync.Map // name -> *time.Location
 type Provider struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// Policy is what patients may book and change online with them.
+	Policy BookingPolicy `json:"policy,omitzero"`
 }
 
 // Heartbeat is what the agent writes to <clinic>.seen.

@@ -68,6 +68,11 @@ func (p ProviderSchedule) Validate(prefix string) error {
 			}
 		}
 	}
+	if err := p.Policy.Validate(prefix + "policy."); err != nil {
+		for k, v := range err.(*Error).Fields {
+			f.Add(k, v)
+		}
+	}
 	for _, d := range p.Closures {
 		if _, err := time.Parse(time.DateOnly, d); err != nil {
 			f.Add(prefix+"closures", fmt.Sprintf("%q is not a date YYYY-MM-DD", d))

@@ -36,10 +36,11 @@ func (c scheduleCatalog) clinic() services.Clinic {
 	return services.Clinic{ID: "maple", Name: "Maple Clinic", TimeZone: c.zone}
 }
 
-func (c scheduleCatalog) Clinic(id string) (services.Clinic, bool) { return c.clinic(), id == "maple" }
-func (c scheduleCatalog) Clinics() []services.Clinic               { return []services.Clinic{c.clinic()} }
-func (scheduleCatalog) Version(string) uint64                      { return 0 }
-func (scheduleCatalog) SealKey(string) (string, bool)              { return "", false }
+func (c scheduleCatalog) Clinic(id string) (services.Clinic, bool)   { return c.clinic(), id == "maple" }
+func (c scheduleCatalog) Clinics() []services.Clinic                 { return []services.Clinic{c.clinic()} }
+func (scheduleCatalog) Version(string) uint64                        { return 0 }
+func (scheduleCatalog) SealKey(string) (string, bool)                { return "", false }
+func (scheduleCatalog) Policy(string, string) services.BookingPolicy { return services.BookingPolicy{} }
 func (scheduleCatalog) Providers(string) []services.Provider {
 	return []services.Provider{drLee.Provider}
 }

@@ -336,9 +336,10 @@ func (c fuzzCatalog) NextFree(clinic string, n int) []services.Slot {
 	return []services.Slot{s}[:min(n, 1)]
 }
 
-func (fuzzCatalog) Clinics() []services.Clinic    { return nil }
-func (fuzzCatalog) Version(string) uint64         { return 0 }
-func (fuzzCatalog) SealKey(string) (string, bool) { return fuzzKey.PublicKey(), true }
+func (fuzzCatalog) Clinics() []services.Clinic                   { return nil }
+func (fuzzCatalog) Version(string) uint64                        { return 0 }
+func (fuzzCatalog) SealKey(string) (string, bool)                { return fuzzKey.PublicKey(), true }
+func (fuzzCatalog) Policy(string, string) services.BookingPolicy { return services.BookingPolicy{} }
 func (fuzzCatalog) Providers(string) []services.Provider {
 	return []services.Provider{{ID: "dr-lee", Name: "Dr Lee"}}
 }

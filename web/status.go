@@ -94,6 +94,9 @@ func (s *Server) statusData(c echo.Context, token string, st services.Status) ma
 	}
 	if p, start, err := services.ParseSlotID(st.SlotID); err == nil {
 		m["Slot"] = s.pageSlot(c, cl, services.Slot{ID: st.SlotID, ProviderID: p, Start: start})
+		// Past the provider's cancellation cutoff: no links that would
+		// only be refused, and who to call instead.
+		m["Locked"] = s.cfg.Catalog.Policy(st.ClinicID, p).Changeable(st, s.cfg.Now().UTC()) != nil
 	}
 	if p, start, err := services.ParseSlotID(st.ProposedSlot); err == nil && st.State == services.StateProposed {
 		m["ProposedSlot"] = s.pageSlot(c, cl, services.Slot{ID: st.ProposedSlot, ProviderID: p, Start: start})

@@ -20,13 +20,34 @@ var formDays = []struct{ Key, Label string }{
 type providerForm struct {
 	ID, Name, SlotMinutes, Closures string
 	Days                            []dayField
-	New                             bool // the "add a provider" form
+	// The booking policy's numbers, as typed ("" for 0: no limit).
+	Policy []policyField
+	New    bool // the "add a provider" form
 }
 
 type dayField struct{ Key, Label, Value string }
 
+// policyField is one number of the booking policy on the form.
+type policyField struct{ Key, Label, Hint, Value string }
+
+// policyFields are the policy's numbers as the form shows them.
+func policyFields(p services.BookingPolicy) []policyField {
+	show := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	return []policyField{
+		{"notice_minutes", "Minimum notice (minutes)", "how long ahead a patient must request, e.g. 120", show(p.NoticeMinutes)},
+		{"horizon_days", "Booking horizon (days)", "how far ahead a patient may request, e.g. 60", show(p.HorizonDays)},
+		{"cutoff_hours", "Cancellation cutoff (hours)", "a booked visit is cancelled or moved online until this long before it, e.g. 24", show(p.CutoffHours)},
+		{"grace_minutes", "Grace after booking (minutes)", "a patient may still cancel this long after you book, whatever the cutoff, e.g. 15", show(p.GraceMinutes)},
+	}
+}
+
 func newProviderForm() providerForm {
-	f := providerForm{New: true, SlotMinutes: "30"}
+	f := providerForm{New: true, SlotMinutes: "30", Policy: policyFields(services.BookingPolicy{})}
 	for _, d := range formDays {
 		f.Days = append(f.Days, dayField{Key: d.Key, Label: d.Label})
 	}
@@ -40,6 +61,7 @@ func formOf(p services.ProviderSchedule) providerForm {
 		Name:        p.Name,
 		SlotMinutes: strconv.Itoa(p.SlotMinutes),
 		Closures:    strings.Join(p.Closures, ", "),
+		Policy:      policyFields(p.Policy),
 	}
 	for _, d := range formDays {
 		var periods []string
@@ -62,6 +84,10 @@ func providerFormFrom(ctx echo.Context) providerForm {
 	for _, d := range formDays {
 		f.Days = append(f.Days, dayField{Key: d.Key, Label: d.Label, Value: strings.TrimSpace(ctx.FormValue(d.Key))})
 	}
+	f.Policy = policyFields(services.BookingPolicy{})
+	for i := range f.Policy {
+		f.Policy[i].Value = strings.TrimSpace(ctx.FormValue(f.Policy[i].Key))
+	}
 	return f
 }
 
@@ -79,6 +105,25 @@ func (f providerForm) schedule() (services.ProviderSchedule, error) {
 		fe.Add("slot_minutes", "slot_minutes must be a whole number of minutes")
 	}
 	p.SlotMinutes = n
+	for _, pf := range f.Policy {
+		v := 0
+		if pf.Value != "" {
+			if v, err = strconv.Atoi(pf.Value); err != nil {
+				fe.Add("policy."+pf.Key, pf.Key+" must be a whole number, or empty for no limit")
+				continue
+			}
+		}
+		switch pf.Key {
+		case "notice_minutes":
+			p.Policy.NoticeMinutes = v
+		case "horizon_days":
+			p.Policy.HorizonDays = v
+		case "cutoff_hours":
+			p.Policy.CutoffHours = v
+		case "grace_minutes":
+			p.Policy.GraceMinutes = v
+		}
+	}
 	for _, d := range f.Days {
 		for _, period := range splitList(d.Value) {
 			start, end, ok := strings.Cut(period, "-")

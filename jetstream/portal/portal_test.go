@@ -40,6 +40,7 @@ func (d dir) Clinic(id string) (services.Clinic, bool) {
 func (dir) FreeSlot(string, string) (services.Slot, bool) { return services.Slot{}, false }
 func (dir) NextFree(string, int) []services.Slot          { return nil }
 func (d dir) SealKey(string) (string, bool)               { return d.sealKey, true }
+func (dir) Policy(string, string) services.BookingPolicy  { return services.BookingPolicy{} }
 
 // env is a portal on a real NATS with a real SMTP server, and the clinic
 // maple's opener, to read the checks the portal asks.

@@ -269,6 +269,17 @@ func (c *Catalog) Providers(id string) []services.Provider {
 	return v.providers
 }
 
+// Policy is the booking policy the clinic's agent published for provider
+// (the zero policy for a provider it did not publish).
+func (c *Catalog) Policy(clinic, provider string) services.BookingPolicy {
+	for _, p := range c.Providers(clinic) {
+		if p.ID == provider {
+			return p.Policy
+		}
+	}
+	return services.BookingPolicy{}
+}
+
 // SealKey is the public curve key the clinic's agent published.
 func (c *Catalog) SealKey(id string) (string, bool) {
 	v, ok := c.clinics.Get(subjects.ClinicSubKey(id, subjects.KeySealKey))
@@ -324,6 +335,10 @@ func (c *Catalog) holdChanged(key string) {
 // Slots lists free, unheld, future slots on local dates [from, to].
 func (c *Catalog) Slots(clinic string, from, to time.Time) []services.Slot {
 	now := c.now()
+	policies := map[string]services.BookingPolicy{}
+	for _, p := range c.Providers(clinic) {
+		policies[p.ID] = p.Policy
+	}
 	var out []services.Slot
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
 		day, ok := c.day(clinic, d.Format(time.DateOnly))
@@ -331,7 +346,9 @@ func (c *Catalog) Slots(clinic string, from, to time.Time) []services.Slot {
 			continue
 		}
 		for _, s := range day.Slots {
-			if s.Start.After(now) && !c.held(clinic, s.ID) {
+			// Only what the provider's policy lets a patient request now:
+			// nothing too soon or too far ahead is offered.
+			if policies[s.ProviderID].Offers(now, s.Start) && !c.held(clinic, s.ID) {
 				out = append(out, s)
 			}
 		}
