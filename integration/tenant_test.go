@@ -193,6 +193,8 @@ func TestIsolation_Writes(t *testing.T) {
 		{"bad seal key", subjects.BucketClinics, subjects.KeySealKey, cjs.OpPut, `"x"`, "curve key"},
 		{"provider name with a bidi override", subjects.BucketClinics, subjects.KeyProviders, cjs.OpPut,
 			`[{"id":"p","name":"Dr \u202eeL"}]`, "bidi"},
+		{"provider policy out of range", subjects.BucketClinics, subjects.KeyProviders, cjs.OpPut,
+			`[{"id":"p","name":"Dr P","policy":{"notice_minutes":-5}}]`, "notice_minutes"},
 		{"new hold", subjects.BucketHolds, "dr-lee_20300101T1500Z", cjs.OpPut, `{}`, "may not"},
 		{"new status", subjects.BucketStatus, strings.Repeat("d", 32), cjs.OpCreate, `{}`, "may not"},
 		{"status put without revision", subjects.BucketStatus, cedarReq, cjs.OpPut, `{}`, "may not"},
