@@ -123,3 +123,52 @@ func TestPolicy(t *testing.T) {
 		t.Fatalf("cancel within the grace: %d, want 200", code)
 	}
 }
+
+// TestNewPatient: the form and the API ask whether the patient has been to
+// the clinic; the front desk sees the answer, and nothing when none was given.
+func TestNewPatient(t *testing.T) {
+	env := NewEnv(t)
+	ag := env.MustStartAgent(env.MustAddClinic("maple"), nil, nil)
+	web := newClient(t, env.Relay.HTTPURL())
+	desk := ag.Desk(t)
+
+	viaAPI := validRequest(firstSlot(t, web, "maple"))
+	viaAPI["new_patient"] = true
+	var a map[string]string
+	if code := web.JSON("POST", "/api/v1/clinics/maple/requests", viaAPI, &a); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	awaitState(t, web, a["token"], "delivered")
+
+	slot := firstSlot(t, web, "maple")
+	code, _, page := web.Do("GET", "/c/maple/request?slot="+slot, "", nil)
+	m := csrfRE.FindStringSubmatch(page)
+	if code != 200 || m == nil || !strings.Contains(page, `name="new_patient" value="existing"`) {
+		t.Fatalf("form page: %d, csrf %v, the question asked: %v", code, m != nil, strings.Contains(page, "new_patient"))
+	}
+	form := url.Values{"_csrf": {m[1]}, "slot_id": {slot}, "name": {"Bo Patient"}, "birth_date": {"1990-01-01"},
+		"phone": {"416-555-0101"}, "email": {"bo@example.org"}, "consent": {"yes"}, "new_patient": {"existing"}}
+	code, hdr, _ := web.Do("POST", "/c/maple/request", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if code != 303 {
+		t.Fatalf("post form: %d", code)
+	}
+	b := strings.TrimPrefix(hdr.Get("Location"), "/r/")
+	awaitState(t, web, b, "delivered")
+
+	var list []struct {
+		Name       string `json:"name"`
+		NewPatient *bool  `json:"new_patient"`
+	}
+	if code := desk.JSON("GET", "/api/requests", nil, &list); code != 200 || len(list) != 2 {
+		t.Fatalf("list: %d %+v", code, list)
+	}
+	for _, e := range list {
+		want := e.Name == "Ada Patient" // ada said new (API), bo said existing (form)
+		if e.NewPatient == nil || *e.NewPatient != want {
+			t.Errorf("%s: new_patient %v, want %v", e.Name, e.NewPatient, want)
+		}
+	}
+	if code, _, page := desk.Do("GET", "/", "", nil); code != 200 || !strings.Contains(page, "new patient") || !strings.Contains(page, "existing patient") {
+		t.Errorf("the front desk's list: %d, want both answers shown", code)
+	}
+}

@@ -150,7 +150,7 @@ func TestPortal_EmailMethod(t *testing.T) {
 	poll.For(t, 10*time.Second, func() error {
 		code, _, body := patient.Do("GET", "/c/maple/request?slot="+formSlot, "", nil)
 		if code != 200 || !strings.Contains(body, `value="Ada Patient"`) || !strings.Contains(body, `value="1980-04-02"`) ||
-			!strings.Contains(body, `value="ada@example.org"`) {
+			!strings.Contains(body, `value="ada@example.org"`) || !strings.Contains(body, `value="existing" checked`) {
 			return fmt.Errorf("the signed-in patient's form: %d, not filled from the clinic's file", code)
 		}
 		return nil

@@ -15,16 +15,19 @@ import (
 // Request is a patient's appointment request. Everything but the IDs is PHI:
 // it travels only in the message body, never in a subject, key, header or log.
 type Request struct {
-	ID        string    `json:"id"`
-	ClinicID  string    `json:"clinic_id"`
-	SlotID    string    `json:"slot_id"`
-	Name      string    `json:"name"`
-	BirthDate string    `json:"birth_date"`
-	Phone     string    `json:"phone"`
-	Email     string    `json:"email"`
-	Reason    string    `json:"reason"`
-	Consent   bool      `json:"consent"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string `json:"id"`
+	ClinicID  string `json:"clinic_id"`
+	SlotID    string `json:"slot_id"`
+	Name      string `json:"name"`
+	BirthDate string `json:"birth_date"`
+	Phone     string `json:"phone"`
+	Email     string `json:"email"`
+	Reason    string `json:"reason"`
+	Consent   bool   `json:"consent"`
+	// NewPatient says whether the patient has never been to the clinic
+	// (true) or has (false); nil when they did not say.
+	NewPatient *bool     `json:"new_patient,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 	// PortalVerified: sent by a patient signed in to the clinic's portal
 	// whose account has this email (the clinic vouched for it when the
 	// account was made); the web front sets it, never the patient.

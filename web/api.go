@@ -45,6 +45,9 @@ type apiRequest struct {
 	// Consent defaults to true for API clients, which confirm by calling that
 	// the patient agreed; an explicit false is refused.
 	Consent *bool `json:"consent"`
+	// NewPatient: never been to the clinic (true) or has (false); null
+	// when not said.
+	NewPatient *bool `json:"new_patient"`
 	// EmailCode is the code emailed to the patient when the clinic asked
 	// for one (web/emailcode.go); empty otherwise.
 	EmailCode string `json:"email_code,omitempty"`
@@ -223,7 +226,8 @@ func decodeAPIRequest(body io.Reader) (req services.Request, emailCode string, e
 		return services.Request{}, "", err
 	}
 	return services.Request{SlotID: in.SlotID, Name: in.Name, BirthDate: in.BirthDate, Phone: in.Phone,
-		Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent}, strings.TrimSpace(in.EmailCode), nil
+			Email: in.Email, Reason: in.Reason, Consent: in.Consent == nil || *in.Consent, NewPatient: in.NewPatient},
+		strings.TrimSpace(in.EmailCode), nil
 }
 
 // requireJSON refuses a body that is not declared JSON, with 415.

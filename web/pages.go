@@ -274,6 +274,17 @@ type formView struct {
 	FromPortal bool
 }
 
+// Newness is the new_patient radio's value: "new", "existing" or "".
+func (v formView) Newness() string {
+	switch {
+	case v.Values.NewPatient == nil:
+		return ""
+	case *v.Values.NewPatient:
+		return "new"
+	}
+	return "existing"
+}
+
 // formError is one line of the form's error summary; Field is the id of
 // the input it links to, "" when there is none.
 type formError struct{ Field, Text string }
@@ -323,10 +334,25 @@ func (s *Server) handleRequestForm(c echo.Context) error {
 	}
 	v := formView{Slot: s.pageSlot(c, cl, sl)}
 	if d, ok := s.portalDetails(c, cl.ID); ok {
-		v.Values = services.Request{Name: d.Name, BirthDate: d.BirthDate, Phone: d.Phone, Email: d.Email}
+		known := false // the clinic has them on file: not a new patient
+		v.Values = services.Request{Name: d.Name, BirthDate: d.BirthDate, Phone: d.Phone, Email: d.Email, NewPatient: &known}
 		v.FromPortal = true
 	}
 	return s.renderForm(c, http.StatusOK, cl, v)
+}
+
+// newPatient reads the form's new_patient radio: "new", "existing", or
+// nothing said.
+func newPatient(v string) *bool {
+	switch v {
+	case "new":
+		b := true
+		return &b
+	case "existing":
+		b := false
+		return &b
+	}
+	return nil
 }
 
 // handleRequestCreate takes the form: hold, publish, then 303 to the status page.
@@ -337,7 +363,7 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 	}
 	req := services.Request{SlotID: c.FormValue("slot_id"), Name: c.FormValue("name"), BirthDate: c.FormValue("birth_date"),
 		Phone: c.FormValue("phone"), Email: c.FormValue("email"), Reason: c.FormValue("reason"),
-		Consent: c.FormValue("consent") == "yes"}
+		Consent: c.FormValue("consent") == "yes", NewPatient: newPatient(c.FormValue("new_patient"))}
 	req.Lang = lang(c) // for the email notices
 	err = s.checkEmailCode(c, cl.ID, req, strings.TrimSpace(c.FormValue("email_code")))
 	var booked services.Booked

@@ -43,6 +43,21 @@ type Entry struct {
 	// PortalVerified: sent signed in to the clinic's portal with the email
 	// the clinic's records hold (services.Request.PortalVerified).
 	PortalVerified bool `json:"portal_verified,omitempty"`
+	// NewPatient is what the patient said: never been (true), been
+	// (false), or nothing (nil).
+	NewPatient *bool `json:"new_patient,omitempty"`
+}
+
+// Newness is NewPatient in words for the pages: "new patient",
+// "existing patient", or "".
+func (e Entry) Newness() string {
+	switch {
+	case e.NewPatient == nil:
+		return ""
+	case *e.NewPatient:
+		return "new patient"
+	}
+	return "existing patient"
 }
 
 func newEntry(r *record) Entry {
@@ -67,6 +82,7 @@ func newEntry(r *record) Entry {
 		ReceivedAt:     r.ReceivedAt,
 		DecidedAt:      r.DecidedAt,
 		PortalVerified: r.Request.PortalVerified,
+		NewPatient:     r.Request.NewPatient,
 	}
 }
 

@@ -20,6 +20,10 @@ import (
 // Appointment, the patient is offered the new time against it.
 const extRequestedSlot = "https://clinicrelay.org/fhir/requested-slot"
 
+// extNewPatient is the extension that says whether the patient said they
+// have never been to the clinic (true) or have (false); absent when not said.
+const extNewPatient = "https://clinicrelay.org/fhir/new-patient"
+
 // ReasonPatientCancelled is the cancelation reason the connector writes when
 // the patient cancels; any other cancellation is the clinic's decline.
 const ReasonPatientCancelled = "cancelled by the patient (clinicrelay)"
@@ -72,6 +76,9 @@ func (c *Connector) store(ctx context.Context, req services.Request) error {
 		a.Participant = append(a.Participant, participant{Actor: p.actor, Status: "needs-action"})
 	}
 	body := withExtension(a, req.SlotID)
+	if req.NewPatient != nil {
+		body["extension"] = append(body["extension"].([]any), map[string]any{"url": extNewPatient, "valueBoolean": *req.NewPatient})
+	}
 	if _, err := c.c.createIfNone(ctx, "Appointment", body, url.Values{"identifier": {SystemRequest + "|" + req.ID}}); err != nil {
 		return err
 	}

@@ -131,6 +131,37 @@ func TestConnector_Store(t *testing.T) {
 	}
 }
 
+// TestConnector_Store_NewPatient: what the patient said of having been to
+// the clinic is on the Appointment, as the new-patient extension; nothing
+// when they did not say.
+func TestConnector_Store_NewPatient(t *testing.T) {
+	p := newPMS(t)
+	free := p.free(t)
+	said, silent := request(1, free[0].ID), request(2, free[1].ID)
+	yes := true
+	said.NewPatient = &yes
+	for _, r := range []services.Request{said, silent} {
+		if err := p.conn.Store(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newPatient := func(a map[string]any) (any, bool) {
+		exts, _ := a["extension"].([]any)
+		for _, e := range exts {
+			if m, _ := e.(map[string]any); m["url"] == "https://clinicrelay.org/fhir/new-patient" {
+				return m["valueBoolean"], true
+			}
+		}
+		return nil, false
+	}
+	if v, ok := newPatient(p.Appointment(said.ID)); !ok || v != true {
+		t.Errorf("the new patient's appointment: %v %v, want the extension true", v, ok)
+	}
+	if v, ok := newPatient(p.Appointment(silent.ID)); ok {
+		t.Errorf("the appointment of a patient who said nothing: %v, want no extension", v)
+	}
+}
+
 // TestConnector_Store_SlotTaken: the PMS gave the slot away, before the
 // request arrived or at the same moment (two agents racing on If-Match):
 // exactly one request gets it, the other is EConflict.
