@@ -90,7 +90,7 @@ func TestPolicy(t *testing.T) {
 	form := url.Values{"_csrf": {m[1]}, "slot_id": {soonest}, "name": {"Ada Patient"}, "birth_date": {"1980-04-02"},
 		"phone": {"416 555 0100"}, "email": {"ada@example.org"}, "consent": {"yes"}}
 	code, _, page = web.Do("POST", "/c/maple/request", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
-	if code != 422 || !strings.Contains(page, "Cette heure est trop proche") {
+	if code != 422 || !strings.Contains(page, fmt.Sprintf("Cette heure est trop proche : la clinique prend les demandes en ligne au moins %d minutes", p.NoticeMinutes)) {
 		t.Errorf("the form for a time too soon: %d, want 422 saying so in French", code)
 	}
 

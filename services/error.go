@@ -37,7 +37,12 @@ type Error struct {
 	Key       string
 	Fields    map[string]string
 	FieldKeys map[string]string // field -> its message's code
-	Err       error             // the cause, for logs; never shown to users
+	// KeyArgs and FieldArgs are the arguments of the catalogue's texts
+	// (Key's, and each field's), for texts that take some, such as a
+	// number of minutes; most take none.
+	KeyArgs   []any
+	FieldArgs map[string][]any
+	Err       error // the cause, for logs; never shown to users
 }
 
 // Keyed builds an Error whose message has a code in the catalogue.
@@ -79,6 +84,7 @@ func ErrorCode(err error) string {
 // ready to use.
 type FieldErrors struct {
 	msgs, keys map[string]string
+	args       map[string][]any
 }
 
 // Add records msg for field unless the field already has one.
@@ -98,6 +104,18 @@ func (f *FieldErrors) AddKey(field, key, msg string) {
 	}
 }
 
+// AddKeyArgs is AddKey with the arguments of the catalogue's text.
+func (f *FieldErrors) AddKeyArgs(field, key, msg string, args ...any) {
+	if _, ok := f.msgs[field]; ok {
+		return
+	}
+	f.AddKey(field, key, msg)
+	if f.args == nil {
+		f.args = map[string][]any{}
+	}
+	f.args[field] = args
+}
+
 // Len is how many fields are at fault.
 func (f *FieldErrors) Len() int { return len(f.msgs) }
 
@@ -111,5 +129,6 @@ func (f *FieldErrors) Err() error {
 
 // Error is an Error of code with message, naming the fields.
 func (f *FieldErrors) Error(code, message string) *Error {
-	return &Error{Code: code, Message: message, Fields: maps.Clone(f.msgs), FieldKeys: maps.Clone(f.keys)}
+	return &Error{Code: code, Message: message, Fields: maps.Clone(f.msgs), FieldKeys: maps.Clone(f.keys),
+		FieldArgs: maps.Clone(f.args)}
 }

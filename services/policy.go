@@ -49,11 +49,11 @@ func (p BookingPolicy) Bookable(now, start time.Time) error {
 	var f FieldErrors
 	switch {
 	case p.NoticeMinutes > 0 && start.Sub(now) < time.Duration(p.NoticeMinutes)*time.Minute:
-		f.AddKey("slot_id", "field.slot_id.notice", fmt.Sprintf("this time is too soon: the clinic takes online requests at least %s ahead",
-			span(time.Duration(p.NoticeMinutes)*time.Minute)))
+		f.AddKeyArgs("slot_id", "field.slot_id.notice", fmt.Sprintf("this time is too soon: the clinic takes online requests at least %s ahead",
+			span(time.Duration(p.NoticeMinutes)*time.Minute)), p.NoticeMinutes)
 	case p.HorizonDays > 0 && start.Sub(now) > time.Duration(p.HorizonDays)*24*time.Hour:
-		f.AddKey("slot_id", "field.slot_id.horizon", fmt.Sprintf("this time is too far ahead: the clinic takes online requests up to %d days ahead",
-			p.HorizonDays))
+		f.AddKeyArgs("slot_id", "field.slot_id.horizon", fmt.Sprintf("this time is too far ahead: the clinic takes online requests up to %d days ahead",
+			p.HorizonDays), p.HorizonDays)
 	}
 	return f.Err()
 }
@@ -76,9 +76,11 @@ func (p BookingPolicy) Changeable(st Status, now time.Time) error {
 	if err != nil || start.Sub(now) >= cutoff || now.Sub(st.UpdatedAt) < grace {
 		return nil
 	}
-	return Keyed(EInvalid, "change.cutoff",
+	e := Keyed(EInvalid, "change.cutoff",
 		"this appointment is less than %s away: it can no longer be cancelled or moved online; please call the clinic",
 		span(cutoff))
+	e.KeyArgs = []any{p.CutoffHours}
+	return e
 }
 
 // span is d as a reader says it: "2 hours", "90 minutes", "1 day".

@@ -46,7 +46,7 @@ func PortalRetryAfter(err error) time.Duration {
 func errLocked(left time.Duration) error {
 	e := Keyed(ETooManyTries, "portal.locked",
 		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", int(PortalLockFor.Minutes()))
-	e.Err = lockWait{left}
+	e.Err, e.KeyArgs = lockWait{left}, []any{int(PortalLockFor.Minutes())}
 	return e
 }
 

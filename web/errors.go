@@ -56,6 +56,24 @@ func messageKey(err error) string {
 	return ""
 }
 
+// messageArgs are the arguments of an error's message in the catalogue.
+func messageArgs(err error) []any {
+	var de *services.Error
+	if errors.As(err, &de) {
+		return de.KeyArgs
+	}
+	return nil
+}
+
+// fieldArgs are the arguments of each field's message in the catalogue.
+func fieldArgs(err error) map[string][]any {
+	var de *services.Error
+	if errors.As(err, &de) {
+		return de.FieldArgs
+	}
+	return nil
+}
+
 // fieldKeys is the catalogue code of each field's message of an error.
 func fieldKeys(err error) map[string]string {
 	var de *services.Error
@@ -98,7 +116,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	c.Render(code, "error.html", s.pageData(c, map[string]any{"Status": code,
-		"Title": errorTitle(lang(c), code), "Message": errorText(lang(c), messageKey(err), msg)}))
+		"Title": errorTitle(lang(c), code), "Message": errorText(lang(c), messageKey(err), msg, messageArgs(err)...)}))
 }
 
 // retryAfter is the Retry-After, in seconds, of every 503.

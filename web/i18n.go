@@ -166,15 +166,17 @@ func formatSlot(lang string, t time.Time, loc *time.Location) string {
 
 // fieldError is a field's message in lang, by its code in the catalogue
 // (services.Error.FieldKeys); a field without one says "check this field".
-func fieldError(lang, key string) string { return keyText(lang, key, tr(lang, "field.other")) }
+func fieldError(lang, key string, args ...any) string {
+	return keyText(lang, key, tr(lang, "field.other"), args...)
+}
 
 // keyText is the catalogue's text under key in lang, or fallback when the
 // catalogue has no such key (or key is "").
-func keyText(lang, key, fallback string) string {
+func keyText(lang, key, fallback string, args ...any) string {
 	if key == "" || !catalog.Has(key) {
 		return fallback
 	}
-	return tr(lang, key)
+	return tr(lang, key, args...)
 }
 
 // errorKeys maps the messages of errors that are not the domain's (Echo's
@@ -194,11 +196,11 @@ var errorKeys = map[string]string{
 // errorText is an error page's message in lang: by its code (key), else
 // by errorKeys; anything else becomes a general one, never English on a
 // French page.
-func errorText(lang, key, msg string) string {
+func errorText(lang, key, msg string, args ...any) string {
 	if k, ok := errorKeys[msg]; ok && key == "" {
 		key = k
 	}
-	return keyText(lang, key, tr(lang, "error.other"))
+	return keyText(lang, key, tr(lang, "error.other"), args...)
 }
 
 // errorTitle is the heading of an error page for an HTTP status.

@@ -294,13 +294,13 @@ var formFields = []string{"name", "birth_date", "phone", "email", "email_code", 
 
 // setErrors translates the services field errors into language l, by
 // their codes (keys).
-func (v *formView) setErrors(l string, fields, keys map[string]string) {
+func (v *formView) setErrors(l string, fields, keys map[string]string, args map[string][]any) {
 	v.Errors = map[string]string{}
 	for _, f := range formFields {
 		if _, ok := fields[f]; !ok {
 			continue
 		}
-		v.Errors[f] = fieldError(l, keys[f])
+		v.Errors[f] = fieldError(l, keys[f], args[f]...)
 		e := formError{Field: f, Text: v.Errors[f]}
 		if f == "slot_id" {
 			e.Field = ""
@@ -395,8 +395,8 @@ func (s *Server) formRefused(c echo.Context, cl services.Clinic, req services.Re
 		return s.renderForm(c, http.StatusConflict, cl, v)
 	case services.EInvalid, services.ELimit:
 		code, msg, fields := classify(err)
-		if v.setErrors(lang(c), fields, fieldKeys(err)); services.ErrorCode(err) == services.ELimit || len(v.Summary) == 0 {
-			v.Message = errorText(lang(c), messageKey(err), msg)
+		if v.setErrors(lang(c), fields, fieldKeys(err), fieldArgs(err)); services.ErrorCode(err) == services.ELimit || len(v.Summary) == 0 {
+			v.Message = errorText(lang(c), messageKey(err), msg, messageArgs(err)...)
 		}
 		return s.renderForm(c, code, cl, v)
 	case services.EConflict:

@@ -61,10 +61,10 @@ func (s *Server) portalRefused(c echo.Context, v portalView, form string, err er
 	v.Form, v.Errors = form, map[string]string{}
 	keys := fieldKeys(err)
 	for f, m := range fields {
-		v.Errors[f] = errorText(lang(c), keys[f], m)
+		v.Errors[f] = errorText(lang(c), keys[f], m, fieldArgs(err)[f]...)
 	}
 	if len(fields) == 0 {
-		v.Message = errorText(lang(c), messageKey(err), msg)
+		v.Message = errorText(lang(c), messageKey(err), msg, messageArgs(err)...)
 	}
 	return s.renderPortal(c, code, v)
 }
