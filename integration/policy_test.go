@@ -81,8 +81,13 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("request for %s: %d %v, want 422 naming slot_id %q", tt.slot, code, e.Fields, tt.want)
 		}
 	}
-	// The page says why, in French too.
+	// The page says why, in French too: a link to the time at once, and
+	// a form sent from a page left open.
 	code, _, page := web.Do("GET", "/c/maple/request?lang=fr&slot="+soonest, "", nil)
+	if code != 409 || !strings.Contains(page, "Cette heure est trop proche") || strings.Contains(page, `name="slot_id"`) {
+		t.Fatalf("the form's page for a time too soon: %d, want 409 saying why, without the form", code)
+	}
+	code, _, page = web.Do("GET", "/c/maple/request?lang=fr&slot="+firstSlot(t, web, "maple"), "", nil)
 	m := csrfRE.FindStringSubmatch(page)
 	if code != 200 || m == nil {
 		t.Fatalf("form page: %d, csrf token found: %v", code, m != nil)

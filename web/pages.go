@@ -332,6 +332,12 @@ func (s *Server) handleRequestForm(c echo.Context) error {
 		return s.renderForm(c, http.StatusConflict, cl, formView{Message: t(c, "form.gone"),
 			NextFree: s.nextFreePage(c, cl)})
 	}
+	// A link to a time the provider's rules no longer let anyone request
+	// (a page left open): say why, and offer the times that can be.
+	if err := s.cfg.Catalog.Policy(cl.ID, sl.ProviderID).Bookable(s.cfg.Now().UTC(), sl.Start); err != nil {
+		return s.renderForm(c, http.StatusConflict, cl, formView{NextFree: s.nextFreePage(c, cl),
+			Message: fieldError(lang(c), fieldKeys(err)["slot_id"], fieldArgs(err)["slot_id"]...)})
+	}
 	v := formView{Slot: s.pageSlot(c, cl, sl)}
 	if d, ok := s.portalDetails(c, cl.ID); ok {
 		known := false // the clinic has them on file: not a new patient
