@@ -95,16 +95,17 @@ func (a *Agent) portalAnswer(ctx context.Context, c services.PortalCheck) (porta
 // relay (subjects.AgentPortalGrant).
 type portalAccess struct{ a *Agent }
 
-func (p portalAccess) Grant(ctx context.Context, email, hash string) error {
-	err := portal.SendGrant(ctx, p.a.nc, p.a.clinic, portal.Grant{Email: email, Hash: hash})
+func (p portalAccess) Grant(ctx context.Context, email, hash string, reset bool) error {
+	err := portal.SendGrant(ctx, p.a.nc, p.a.clinic, portal.Grant{Email: email, Hash: hash, Reset: reset})
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, portal.ErrRefused):
 		return &services.Error{Code: services.EInvalid, Message: "the relay refused to give portal access", Err: err}
 	case errors.Is(err, portal.ErrExists):
-		return services.Errorf(services.EConflict, "this patient already has a portal account with a password of their own: "+
-			"they set a new one with the email link on the clinic's portal page")
+		return services.Keyed(services.EConflict, "portal.has_account",
+			"This patient already has a portal account with a password of their own: they set a new one with the email link "+
+				"on the clinic's portal page; or, if you have identified them, reset it here")
 	}
 	return &services.Error{Code: services.EUnavailable, Message: "the patient portal cannot be reached now; try again in a minute",
 		Err: err}

@@ -107,4 +107,16 @@ func TestBrowser_PortalGrant(t *testing.T) {
 	b.Fill("password-new_password", "my own knee phrase")
 	b.Press(kb.Enter, `document.getElementById("list") !== null && document.querySelector("p.notice") !== null`)
 	b.Axe("portal (own password set, en)")
+
+	// Now the patient has a password of their own: the desk is told, and
+	// offered a reset for a patient it has identified.
+	desk.Open("/requests/" + first["id"])
+	desk.TabTo(`el.type === "submit" && el.textContent === "Give portal access"`)
+	desk.Press(kb.Enter, `document.querySelector("div.error") !== null`)
+	if got := desk.Eval(`document.querySelector("div.error").textContent`); !strings.Contains(got, "already has a portal account") {
+		t.Fatalf("access over the patient's own password says %q", got)
+	}
+	desk.Axe("console request (the patient has an account)")
+	desk.TabTo(`el.type === "submit" && el.textContent === "Reset their portal password"`)
+	desk.Press(kb.Enter, `document.getElementById("temp-password") !== null`)
 }

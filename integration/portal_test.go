@@ -359,6 +359,17 @@ func TestPortal_TemporaryPassword(t *testing.T) {
 	if code := patient.JSON("POST", "/api/v1/clinics/maple/portal/login", map[string]string{"email": "ada@example.org", "password": g.Password}, nil); code != 401 {
 		t.Fatalf("the temporary password after it was replaced: %d, want 401", code)
 	}
+	// The patient chose a password: the desk cannot replace it by mistake,
+	// only by a reset it confirms.
+	if code := desk.JSON("POST", "/api/requests/"+first["id"]+"/portal", map[string]bool{}, nil); code != 409 {
+		t.Fatalf("access again over the patient's own password: %d, want 409", code)
+	}
+	if code := desk.JSON("POST", "/api/requests/"+first["id"]+"/portal", map[string]bool{"reset": true}, &g); code != 200 {
+		t.Fatalf("a reset the desk confirms: %d", code)
+	}
+	if code := patient.JSON("GET", "/api/v1/clinics/maple/portal/appointments", nil, nil); code != 401 {
+		t.Fatalf("the patient's session after a reset: %d, want 401", code)
+	}
 
 	poll.For(t, 10*time.Second, func() error {
 		_, out, _ := relayCmd(t, "audit", "--clinic", "maple", "--format", "json", "--data", env.DataDir)

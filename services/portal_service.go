@@ -375,15 +375,18 @@ func verifyInTurn(ctx context.Context, hash, pw string) (ok bool, err error) {
 // (password.Ours): good for PortalTempLife, to be replaced at first
 // sign-in. An account still on an earlier temporary password gets the new
 // one (its sessions and links end); one whose owner chose a password is
-// EConflict. The clinic records it, with the staff user.
-func (p *Portal) Grant(ctx context.Context, clinic, email, hash string) error {
+// EConflict unless reset: the front desk confirms it has identified the
+// patient (with no email link, as without --smtp-url, it is the only way
+// back for one who forgot or locked their password). The clinic records
+// it, with the staff user.
+func (p *Portal) Grant(ctx context.Context, clinic, email, hash string, reset bool) error {
 	email = strings.TrimSpace(email)
 	if !ValidEmail(email) || !password.Ours(hash) {
 		return Errorf(EInvalid, "a grant is an email address and an argon2id hash made as internal/password makes them")
 	}
 	key := p.Store.EmailKey(clinic, email)
 	_, err := p.updateAccount(ctx, clinic, key, true, func(a *PortalAccount) error {
-		if a.Hash != "" && !a.MustChange {
+		if a.Hash != "" && !a.MustChange && !reset {
 			// The front desk vouches for a caller, not for the mailbox: an
 			// account whose owner chose a password is reset by its email.
 			return Keyed(EConflict, "portal.has_account",

@@ -270,8 +270,8 @@ type formView struct {
 	// and a code was, or is to be, emailed (web/emailcode.go).
 	NeedCode bool
 	// FromPortal: the details are the clinic's, for a patient signed in to
-	// its portal.
-	FromPortal bool
+	// its portal; SignedIn: signed in, the clinic has no details to give.
+	FromPortal, SignedIn bool
 }
 
 // Newness is the new_patient radio's value: "new", "existing" or "".
@@ -339,10 +339,13 @@ func (s *Server) handleRequestForm(c echo.Context) error {
 			Message: fieldError(lang(c), fieldKeys(err)["slot_id"], fieldArgs(err)["slot_id"]...)})
 	}
 	v := formView{Slot: s.pageSlot(c, cl, sl)}
-	if d, ok := s.portalDetails(c, cl.ID); ok {
+	switch d, signedIn, ok := s.portalDetails(c, cl.ID); {
+	case ok:
 		known := false // the clinic has them on file: not a new patient
 		v.Values = services.Request{Name: d.Name, BirthDate: d.BirthDate, Phone: d.Phone, Email: d.Email, NewPatient: &known}
 		v.FromPortal = true
+	case signedIn:
+		v.SignedIn = true
 	}
 	return s.renderForm(c, http.StatusOK, cl, v)
 }

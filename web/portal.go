@@ -318,11 +318,17 @@ func (s *Server) portalAdd(c echo.Context, clinic, token string, req services.Re
 }
 
 // portalDetails are the details the clinic has of the patient signed in to
-// clinic's portal, for their booking form.
-func (s *Server) portalDetails(c echo.Context, clinic string) (services.PatientDetails, bool) {
+// clinic's portal, for their booking form (ok); signedIn says whether a
+// patient is signed in at all, whether or not the clinic had details.
+func (s *Server) portalDetails(c echo.Context, clinic string) (d services.PatientDetails, signedIn, ok bool) {
 	cookie := portalToken(c, clinic)
 	if s.cfg.Portal == nil || cookie == "" {
-		return services.PatientDetails{}, false
+		return services.PatientDetails{}, false, false
 	}
-	return s.cfg.Portal.Details(c.Request().Context(), clinic, cookie)
+	ctx := c.Request().Context()
+	if _, err := s.cfg.Portal.Ready(ctx, clinic, cookie); err != nil {
+		return services.PatientDetails{}, false, false
+	}
+	d, ok = s.cfg.Portal.Details(ctx, clinic, cookie)
+	return d, true, ok
 }

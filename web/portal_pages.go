@@ -76,8 +76,11 @@ func (s *Server) handlePortal(c echo.Context) error {
 		return err
 	}
 	var v portalView
-	if c.QueryParam("done") == "password" {
+	switch c.QueryParam("done") {
+	case "password":
 		v.Notice = t(c, "portal.password_changed")
+	case "signedout":
+		v.Notice = t(c, "portal.signed_out_now")
 	}
 	return s.portalHome(c, cl, p, v)
 }
@@ -165,7 +168,7 @@ func (s *Server) handlePortalLogout(c echo.Context) error {
 		return err
 	}
 	s.setPortalCookie(c, cl.ID, "")
-	return s.renderPortal(c, http.StatusOK, portalView{Clinic: cl, Notice: t(c, "portal.signed_out_now")})
+	return c.Redirect(http.StatusSeeOther, "/c/"+cl.ID+"/portal?done=signedout")
 }
 
 // handlePortalChangePassword is POST /c/:slug/portal/password.

@@ -321,6 +321,11 @@ func (s *Server) handleReschedule(c echo.Context) error {
 		return s.renderReschedule(c, http.StatusConflict, t(c, "form.taken"))
 	case services.EInvalid:
 		msg := t(c, "field.slot_id")
+		if k := fieldKeys(err)["slot_id"]; k != "" { // the booking rules say why
+			msg = fieldError(lang(c), k, fieldArgs(err)["slot_id"]...)
+		} else if k := messageKey(err); k != "" {
+			msg = errorText(lang(c), k, "", messageArgs(err)...)
+		}
 		if cur, serr := s.cfg.Booker.Status(c.Request().Context(), token); serr == nil && cur.SlotID == c.FormValue("slot_id") {
 			msg = t(c, "reschedule.same")
 		}

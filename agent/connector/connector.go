@@ -98,7 +98,8 @@ type StaffAuditor interface {
 type PortalAccess interface {
 	// Grant is EInvalid when the relay refuses the grant, EUnavailable
 	// when it cannot be reached.
-	Grant(ctx context.Context, email, hash string) error
+	// reset replaces a password the patient chose (EConflict without it).
+	Grant(ctx context.Context, email, hash string, reset bool) error
 }
 
 // PortalGiver is a Connector whose staff give patients portal access (the

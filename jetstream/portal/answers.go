@@ -22,6 +22,9 @@ import (
 type Grant struct {
 	Email string `json:"email"`
 	Hash  string `json:"hash"`
+	// Reset replaces a password the patient chose (the front desk
+	// confirmed it identified them).
+	Reset bool `json:"reset,omitempty"`
 }
 
 // Answer is an agent's answer to a portal check (subjects.AgentPortalAnswer).
@@ -136,7 +139,7 @@ func (a *Answers) grant(clinic string, body []byte) reply {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
-	switch err := a.Portal.Grant(ctx, clinic, g.Email, g.Hash); services.ErrorCode(err) {
+	switch err := a.Portal.Grant(ctx, clinic, g.Email, g.Hash, g.Reset); services.ErrorCode(err) {
 	case services.EInvalid:
 		return reply{Code: "refused", Error: err.Error()}
 	case services.EConflict:

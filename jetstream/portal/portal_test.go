@@ -697,6 +697,17 @@ func TestPortal_TemporaryPassword(t *testing.T) {
 	if _, err := e.p.Ready(ctx, "maple", next); err != nil {
 		t.Fatalf("the owner's session after a refused grant: %v", err)
 	}
+	// Unless the desk resets it, having identified the patient: the
+	// owner's sessions end, the new temporary password signs in.
+	reset := password.OneTime()
+	if err := portal.SendGrant(ctx, e.js.Conn(), "maple", portal.Grant{Email: "ada@example.org", Hash: password.Hash(reset), Reset: true}); err != nil {
+		t.Fatalf("a reset: %v", err)
+	}
+	_, err = e.p.Session(ctx, "maple", next)
+	code(t, err, services.EUnauthorized)
+	if _, err := e.p.SignIn(ctx, "maple", "ada@example.org", reset, ""); err != nil {
+		t.Fatalf("sign in after the reset: %v", err)
+	}
 
 	// A grant again, while still on a temporary password, replaces it and
 	// ends its sessions; unused for PortalTempLife, it no longer signs in.

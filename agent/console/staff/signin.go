@@ -205,10 +205,14 @@ func tooMany(d time.Duration, who, orElse string) error {
 const askAdmin = ", or ask an admin to unlock the account"
 
 func roundUp(d time.Duration) string {
+	n, unit := int(d.Seconds())+1, "second"
 	if d > time.Minute {
-		return fmt.Sprintf("%d minutes", int(d.Minutes())+1)
+		n, unit = int(d.Minutes())+1, "minute"
 	}
-	return fmt.Sprintf("%d seconds", int(d.Seconds())+1)
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 // errWrong is the one answer to a wrong name, a wrong password and a
