@@ -103,8 +103,8 @@ func (p portalAccess) Grant(ctx context.Context, email, hash string, reset bool)
 	case errors.Is(err, portal.ErrRefused):
 		return &services.Error{Code: services.EInvalid, Message: "the relay refused to give portal access", Err: err}
 	case errors.Is(err, portal.ErrExists):
-		return services.Keyed(services.EConflict, "portal.has_account",
-			"This patient already has a portal account with a password of their own: they set a new one with the email link "+
+		return services.Errorf(services.EConflict,
+			"this patient already has a portal account with a password of their own: they set a new one with the email link "+
 				"on the clinic's portal page; or, if you have identified them, reset it here")
 	}
 	return &services.Error{Code: services.EUnavailable, Message: "the patient portal cannot be reached now; try again in a minute",

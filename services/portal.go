@@ -105,7 +105,6 @@ type PortalAsked struct {
 type PortalLink struct {
 	EmailKey string    `json:"email_key"` // the account's key (PortalStore.EmailKey)
 	Email    string    `json:"email"`     // to ask the clinic for the patient's details once signed in
-	Lang     string    `json:"lang"`
 	At       time.Time `json:"at"`
 }
 

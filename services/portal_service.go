@@ -219,7 +219,7 @@ func (p *Portal) sendLink(ctx context.Context, clinic string, asked PortalAsked)
 	}
 	token := NewToken()
 	key := PortalTokenKey(token)
-	link := PortalLink{EmailKey: p.Store.EmailKey(clinic, asked.Email), Email: asked.Email, Lang: asked.Lang, At: p.now()}
+	link := PortalLink{EmailKey: p.Store.EmailKey(clinic, asked.Email), Email: asked.Email, At: p.now()}
 	if err := p.Store.PutToken(ctx, clinic, PortalLinkRecord, key, link, PortalLinkLife); err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func (p *Portal) Grant(ctx context.Context, clinic, email, hash string, reset bo
 		if a.Hash != "" && !a.MustChange && !reset {
 			// The front desk vouches for a caller, not for the mailbox: an
 			// account whose owner chose a password is reset by its email.
-			return Keyed(EConflict, "portal.has_account",
+			return Errorf(EConflict,
 				"this patient already has a portal account with a password of their own: they can set a new one with the email link on the portal page")
 		}
 		a.Hash, a.MustChange, a.TempUntil, a.PasswordAt = hash, true, p.now().Add(PortalTempLife), p.now()
