@@ -292,7 +292,7 @@ func (p *Portal) SetPassword(ctx context.Context, clinic, link, pw, ip string) (
 		return "", orUnavailable(err, errLink())
 	}
 	// Hashed before the link is used up: a busy portal leaves it working.
-	hash, err := hashInTurn(ctx, pw)
+	hash, err := hashInTurn(pw)
 	if err != nil {
 		return "", err
 	}
@@ -349,22 +349,17 @@ func orUnavailable(err, otherwise error) error {
 	return otherwise
 }
 
-func hashInTurn(ctx context.Context, pw string) (h string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, hashWait)
-	defer cancel()
-	if hashers.Do(ctx, func() { h = password.Hash(pw) }) != nil {
+func hashInTurn(pw string) (string, error) {
+	h, err := hashers.Hash(hashWait, pw)
+	if err != nil {
 		return "", Errorf(EUnavailable, "the portal is busy checking passwords: try again in a moment")
 	}
 	return h, nil
 }
 
-func verifyInTurn(ctx context.Context, hash, pw string) (ok bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, hashWait)
-	defer cancel()
-	if len(pw) > password.MaxLen {
-		pw = "" // checked all the same, as long as any other
-	}
-	if hashers.Do(ctx, func() { ok = password.Verify(hash, pw) }) != nil {
+func verifyInTurn(hash, pw string) (bool, error) {
+	ok, err := hashers.Verify(hashWait, hash, pw)
+	if err != nil {
 		return false, Errorf(EUnavailable, "the portal is busy checking passwords: try again in a moment")
 	}
 	return ok, nil

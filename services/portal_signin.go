@@ -117,9 +117,9 @@ func (p *Portal) SignIn(ctx context.Context, clinic, email, pw, ip string) (stri
 		if ErrorCode(err) != ENotFound {
 			return "", err
 		}
-		acct.Hash = password.Dummy
+		acct.Hash = password.Dummy()
 	}
-	ok, err := verifyInTurn(ctx, acct.Hash, pw)
+	ok, err := verifyInTurn(acct.Hash, pw)
 	if err != nil {
 		return "", err
 	}
@@ -378,7 +378,7 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, ne
 	if err := passwordField("new_password", next); err != nil {
 		return "", err
 	}
-	ok, err := verifyInTurn(ctx, s.Account.Hash, current)
+	ok, err := verifyInTurn(s.Account.Hash, current)
 	if err != nil {
 		return "", err
 	}
@@ -396,7 +396,7 @@ func (p *Portal) ChangePassword(ctx context.Context, clinic, cookie, current, ne
 	if err := f.Err(); err != nil {
 		return "", err
 	}
-	hash, err := hashInTurn(ctx, next)
+	hash, err := hashInTurn(next)
 	if err != nil {
 		return "", err
 	}

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,8 +44,9 @@ const (
 //go:embed common-passwords.txt
 var commonList []byte
 
-// common holds the shipped list of common passwords, lower case.
-var common = func() map[string]bool {
+// common holds the shipped list of common passwords, lower case, loaded
+// on first use: every binary that links this package need not pay for it.
+var common = sync.OnceValue(func() map[string]bool {
 	m := make(map[string]bool, 10_000)
 	sc := bufio.NewScanner(bytes.NewReader(commonList))
 	for sc.Scan() {
@@ -52,7 +55,7 @@ var common = func() map[string]bool {
 		}
 	}
 	return m
-}()
+})
 
 // Why Check refuses a password, for callers that say it in other words
 // (errors.Is); every refusal wraps one.
@@ -90,7 +93,7 @@ func Check(name, pw string) error {
 	}
 	low := strings.ToLower(pw)
 	core := strings.TrimFunc(low, func(r rune) bool { return unicode.IsDigit(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) })
-	if common[low] || common[core] || core == "" && isSequence(low) {
+	if list := common(); list[low] || list[core] || core == "" && isSequence(low) {
 		return &refused{"password is too common: choose a longer phrase of your own", ErrCommon}
 	}
 	if local, _, _ := strings.Cut(strings.ToLower(name), "@"); local != "" && strings.Contains(low, local) {
@@ -165,8 +168,9 @@ func Ours(hash string) bool {
 }
 
 // Dummy is a hash to check when no account has the name given, so that
-// signing in as no one takes as long as with a wrong password.
-var Dummy = Hash(rand.Text())
+// signing in as no one takes as long as with a wrong password. Made on
+// first use (one hash: 19 MiB and about 25 ms).
+var Dummy = sync.OnceValue(func() string { return Hash(rand.Text()) })
 
 // OneTime is a password to be replaced at first sign-in: 20 characters of
 // base32 in groups of five, about 100 bits.
@@ -196,4 +200,26 @@ func (t Turns) Do(ctx context.Context, f func()) error {
 	defer func() { <-t }()
 	f()
 	return nil
+}
+
+// Hash is Hash in its turn, waiting at most wait for one (ErrBusy).
+func (t Turns) Hash(wait time.Duration, pw string) (h string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err = t.Do(ctx, func() { h = Hash(pw) })
+	return h, err
+}
+
+// Verify is Verify in its turn, waiting at most wait for one (ErrBusy). A
+// password longer than MaxLen is checked as an empty one: as long as any
+// other check, and never a match.
+func (t Turns) Verify(wait time.Duration, hash, pw string) (ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	too := len(pw) > MaxLen
+	if too {
+		pw = ""
+	}
+	err = t.Do(ctx, func() { ok = Verify(hash, pw) })
+	return ok && !too, err
 }

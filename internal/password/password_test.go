@@ -38,8 +38,8 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%q: %v, want %q (%v)", tt.pw, err, tt.want, tt.why)
 		}
 	}
-	if len(common) < 9_000 {
-		t.Fatalf("common passwords: %d loaded, want the shipped 10,000", len(common))
+	if n := len(common()); n < 9_000 {
+		t.Fatalf("common passwords: %d loaded, want the shipped 10,000", n)
 	}
 }
 
@@ -88,5 +88,18 @@ func BenchmarkVerify(b *testing.B) {
 	h := Hash(good)
 	for b.Loop() {
 		Verify(h, good)
+	}
+}
+
+// TestTurns_VerifyOverlong: a password past MaxLen never matches, even the
+// hash of its first MaxLen bytes' empty stand-in.
+func TestTurns_VerifyOverlong(t *testing.T) {
+	turns := NewTurns(1)
+	long := strings.Repeat("x", MaxLen+1)
+	if ok, err := turns.Verify(time.Second, Hash(""), long); err != nil || ok {
+		t.Fatalf("an overlong password against the empty one's hash: %v %v, want no match", ok, err)
+	}
+	if ok, err := turns.Verify(time.Second, Hash(good), good); err != nil || !ok {
+		t.Fatalf("the right one: %v %v", ok, err)
 	}
 }

@@ -1,7 +1,6 @@
 package staff
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -233,7 +232,7 @@ func (d *Directory) SignIn(name, pw, addr string) (token string, u User, known b
 	})
 	switch {
 	case services.ErrorCode(err) == services.ENotFound:
-		a, err = &account{Hash: password.Dummy}, nil // as long as a real check, and counted the same
+		a, err = &account{Hash: password.Dummy()}, nil // as long as a real check, and counted the same
 	case err != nil:
 		return "", User{}, false, err
 	}
@@ -260,11 +259,9 @@ func (d *Directory) SignIn(name, pw, addr string) (token string, u User, known b
 // counted as a failure unless it matches, not counted when the console was
 // too busy to check.
 func (d *Directory) check(name, addr, hash, pw string, now time.Time) (bool, error) {
-	ok, err := len(pw) <= password.MaxLen, error(nil)
-	if ok {
-		ok, err = d.verify(hash, pw)
-	} else {
-		password.Verify(password.Dummy, "") // as long as a check
+	ok, err := hashers.Verify(hashWait, hash, pw) // an overlong password: as long as a check, never a match
+	if err != nil {
+		err = busy()
 	}
 	if err != nil {
 		d.throttle.abort(name)
@@ -298,25 +295,11 @@ func busy() error {
 	return services.Errorf(services.EUnavailable, "the console is busy checking passwords: try again in a moment")
 }
 
-// verify is password.Verify in its turn; busy when none comes.
-func (d *Directory) verify(hash, pw string) (ok bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), hashWait)
-	defer cancel()
-	if hashers.Do(ctx, func() { ok = password.Verify(hash, pw) }) != nil {
-		return false, busy()
-	}
-	return ok, nil
-}
-
-// hash is Hash, for the directory's users.
-func (d *Directory) hash(pw string) (string, error) { return Hash(pw) }
-
 // Hash is password.Hash in the console's turn (a staff password, or a
 // patient's temporary portal password); busy when none comes.
-func Hash(pw string) (h string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), hashWait)
-	defer cancel()
-	if hashers.Do(ctx, func() { h = password.Hash(pw) }) != nil {
+func Hash(pw string) (string, error) {
+	h, err := hashers.Hash(hashWait, pw)
+	if err != nil {
 		return "", busy()
 	}
 	return h, nil
@@ -392,7 +375,7 @@ func (d *Directory) ChangePassword(token, current, next, addr string) (string, e
 		fe.Add("current", "the current password is wrong")
 		return "", fe.Err()
 	}
-	hash, err := d.hash(next)
+	hash, err := Hash(next)
 	if err != nil {
 		return "", err
 	}

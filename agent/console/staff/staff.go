@@ -257,7 +257,7 @@ func (d *Directory) Add(name string, role Role, providers []string) (string, err
 		return "", err
 	}
 	pw := password.OneTime()
-	hash, err := d.hash(pw)
+	hash, err := Hash(pw)
 	if err != nil {
 		return "", err
 	}
@@ -286,7 +286,7 @@ func (d *Directory) Put(name string, role Role, providers []string, pw string) e
 	if err := CheckPassword(name, pw); err != nil {
 		return err
 	}
-	hash, err := d.hash(pw)
+	hash, err := Hash(pw)
 	if err != nil {
 		return err
 	}
@@ -330,7 +330,7 @@ func checkRole(role Role, providers []string) error {
 // sessions.
 func (d *Directory) Reset(name string) (string, error) {
 	pw := password.OneTime()
-	hash, err := d.hash(pw)
+	hash, err := Hash(pw)
 	if err != nil {
 		return "", err
 	}
