@@ -253,13 +253,15 @@ func (p *Portal) carrySession(ctx context.Context, clinic, cookie string, s Sign
 }
 
 // Details are the signed-in patient's details as the clinic has them, for
-// their booking form; false while the clinic has not answered (or has
-// none). Opened with the seed of the patient's cookie, in memory only.
-func (p *Portal) Details(ctx context.Context, clinic, cookie string) (PatientDetails, bool) {
+// their booking form; ok is false while the clinic has not answered (or
+// has none), signedIn whether a patient is signed in with cookie at all.
+// Opened with the seed of the patient's cookie, in memory only.
+func (p *Portal) Details(ctx context.Context, clinic, cookie string) (d PatientDetails, signedIn, ok bool) {
 	if _, err := p.Ready(ctx, clinic, cookie); err != nil {
-		return PatientDetails{}, false
+		return PatientDetails{}, false, false
 	}
-	return p.openDetails(ctx, clinic, cookie)
+	d, ok = p.openDetails(ctx, clinic, cookie)
+	return d, true, ok
 }
 
 // openDetails opens the details kept beside the session of cookie.

@@ -376,8 +376,9 @@ func (s *Server) handleRequestCreate(c echo.Context) error {
 	req.Lang = lang(c) // for the email notices
 	err = s.checkEmailCode(c, cl.ID, req, strings.TrimSpace(c.FormValue("email_code")))
 	var booked services.Booked
-	ptoken := s.portalRequest(c, cl.ID, &req)
+	var ptoken string
 	if err == nil {
+		ptoken = s.portalRequest(c, cl.ID, &req)
 		booked, err = s.cfg.Booker.Request(c.Request().Context(), cl.ID, req)
 	}
 	if err == nil {

@@ -251,20 +251,21 @@ func (s *Server) handleAPIPortalAppointments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := s.appointments(c.Request().Context(), cl, p, portalToken(c, cl.ID))
+	ctx := c.Request().Context()
+	sess, err := p.Ready(ctx, cl.ID, portalToken(c, cl.ID))
+	if err != nil {
+		return err
+	}
+	list, err := s.appointments(ctx, cl, sess)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"appointments": list})
 }
 
-// appointments lists the requests of the patient signed in with token, with
-// their status now (a status gone with its lifetime reads "expired").
-func (s *Server) appointments(ctx context.Context, cl services.Clinic, p *services.Portal, token string) ([]apiPortalAppointment, error) {
-	sess, err := p.Ready(ctx, cl.ID, token)
-	if err != nil {
-		return nil, err
-	}
+// appointments lists the requests of the signed-in patient, with their
+// status now (a status gone with its lifetime reads "expired").
+func (s *Server) appointments(ctx context.Context, cl services.Clinic, sess services.Signed) ([]apiPortalAppointment, error) {
 	out := []apiPortalAppointment{}
 	for _, r := range sess.Account.Requests {
 		a := apiPortalAppointment{ID: r.ID, Status: string(services.StateExpired), StatusURL: "/r/" + r.Token,
@@ -325,10 +326,5 @@ func (s *Server) portalDetails(c echo.Context, clinic string) (d services.Patien
 	if s.cfg.Portal == nil || cookie == "" {
 		return services.PatientDetails{}, false, false
 	}
-	ctx := c.Request().Context()
-	if _, err := s.cfg.Portal.Ready(ctx, clinic, cookie); err != nil {
-		return services.PatientDetails{}, false, false
-	}
-	d, ok = s.cfg.Portal.Details(ctx, clinic, cookie)
-	return d, true, ok
+	return s.cfg.Portal.Details(c.Request().Context(), clinic, cookie)
 }

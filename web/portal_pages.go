@@ -101,7 +101,7 @@ func (s *Server) portalHome(c echo.Context, cl services.Clinic, p *services.Port
 	}
 	v.SignedIn, v.MustChange = true, sess.MustChange()
 	if !v.MustChange {
-		list, err := s.appointments(c.Request().Context(), cl, p, token)
+		list, err := s.appointments(c.Request().Context(), cl, sess)
 		if err != nil {
 			return err
 		}

@@ -527,29 +527,29 @@ func TestPortal_Details(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.p.Details(ctx, "maple", tok); ok {
+	if _, _, ok := e.p.Details(ctx, "maple", tok); ok {
 		t.Fatal("details before the clinic answered")
 	}
 	want := services.PatientDetails{Name: "Ada Patient", BirthDate: "1980-04-02", Phone: "416 555 0100", Email: "ada@example.org"}
 	answerDetails(t, e, want)
-	if got, ok := e.p.Details(ctx, "maple", tok); !ok || got != want {
+	if got, _, ok := e.p.Details(ctx, "maple", tok); !ok || got != want {
 		t.Fatalf("details: %+v %v, want %+v", got, ok, want)
 	}
 	// The session's token alone (no seed) or another's seed opens nothing.
 	token, _, _ := strings.Cut(tok, ".")
-	if _, ok := e.p.Details(ctx, "maple", token); ok {
+	if _, _, ok := e.p.Details(ctx, "maple", token); ok {
 		t.Error("details opened without the cookie's seed")
 	}
 	other, _ := e.p.SignIn(ctx, "maple", "ada@example.org", good, "")
 	_, otherSeed, _ := strings.Cut(other, ".")
-	if _, ok := e.p.Details(ctx, "maple", token+"."+otherSeed); ok {
+	if _, _, ok := e.p.Details(ctx, "maple", token+"."+otherSeed); ok {
 		t.Error("details opened with another session's seed")
 	}
 	next, err := e.p.ChangePassword(ctx, "maple", tok, good, "a brand new phrase", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := e.p.Details(ctx, "maple", next); !ok || got != want {
+	if got, _, ok := e.p.Details(ctx, "maple", next); !ok || got != want {
 		t.Fatalf("details after a password change: %+v %v", got, ok)
 	}
 	// A password changed before the clinic answers (a temporary one is
@@ -564,7 +564,7 @@ func TestPortal_Details(t *testing.T) {
 		t.Fatal(err)
 	}
 	answerDetails(t, e, want)
-	if got, ok := e.p.Details(ctx, "maple", later); !ok || got != want {
+	if got, _, ok := e.p.Details(ctx, "maple", later); !ok || got != want {
 		t.Fatalf("details answered after a password change: %+v %v", got, ok)
 	}
 	if _, err := e.p.Session(ctx, "maple", next); err == nil {
