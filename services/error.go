@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 )
 
 // Error codes, mapped to HTTP statuses once, in web/.
@@ -131,4 +132,20 @@ func (f *FieldErrors) Err() error {
 func (f *FieldErrors) Error(code, message string) *Error {
 	return &Error{Code: code, Message: message, Fields: maps.Clone(f.msgs), FieldKeys: maps.Clone(f.keys),
 		FieldArgs: maps.Clone(f.args)}
+}
+
+// Wait is the cause of an ETooManyTries error: how long the caller must
+// wait before trying again (RetryAfter).
+type Wait struct{ D time.Duration }
+
+func (w Wait) Error() string { return "retry after " + w.D.String() }
+
+// RetryAfter is how long err says to wait, rounded up to a second, for a
+// Retry-After; 0 when it says nothing of it.
+func RetryAfter(err error) time.Duration {
+	var w Wait
+	if errors.As(err, &w) {
+		return w.D.Truncate(time.Second) + time.Second
+	}
+	return 0
 }

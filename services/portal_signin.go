@@ -2,7 +2,6 @@ package services
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -27,26 +26,18 @@ type portalFails struct {
 // failTries bounds the compare-and-set loop on one email's count.
 const failTries = 16
 
-// lockWait is the cause of a lock's error: how long it lasts still.
-type lockWait struct{ d time.Duration }
-
-func (w lockWait) Error() string { return "locked for " + w.d.String() }
-
-// PortalRetryAfter is how long a sign-in refused for a lock must wait,
-// rounded up to a second; 0 for any other error.
-func PortalRetryAfter(err error) time.Duration {
-	var w lockWait
-	if errors.As(err, &w) {
-		return w.d.Truncate(time.Second) + time.Second
-	}
-	return 0
-}
-
-// errLocked refuses while a lock lasts, for left still.
-func errLocked(left time.Duration) error {
+// errLocked refuses while a lock lasts, for left still (Wait): the
+// message gives the minutes left, and where the relay emails no links,
+// says to call the clinic instead.
+func (p *Portal) errLocked(left time.Duration) error {
+	minutes := int((left + time.Minute - 1) / time.Minute)
 	e := Keyed(ETooManyTries, "portal.locked",
-		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", int(PortalLockFor.Minutes()))
-	e.Err, e.KeyArgs = lockWait{left}, []any{int(PortalLockFor.Minutes())}
+		"too many failed sign-ins: wait %d minutes, or set a new password with the email link", minutes)
+	if !p.CanRegister() {
+		e = Keyed(ETooManyTries, "portal.locked_call",
+			"too many failed sign-ins: wait %d minutes, or call the clinic for a temporary password", minutes)
+	}
+	e.Err, e.KeyArgs = Wait{left}, []any{minutes}
 	return e
 }
 
@@ -61,7 +52,7 @@ func (p *Portal) locked(ctx context.Context, clinic, key string) error {
 		return orUnavailable(err, errBusy())
 	}
 	if left := f.Until.Sub(p.now()); left > 0 {
-		return errLocked(left)
+		return p.errLocked(left)
 	}
 	return nil
 }

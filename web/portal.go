@@ -69,7 +69,7 @@ func portalToken(c echo.Context, clinic string) string {
 
 // portalAnswer turns a sign-in refused for now into a 429 with Retry-After.
 func portalAnswer(c echo.Context, err error) error {
-	if d := services.PortalRetryAfter(err); d > 0 {
+	if d := services.RetryAfter(err); d > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
 	}
 	return err

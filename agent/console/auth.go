@@ -108,7 +108,7 @@ func setSession(ctx echo.Context, token string) {
 func (c *Console) signIn(ctx echo.Context, name, password string) (staff.User, error) {
 	name = strings.TrimSpace(name)
 	token, u, known, err := c.staff.SignIn(name, password, clientAddr(ctx))
-	if d := staff.RetryAfter(err); d > 0 {
+	if d := services.RetryAfter(err); d > 0 {
 		ctx.Response().Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
 	}
 	if err != nil {
@@ -149,7 +149,7 @@ func (c *Console) changePassword(ctx echo.Context, current, next string) error {
 		return services.Errorf(services.EUnauthorized, "sign in first")
 	}
 	token, err := c.staff.ChangePassword(ck.Value, current, next, clientAddr(ctx))
-	if d := staff.RetryAfter(err); d > 0 {
+	if d := services.RetryAfter(err); d > 0 {
 		ctx.Response().Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package staff
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -178,26 +177,11 @@ func (th *throttle) lockedUntil(name string, unlocks uint64, now time.Time) time
 	return time.Time{}
 }
 
-// waitError carries how long to wait, for a Retry-After.
-type waitError struct{ d time.Duration }
-
-func (w waitError) Error() string { return fmt.Sprintf("retry after %s", w.d) }
-
-// RetryAfter is how long a sign-in refused with ETooManyTries must wait,
-// rounded up to a second; 0 for any other error.
-func RetryAfter(err error) time.Duration {
-	var w waitError
-	if errors.As(err, &w) {
-		return w.d.Truncate(time.Second) + time.Second
-	}
-	return 0
-}
-
 // tooMany refuses a sign-in for d: who failed too often, and what else
 // can be done.
 func tooMany(d time.Duration, who, orElse string) error {
 	e := services.Errorf(services.ETooManyTries, "too many failed sign-ins %s: try again in %s%s", who, roundUp(d), orElse)
-	e.Err = waitError{d}
+	e.Err = services.Wait{D: d}
 	return e
 }
 

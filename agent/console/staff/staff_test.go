@@ -187,8 +187,8 @@ func TestSignIn_DelaysThenLockout(t *testing.T) {
 	// Past the free tries, the next one waits, whatever the password.
 	_, _, _, err := d.SignIn("ana", good, "10.0.0.9")
 	code(t, err, services.ETooManyTries)
-	if RetryAfter(err) < time.Second {
-		t.Fatalf("Retry-After %s", RetryAfter(err))
+	if services.RetryAfter(err) < time.Second {
+		t.Fatalf("Retry-After %s", services.RetryAfter(err))
 	}
 	var waited []time.Duration
 	for n := freeTries; n < LockAfter; n++ {
