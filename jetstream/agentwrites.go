@@ -388,17 +388,13 @@ func (s *AgentWrites) write(clinic, bucket, suffix string, m *nats.Msg) agentWri
 	return agentWriteReply{Revision: nrev}
 }
 
-// agentAuditActions are the events an agent records.
+// agentAuditActions are the events an agent records of its own; it also
+// records its staff's (services.IsStaffAction), which name the user.
 var agentAuditActions = map[string]bool{
 	services.AuditRequestOpened: true, services.AuditRequestDelivered: true,
 	services.AuditOutcomeSet: true, services.AuditChangeApplied: true, services.AuditIntakeDelivered: true,
-	services.AuditRequestViewed: true, services.AuditRequestDecided: true, services.AuditPortalChecked: true,
-	services.AuditPortalGranted: true, services.AuditPortalDetails: true,
+	services.AuditPortalChecked: true, services.AuditPortalDetails: true,
 }
-
-// staffAuditActions are those of them that name the staff user who acted.
-var staffAuditActions = map[string]bool{services.AuditRequestViewed: true, services.AuditRequestDecided: true,
-	services.AuditPortalGranted: true}
 
 func (s *AgentWrites) handleAudit(m *nats.Msg) {
 	clinic := strings.Split(m.Subject, ".")[2]
@@ -413,11 +409,11 @@ func (s *AgentWrites) audit(clinic string, body []byte) agentWriteReply {
 	switch err := strictJSON(body, &ev); {
 	case err != nil || len(body) > MaxSmallBytes:
 		return refused("audit: an event is a JSON object of at most %d bytes", MaxSmallBytes)
-	case !agentAuditActions[ev.Action]:
+	case !agentAuditActions[ev.Action] && !services.IsStaffAction(ev.Action):
 		return refused("audit: an agent records no %q events", ev.Action)
 	case ev.RequestID != "" && subjects.ValidRequestID(ev.RequestID) != nil:
 		return refused("audit: %s", subjects.ValidRequestID(ev.RequestID))
-	case staffAuditActions[ev.Action] != (ev.User != ""):
+	case services.IsStaffAction(ev.Action) != (ev.User != ""):
 		return refused("audit: a user names who acted in %q events, and only in those", ev.Action)
 	case ev.User != "" && services.CheckStaffName(ev.User) != nil:
 		return refused("audit: user: %s", services.CheckStaffName(ev.User))

@@ -99,7 +99,7 @@ func (r *Relay) emailCodes() (*services.EmailCodes, error) {
 	if r.cfg.Notify.SMTPURL == "" || r.cfg.Abuse.Off {
 		return nil, nil
 	}
-	sender, err := r.mailer()
+	send, err := r.sendMail()
 	if err != nil {
 		return nil, err
 	}
@@ -109,11 +109,18 @@ func (r *Relay) emailCodes() (*services.EmailCodes, error) {
 	}
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("clinicrelay/email-code-key"))
+	return &services.EmailCodes{Secret: m.Sum(nil), From: r.cfg.Notify.SMTPFrom, Now: r.cfg.Now, Send: send}, nil
+}
+
+// sendMail sends a message to a bare address through --smtp-url, from
+// --smtp-from: the email codes' and the portal's links.
+func (r *Relay) sendMail() (func(ctx context.Context, to string, msg []byte) error, error) {
+	sender, err := r.mailer()
+	if err != nil {
+		return nil, err
+	}
 	from, _ := netmail.ParseAddress(r.cfg.Notify.SMTPFrom) // checked by mailer
-	return &services.EmailCodes{Secret: m.Sum(nil), From: r.cfg.Notify.SMTPFrom, Now: r.cfg.Now,
-		Send: func(ctx context.Context, to string, msg []byte) error {
-			return sender.Send(ctx, from.Address, to, msg)
-		}}, nil
+	return func(ctx context.Context, to string, msg []byte) error { return sender.Send(ctx, from.Address, to, msg) }, nil
 }
 
 // loadNotifyKey reads DATA/notify.key, making it (32 random bytes, hex,

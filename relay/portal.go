@@ -1,10 +1,8 @@
 package relay
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	netmail "net/mail"
 	"os"
 	"strings"
 
@@ -39,15 +37,10 @@ func (r *Relay) newPortal(js jetstream.JetStream, reqs *cjs.Requests) (*services
 			return r.publicURL() + "/c/" + c.ID + "/portal/link/" + token
 		}}
 	if r.cfg.Notify.SMTPURL != "" {
-		sender, err := r.mailer()
-		if err != nil {
+		if p.Send, err = r.sendMail(); err != nil {
 			return nil, err
 		}
-		from, _ := netmail.ParseAddress(r.cfg.Notify.SMTPFrom) // checked by mailer
-		p.From = r.cfg.Notify.SMTPFrom
-		p.Send = func(ctx context.Context, to string, msg []byte) error { return sender.Send(ctx, from.Address, to, msg) }
-		p.Permanent, p.Describe = mail.Permanent, mail.Describe
-
+		p.From, p.Permanent, p.Describe = r.cfg.Notify.SMTPFrom, mail.Permanent, mail.Describe
 	}
 	return p, nil
 }

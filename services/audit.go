@@ -26,6 +26,17 @@ const (
 	AuditClinicPurged     = "clinic-purged"
 )
 
+// IsStaffAction reports whether action is one a clinic's staff user makes
+// (at the console): those events name the user (AuditEvent.User), and the
+// agent sends them on to the relay's AUDIT.
+func IsStaffAction(action string) bool {
+	switch action {
+	case AuditRequestViewed, AuditRequestDecided, AuditPortalGranted:
+		return true
+	}
+	return false
+}
+
 // CheckStaffName says why name cannot name a clinic's staff user, or nil:
 // 2 to 40 lower-case letters, digits, dots, dashes or underscores, starting
 // with a letter or digit.

@@ -31,6 +31,12 @@ const (
 // Validate checks the policy's ranges, naming each field at fault under prefix.
 func (p BookingPolicy) Validate(prefix string) error {
 	f := FieldErrors{}
+	p.check(&f, prefix)
+	return f.Err()
+}
+
+// check adds to f each of the policy's fields out of range, under prefix.
+func (p BookingPolicy) check(f *FieldErrors, prefix string) {
 	check := func(name string, v, most int) {
 		if v < 0 || v > most {
 			f.Add(prefix+name, fmt.Sprintf("%s must be between 0 and %d", name, most))
@@ -40,7 +46,6 @@ func (p BookingPolicy) Validate(prefix string) error {
 	check("horizon_days", p.HorizonDays, DaysAhead)
 	check("cutoff_hours", p.CutoffHours, MaxCutoffHours)
 	check("grace_minutes", p.GraceMinutes, MaxGraceMinutes)
-	return f.Err()
 }
 
 // Bookable says why a slot starting at start cannot be requested at now,

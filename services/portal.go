@@ -111,15 +111,13 @@ type PortalLink struct {
 // PortalAccount is a patient's account at one clinic, as the relay keeps it
 // (sealed by the store): no name, no email, no birth date.
 type PortalAccount struct {
-	ID       string `json:"id"`
-	ClinicID string `json:"clinic_id"`
-	Hash     string `json:"hash"` // argon2id, PHC string (internal/password)
+	ID   string `json:"id"`
+	Hash string `json:"hash"` // argon2id, PHC string (internal/password)
 	// MustChange: the password is a temporary one from the front desk,
 	// good until TempUntil, and must be replaced before anything else.
 	MustChange bool      `json:"must_change,omitempty"`
 	TempUntil  time.Time `json:"temp_until,omitzero"`
 	PasswordAt time.Time `json:"password_at"`
-	Created    time.Time `json:"created"`
 	// Gen ends every session of an older generation: a new password and
 	// "sign out everywhere" raise it.
 	Gen int `json:"gen"`

@@ -326,7 +326,7 @@ func (p *Portal) updateAccount(ctx context.Context, clinic, emailKey string, cre
 		acct, rev, err := p.Store.Account(ctx, clinic, emailKey)
 		switch {
 		case ErrorCode(err) == ENotFound && create:
-			acct, rev = PortalAccount{ID: NewToken(), ClinicID: clinic, Created: p.now()}, 0
+			acct, rev = PortalAccount{ID: NewToken()}, 0 // bound to its clinic by its key
 		case err != nil:
 			return PortalAccount{}, err
 		}

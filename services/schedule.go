@@ -68,11 +68,7 @@ func (p ProviderSchedule) Validate(prefix string) error {
 			}
 		}
 	}
-	if err := p.Policy.Validate(prefix + "policy."); err != nil {
-		for k, v := range err.(*Error).Fields {
-			f.Add(k, v)
-		}
-	}
+	p.Policy.check(&f, prefix+"policy.")
 	for _, d := range p.Closures {
 		if _, err := time.Parse(time.DateOnly, d); err != nil {
 			f.Add(prefix+"closures", fmt.Sprintf("%q is not a date YYYY-MM-DD", d))

@@ -60,9 +60,7 @@ func (c *Console) record(ctx context.Context, user, action, requestID, detail st
 	ev := services.AuditEvent{At: c.now(), Clinic: cl.ID, Action: action, Actor: "staff", User: user,
 		RequestID: requestID, Detail: detail}
 	c.keep(bucketAudit, maxLocalAudit, ev)
-	switch action {
-	case services.AuditRequestViewed, services.AuditRequestDecided, services.AuditPortalGranted:
-	default:
+	if !services.IsStaffAction(action) {
 		return
 	}
 	c.mu.Lock()

@@ -220,10 +220,22 @@ func TestPage_Providers(t *testing.T) {
 		t.Fatalf("providers = %+v, want dr-roy added with two Monday periods", got)
 	}
 	edit := form("dr-lee", "45", "09:00-12:00")
+	edit.Set("notice_minutes", "120")
+	edit.Set("cutoff_hours", "24")
 	wantRedirect(t, postForm(t, e.c, s, "/providers", edit))
 	got, _ = e.c.Providers(t.Context())
-	if len(got) != 3 || got[0].SlotMinutes != 45 || len(got[0].Hours["tue"]) != 0 {
-		t.Errorf("dr-lee after edit = %+v, want 45-minute slots on Mondays only", got[0])
+	if len(got) != 3 || got[0].SlotMinutes != 45 || len(got[0].Hours["tue"]) != 0 ||
+		got[0].Policy != (services.BookingPolicy{NoticeMinutes: 120, CutoffHours: 24}) {
+		t.Errorf("dr-lee after edit = %+v, want 45-minute slots on Mondays only, 2 hours' notice, a day's cutoff", got[0])
+	}
+	// The booking rules: a number, within range, or empty for none.
+	for field, v := range map[string]string{"notice_minutes": "soon", "grace_minutes": "100000"} {
+		bad := form("dr-lee", "45", "09:00-12:00")
+		bad.Set(field, v)
+		if rec := postForm(t, e.c, s, "/providers", bad); rec.Code != http.StatusUnprocessableEntity ||
+			!strings.Contains(rec.Body.String(), "<li>policy."+field+": ") {
+			t.Errorf("%s=%s: status %d, want 422 naming policy.%s", field, v, rec.Code, field)
+		}
 	}
 }
 

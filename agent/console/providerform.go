@@ -27,8 +27,12 @@ type providerForm struct {
 
 type dayField struct{ Key, Label, Value string }
 
-// policyField is one number of the booking policy on the form.
-type policyField struct{ Key, Label, Hint, Value string }
+// policyField is one number of the booking policy on the form; set puts
+// it into a policy.
+type policyField struct {
+	Key, Label, Hint, Value string
+	set                     func(*services.BookingPolicy, int)
+}
 
 // policyFields are the policy's numbers as the form shows them.
 func policyFields(p services.BookingPolicy) []policyField {
@@ -39,10 +43,14 @@ func policyFields(p services.BookingPolicy) []policyField {
 		return strconv.Itoa(n)
 	}
 	return []policyField{
-		{"notice_minutes", "Minimum notice (minutes)", "how long ahead a patient must request, e.g. 120", show(p.NoticeMinutes)},
-		{"horizon_days", "Booking horizon (days)", "how far ahead a patient may request, e.g. 60", show(p.HorizonDays)},
-		{"cutoff_hours", "Cancellation cutoff (hours)", "a booked visit is cancelled or moved online until this long before it, e.g. 24", show(p.CutoffHours)},
-		{"grace_minutes", "Grace after booking (minutes)", "a patient may still cancel this long after you book, whatever the cutoff, e.g. 15", show(p.GraceMinutes)},
+		{"notice_minutes", "Minimum notice (minutes)", "how long ahead a patient must request, e.g. 120", show(p.NoticeMinutes),
+			func(p *services.BookingPolicy, v int) { p.NoticeMinutes = v }},
+		{"horizon_days", "Booking horizon (days)", "how far ahead a patient may request, e.g. 60", show(p.HorizonDays),
+			func(p *services.BookingPolicy, v int) { p.HorizonDays = v }},
+		{"cutoff_hours", "Cancellation cutoff (hours)", "a booked visit is cancelled or moved online until this long before it, e.g. 24",
+			show(p.CutoffHours), func(p *services.BookingPolicy, v int) { p.CutoffHours = v }},
+		{"grace_minutes", "Grace after booking (minutes)", "a patient may still cancel this long after you book, whatever the cutoff, e.g. 15",
+			show(p.GraceMinutes), func(p *services.BookingPolicy, v int) { p.GraceMinutes = v }},
 	}
 }
 
@@ -113,16 +121,7 @@ func (f providerForm) schedule() (services.ProviderSchedule, error) {
 				continue
 			}
 		}
-		switch pf.Key {
-		case "notice_minutes":
-			p.Policy.NoticeMinutes = v
-		case "horizon_days":
-			p.Policy.HorizonDays = v
-		case "cutoff_hours":
-			p.Policy.CutoffHours = v
-		case "grace_minutes":
-			p.Policy.GraceMinutes = v
-		}
+		pf.set(&p.Policy, v)
 	}
 	for _, d := range f.Days {
 		for _, period := range splitList(d.Value) {
