@@ -49,7 +49,8 @@ func snapshot(t *testing.T, env *Env, clinic string) map[string]string {
 	ctx := context.Background()
 	out := map[string]string{}
 	for _, b := range []string{subjects.BucketAvailability, subjects.BucketHolds, subjects.BucketStatus,
-		subjects.BucketClinics, subjects.BucketPending, subjects.BucketContacts} {
+		subjects.BucketClinics, subjects.BucketPending, subjects.BucketContacts, subjects.BucketPortal,
+		subjects.BucketPortalTokens} {
 		kv, err := env.Admin.JS.KeyValue(ctx, b)
 		if err != nil {
 			t.Fatal(err)
@@ -111,6 +112,10 @@ func TestIsolation_Writes(t *testing.T) {
 		subjects.BucketStatus:       {"aspen." + aspenReq, `{"request_id":"` + aspenReq + `","clinic_id":"aspen","state":"received"}`},
 		subjects.BucketHolds:        {"aspen.dr-lee_20300101T1400Z", `{"request_id":"` + aspenReq + `"}`},
 		subjects.BucketClinics:      {"aspen.providers", `[{"id":"dr-lee","name":"Dr Lee"}]`},
+		// A portal account and a question waiting for A's answer (sealed
+		// values; what matters is that they do not move).
+		subjects.BucketPortal:       {"aspen." + strings.Repeat("e", 32), "sealed account"},
+		subjects.BucketPortalTokens: {"aspen.c" + aspenReq, "sealed question"},
 	} {
 		if _, err := admin(b).Put(ctx, kv[0], []byte(kv[1])); err != nil {
 			t.Fatal(err)
@@ -119,13 +124,13 @@ func TestIsolation_Writes(t *testing.T) {
 	(&cjs.Auditor{JS: env.Admin.JS}).AuditNow(ctx, services.AuditEvent{Clinic: "aspen", Action: services.AuditRequestOpened})
 	// A's queue holds a message of every kind, and a notice waits for it.
 	for _, subj := range []string{subjects.Requests("aspen"), subjects.Changes("aspen"),
-		subjects.ClinicQueue("aspen", subjects.KindIntake), subjects.NotifyEmail("aspen")} {
+		subjects.ClinicQueue("aspen", subjects.KindIntake), subjects.PortalCheck("aspen"), subjects.NotifyEmail("aspen")} {
 		if _, err := env.Admin.JS.Publish(ctx, subj, []byte("sealed")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	before := snapshot(t, env, "aspen")
-	if before["queued"] != "3" || before["notices"] != "1" {
+	if before["queued"] != "4" || before["notices"] != "1" {
 		t.Fatalf("A's queue and notices before: %v", before)
 	}
 
@@ -176,6 +181,18 @@ func TestIsolation_Writes(t *testing.T) {
 		t.Errorf("audit event with every header: %v %s", err, respData(resp))
 	}
 
+	// B answers A's waiting question under its own name, and gives portal
+	// access, with every header: the relay looks the question up under B
+	// only, and A's records stay as they were.
+	for subj, body := range map[string]string{
+		subjects.AgentPortalAnswer("cedar"): `{"check":"` + aspenReq + `","known":true}`,
+		subjects.AgentPortalGrant("cedar"):  `{"email":"ada@example.org","hash":"$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`,
+	} {
+		if _, err := nc.RequestMsg(&nats.Msg{Subject: subj, Data: []byte(body), Header: maps.Clone(jsHeaders)}, 5*time.Second); err != nil {
+			t.Errorf("%s: %v", subj, err)
+		}
+	}
+
 	// Refused writes: each answers with the rule it breaks.
 	now := time.Now().UTC()
 	refusedWrites := []struct {
@@ -201,6 +218,8 @@ func TestIsolation_Writes(t *testing.T) {
 		{"status naming A's request", subjects.BucketStatus, cedarReq, cjs.OpUpdate,
 			`{"request_id":"` + aspenReq + `","clinic_id":"aspen","state":"booked"}`, "names request"},
 		{"bucket it does not write", subjects.BucketPending, "x", cjs.OpPut, `{}`, "writes no keys"},
+		{"portal accounts", subjects.BucketPortal, strings.Repeat("e", 32), cjs.OpPut, `{}`, "writes no keys"},
+		{"portal records", subjects.BucketPortalTokens, "c" + aspenReq, cjs.OpDelete, ``, "writes no keys"},
 		{"notify stream", "NOTIFY", "x", cjs.OpPut, `{}`, "writes no keys"},
 	}
 	for _, w := range refusedWrites {
